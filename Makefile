@@ -1,0 +1,66 @@
+# One place for tooling. `make demo` and `make test` set everything up on a fresh machine:
+# the project's virtualenv (.venv, Python 3.13), a small one for the embedded PostgreSQL (.venv-pg:
+# pgserver ships no Python 3.13 wheel), and, for the SAM checks, the SAM CLI in its own .venv-sam.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
+find_python = $(firstword $(shell command -v python$(1) 2>/dev/null) $(wildcard $(PYENV_ROOT)/versions/$(1)*/bin/python$(1)))
+PYTHON313 ?= $(or $(call find_python,3.13),python3)
+PYTHON312 ?= $(or $(call find_python,3.12),$(call find_python,3.11),python3)
+
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_FLAGS := --disable-pip-version-check -q
+
+.PHONY: help setup demo test lint format typecheck unit integration sam-validate sam-build clean local-up local-down
+
+help:
+	@echo "make demo      set up and run the main job on the embedded default (moto server + embedded PostgreSQL)"
+	@echo "make test      set up and run lint, type checks, template checks and all tests"
+	@echo "make lint | typecheck | unit | integration | sam-validate | sam-build | clean"
+
+$(BIN)/.installed: requirements/dev.txt pyproject.toml
+	$(PYTHON313) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) -r requirements/dev.txt
+	$(BIN)/pip install $(PIP_FLAGS) --no-deps -e .
+	touch $@
+
+.venv-pg/.installed: requirements/pgserver.txt
+	$(PYTHON312) -m venv .venv-pg
+	.venv-pg/bin/pip install $(PIP_FLAGS) -r requirements/pgserver.txt
+	touch $@
+
+setup: $(BIN)/.installed .venv-pg/.installed
+
+demo: setup
+	$(BIN)/mediacanon demo
+
+test: setup lint typecheck
+	$(BIN)/pytest
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+local-up: setup
+	$(BIN)/mediacanon local up
+
+local-down: $(BIN)/.installed
+	$(BIN)/mediacanon local down
+
+clean: local-down
+	rm -rf .local .aws-sam

@@ -1,0 +1,61 @@
+"""The project's errors.
+
+Two families matter to callers: a ``RetryableError`` fails the SQS record so the queue redelivers it
+(throttling, timeouts, a row not committed yet); a ``PermanentError`` will not get better by retrying
+(an unsafe key, a bad media map, a missing table) and is reported instead.
+"""
+
+from __future__ import annotations
+
+
+class MediacanonError(Exception):
+    """Base of every error mediacanon raises on purpose."""
+
+
+class RetryableError(MediacanonError):
+    """Transient: the same call may succeed later."""
+
+
+class PermanentError(MediacanonError):
+    """Retrying the same input will fail the same way."""
+
+
+class ConfigError(PermanentError):
+    """The media map is invalid. Names the file, the field, what is wrong and how to fix it."""
+
+    def __init__(self, path: str, where: str, problem: str, fix: str) -> None:
+        self.path = path
+        self.where = where
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{path}: {where}: {problem} (fix: {fix})")
+
+
+class UnsafeKeyError(PermanentError):
+    """An object key mediacanon refuses to touch."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"refused key {key!r}: {reason}")
+
+
+class UnmappedKeyError(PermanentError):
+    """No field mapping of the media map covers this key."""
+
+    def __init__(self, key: str, reason: str = "no field mapping covers this key") -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"unmapped key {key!r}: {reason}")
+
+
+class NotFoundError(PermanentError):
+    """An object or database item that should exist does not."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"not found: {what}")
+
+
+class PreconditionFailed(PermanentError):
+    """A conditional write lost its race (the target changed under us)."""

@@ -1,0 +1,308 @@
+"""The media map: one declarative YAML file describing every Django file field mediacanon manages.
+
+Loaded and validated once (cold start, CLI); every problem is reported with the file, the place in it,
+what is wrong and how to fix it. Pure: no boto3, no psycopg.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mediacanon.errors import ConfigError
+
+COLLISION_POLICIES = ("keep-both", "overwrite", "fail")
+MIRROR_DELETE_POLICIES = ("delete", "report")
+RETIRE_POLICIES = ("delete", "keep")
+
+DEFAULT_NOISE_TOKENS = (
+    "_icon", "-icon", "_fav", "favicon", "_logo", "-logo", "_masthead", "-masthead",
+    "_v2", "_v3", "_final", "-final", "_copy", "copy", " (1)", " (2)", "_new", "_old",
+)
+DEFAULT_EXTENSION_ALIASES = {".jpeg": ".jpg", ".jpe": ".jpg", ".tif": ".tiff", ".htm": ".html"}
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+TEMPLATE_FIELDS = {"slug", "ext", "tenant"}
+
+
+@dataclass(frozen=True)
+class Policies:
+    collision: str = "keep-both"  # canonical key holds other bytes: keep both and report
+    mirror_deletes: str = "delete"  # canonical key removed from primary: delete it from the CDN too
+    retire: str = "delete"  # after the row points at the canonical key: delete the source key
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    name: str  # "archive.PublicationSource.icon"
+    table: str
+    column: str
+    slug_column: str
+    upload_to: str  # "icons/"
+    canonical: str  # "icons/{slug}{ext}", relative to location
+    location: str = ""  # django-storages location, "" or "media/" or "{tenant}/"
+    id_column: str = "id"
+    tenant_column: str | None = None  # required when location contains {tenant}
+    max_length: int = 100  # Django FileField default; checked against information_schema
+    staging: tuple[str, ...] = ()  # "downloads/{slug}/*favicon*/*"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    extension_aliases: dict[str, str] = field(default_factory=dict)
+    noise_tokens: tuple[str, ...] = ()
+    policies: Policies = Policies()
+
+    @property
+    def tenant_scoped(self) -> bool:
+        return "{tenant}" in self.location
+
+
+@dataclass(frozen=True)
+class Buckets:
+    primary: str
+    cdn: str
+    fallbacks: tuple[str, ...] = ()  # read-only: never written to, never deleted from (I2)
+
+
+@dataclass(frozen=True)
+class MediaMap:
+    buckets: Buckets
+    fields: tuple[FieldMapping, ...]
+    schema: str = "mediacanon"  # the project's own schema (ledger) in the Django database
+    reports_prefix: str = "mediacanon-reports/"
+    source: str = "<memory>"
+
+    def field(self, name: str) -> FieldMapping:
+        for mapping in self.fields:
+            if mapping.name == name:
+                return mapping
+        raise KeyError(name)
+
+
+def load(path: str | Path) -> MediaMap:
+    """Read and validate a media map file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), "file", "does not exist", "pass --config PATH or set MEDIACANON_CONFIG") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "file", f"is not valid YAML: {exc}", "fix the YAML syntax") from exc
+    return parse(data, source=str(path))
+
+
+def parse(data: Any, source: str = "<memory>") -> MediaMap:
+    """Validate a media map already read from YAML (a dict)."""
+    v = _Validator(source)
+    if not isinstance(data, dict):
+        v.fail("file", "must be a mapping with 'buckets' and 'fields'", "start from the sample mediamap.yaml")
+    v.known_keys("file", data, {"version", "buckets", "fields", "defaults", "schema", "reports_prefix"})
+    if data.get("version", 1) != 1:
+        v.fail("version", f"unsupported version {data.get('version')!r}", "set 'version: 1'")
+
+    buckets_data = v.mapping("buckets", data.get("buckets"))
+    v.known_keys("buckets", buckets_data, {"primary", "cdn", "fallbacks"})
+    primary = v.bucket("buckets.primary", buckets_data.get("primary"))
+    cdn = v.bucket("buckets.cdn", buckets_data.get("cdn"))
+    if primary == cdn:
+        v.fail("buckets.cdn", "is the same bucket as buckets.primary", "give the CDN mirror its own bucket")
+    fallbacks = tuple(
+        v.bucket(f"buckets.fallbacks[{i}]", name) for i, name in enumerate(v.sequence("buckets.fallbacks", buckets_data.get("fallbacks", [])))
+    )
+    if primary in fallbacks or cdn in fallbacks:
+        v.fail("buckets.fallbacks", "lists the primary or CDN bucket", "fallbacks are read-only sources; list only other buckets")
+
+    defaults = v.mapping("defaults", data.get("defaults", {}))
+    v.known_keys("defaults", defaults, {"noise_tokens", "extension_aliases", "policies", "staging", "location", "max_length"})
+
+    schema = data.get("schema", "mediacanon")
+    if not isinstance(schema, str) or not IDENTIFIER.match(schema):
+        v.fail("schema", f"{schema!r} is not a valid PostgreSQL identifier", "use letters, digits and '_' (e.g. 'mediacanon')")
+    reports_prefix = data.get("reports_prefix", "mediacanon-reports/")
+    if not isinstance(reports_prefix, str) or not reports_prefix.endswith("/") or reports_prefix.startswith("/"):
+        v.fail("reports_prefix", f"{reports_prefix!r} must be a relative prefix ending in '/'", "e.g. 'mediacanon-reports/'")
+
+    fields_data = v.sequence("fields", data.get("fields"))
+    if not fields_data:
+        v.fail("fields", "is empty", "add one entry per Django file field (table, column, slug_column, upload_to, canonical)")
+    fields = tuple(_parse_field(v, i, item, defaults) for i, item in enumerate(fields_data))
+    names = [f.name for f in fields]
+    for name in names:
+        if names.count(name) > 1:
+            v.fail(f"fields[{name}]", "is declared twice", "give every field mapping a unique name")
+    _check_prefix_overlap(v, fields)
+    return MediaMap(
+        buckets=Buckets(primary=primary, cdn=cdn, fallbacks=fallbacks),
+        fields=fields,
+        schema=schema,
+        reports_prefix=reports_prefix,
+        source=source,
+    )
+
+
+def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any]) -> FieldMapping:
+    where = f"fields[{index}]"
+    item = v.mapping(where, item)
+    if isinstance(item.get("name"), str):
+        where = f"fields[{item['name']}]"
+    v.known_keys(where, item, {
+        "name", "table", "column", "slug_column", "id_column", "tenant_column", "upload_to", "canonical", "location", "max_length",
+        "staging", "include", "exclude", "extension_aliases", "noise_tokens", "policies",
+    })
+    for required in ("name", "table", "column", "slug_column", "upload_to", "canonical"):
+        if not isinstance(item.get(required), str) or not item[required]:
+            v.fail(f"{where}.{required}", "is missing", _REQUIRED_HELP[required])
+    for ident in ("table", "column", "slug_column", "id_column"):
+        value = item.get(ident, "id")
+        if not isinstance(value, str) or not IDENTIFIER.match(value):
+            v.fail(f"{where}.{ident}", f"{value!r} is not a valid PostgreSQL identifier", "use the db_table / column name Django created")
+
+    upload_to = item["upload_to"]
+    if upload_to.startswith("/") or not upload_to.endswith("/") or ".." in upload_to.split("/"):
+        v.fail(f"{where}.upload_to", f"{upload_to!r} must be a relative prefix ending in '/'", "copy upload_to from the model, e.g. 'icons/'")
+
+    location = item.get("location", defaults.get("location", ""))
+    if not isinstance(location, str) or location.startswith("/") or (location and not location.endswith("/")):
+        v.fail(f"{where}.location", f"{location!r} must be empty or a relative prefix ending in '/'", "copy AWS_LOCATION, e.g. 'media/' or '{tenant}/'")
+    _check_template(v, f"{where}.location", location, allowed={"tenant"})
+    tenant_column = item.get("tenant_column")
+    if "{tenant}" in location:
+        if not isinstance(tenant_column, str) or not IDENTIFIER.match(tenant_column):
+            v.fail(f"{where}.tenant_column", "is missing or not a valid identifier while location uses {tenant}",
+                   "name the column that holds the tenant, e.g. 'tenant'")
+    elif tenant_column is not None:
+        v.fail(f"{where}.tenant_column", "is set but location has no {tenant} placeholder", "remove it, or set location: '{tenant}/'")
+
+    canonical = item["canonical"]
+    _check_template(v, f"{where}.canonical", canonical, allowed={"slug", "ext"})
+    if "{slug}" not in canonical:
+        v.fail(f"{where}.canonical", f"{canonical!r} does not contain {{slug}}", "e.g. 'icons/{slug}{ext}'")
+    if canonical.startswith("/") or canonical.endswith("/"):
+        v.fail(f"{where}.canonical", f"{canonical!r} must be a relative object name", "e.g. 'icons/{slug}{ext}'")
+    if not canonical.startswith(upload_to):
+        v.fail(f"{where}.canonical", f"{canonical!r} is outside upload_to {upload_to!r}",
+               "keep canonical keys under upload_to so Django's storage finds them")
+
+    max_length = item.get("max_length", defaults.get("max_length", 100))
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= 1024:
+        v.fail(f"{where}.max_length", f"{max_length!r} must be an integer from 1 to 1024", "use the FileField's max_length (Django's default is 100)")
+
+    staging = tuple(v.strings(f"{where}.staging", item.get("staging", defaults.get("staging", []))))
+    for i, pattern in enumerate(staging):
+        _check_template(v, f"{where}.staging[{i}]", pattern, allowed={"slug"})
+        if pattern.count("{slug}") != 1:
+            v.fail(f"{where}.staging[{i}]", f"{pattern!r} must contain {{slug}} exactly once", "e.g. 'downloads/{slug}/*favicon*/*'")
+
+    aliases_data = item.get("extension_aliases", defaults.get("extension_aliases", DEFAULT_EXTENSION_ALIASES))
+    aliases_data = v.mapping(f"{where}.extension_aliases", aliases_data)
+    aliases: dict[str, str] = {}
+    for src, dst in aliases_data.items():
+        if not (isinstance(src, str) and isinstance(dst, str) and src.startswith(".") and dst.startswith(".")):
+            v.fail(f"{where}.extension_aliases", f"{src!r}: {dst!r} must map '.ext' to '.ext'", "e.g. '.jpeg': '.jpg'")
+        aliases[src.lower()] = dst.lower()
+
+    noise = tuple(v.strings(f"{where}.noise_tokens", item.get("noise_tokens", defaults.get("noise_tokens", list(DEFAULT_NOISE_TOKENS)))))
+
+    policies_data = dict(v.mapping("defaults.policies", defaults.get("policies", {})))
+    policies_data.update(v.mapping(f"{where}.policies", item.get("policies", {})))
+    v.known_keys(f"{where}.policies", policies_data, {"collision", "mirror_deletes", "retire"})
+    for key, allowed in (("collision", COLLISION_POLICIES), ("mirror_deletes", MIRROR_DELETE_POLICIES), ("retire", RETIRE_POLICIES)):
+        if key in policies_data and policies_data[key] not in allowed:
+            v.fail(f"{where}.policies.{key}", f"{policies_data[key]!r} is not a known policy", f"use one of: {', '.join(allowed)}")
+
+    return FieldMapping(
+        name=item["name"],
+        table=item["table"],
+        column=item["column"],
+        slug_column=item["slug_column"],
+        id_column=item.get("id_column", "id"),
+        tenant_column=tenant_column,
+        upload_to=upload_to,
+        canonical=canonical,
+        location=location,
+        max_length=max_length,
+        staging=staging,
+        include=tuple(v.strings(f"{where}.include", item.get("include", []))),
+        exclude=tuple(v.strings(f"{where}.exclude", item.get("exclude", []))),
+        extension_aliases=aliases,
+        noise_tokens=noise,
+        policies=Policies(**policies_data),
+    )
+
+
+def _check_template(v: _Validator, where: str, template: str, allowed: set[str]) -> None:
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        v.fail(where, f"{template!r} is not a valid template: {exc}", "use {slug}, {ext} or {tenant} placeholders")
+    unknown = names - allowed
+    if unknown:
+        v.fail(where, f"{template!r} uses unknown placeholder(s) {sorted(unknown)}", f"allowed here: {sorted(allowed)}")
+
+
+def _check_prefix_overlap(v: _Validator, fields: tuple[FieldMapping, ...]) -> None:
+    for a in fields:
+        for b in fields:
+            if a is b or a.location != b.location:
+                continue
+            if a.upload_to.startswith(b.upload_to) and a.upload_to != b.upload_to:
+                continue  # nested prefixes: the longer one wins, that is well defined
+            if a.upload_to == b.upload_to and a.table == b.table and a.column != b.column and not (a.include or b.include):
+                v.fail(f"fields[{a.name}]", f"shares upload_to {a.upload_to!r} with {b.name} and neither has include patterns",
+                       "give each field its own upload_to, or include globs that tell them apart")
+
+
+_REQUIRED_HELP = {
+    "name": "name it app_label.Model.field, e.g. 'archive.PublicationSource.icon'",
+    "table": "the model's db_table, e.g. 'archive_publicationsource'",
+    "column": "the file field's column, e.g. 'icon'",
+    "slug_column": "the column holding the slug the canonical name is built from, e.g. 'slug'",
+    "upload_to": "the field's upload_to, e.g. 'icons/'",
+    "canonical": "the canonical template, e.g. 'icons/{slug}{ext}'",
+}
+
+
+class _Validator:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, problem: str, fix: str) -> Any:
+        raise ConfigError(self.source, where, problem, fix)
+
+    def mapping(self, where: str, value: Any) -> dict[str, Any]:
+        if value is None:
+            self.fail(where, "is missing", f"add a '{where.split('.')[-1]}:' mapping")
+        if not isinstance(value, dict):
+            self.fail(where, f"must be a mapping, got {type(value).__name__}", "indent its keys under it")
+        return value
+
+    def sequence(self, where: str, value: Any) -> list[Any]:
+        if value is None:
+            self.fail(where, "is missing", f"add a '{where.split('.')[-1]}:' list")
+        if not isinstance(value, list):
+            self.fail(where, f"must be a list, got {type(value).__name__}", "write one '- item' per line")
+        return value
+
+    def strings(self, where: str, value: Any) -> list[str]:
+        items = self.sequence(where, value)
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or not item:
+                self.fail(f"{where}[{i}]", f"must be a non-empty string, got {item!r}", "quote the value")
+        return items
+
+    def bucket(self, where: str, value: Any) -> str:
+        if not isinstance(value, str) or not BUCKET_NAME.match(value):
+            self.fail(where, f"{value!r} is not a valid S3 bucket name", "3-63 lower-case letters, digits, '.' or '-'")
+        return value
+
+    def known_keys(self, where: str, data: dict[str, Any], known: set[str]) -> None:
+        for key in data:
+            if key not in known:
+                self.fail(f"{where}.{key}" if where != "file" else str(key), "is not a known setting",
+                          f"remove it or use one of: {', '.join(sorted(known))}")
