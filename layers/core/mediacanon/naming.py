@@ -272,3 +272,16 @@ def _staging_regex(pattern: str) -> re.Pattern[str]:
                 out.append(re.escape(part))
         _STAGING_CACHE[pattern] = re.compile("".join(out) + r"$", re.IGNORECASE)
     return _STAGING_CACHE[pattern]
+
+
+def column_value(mapping: FieldMapping, key: str, tenant: str | None = None) -> str:
+    """The value Django stores for an object key: the key without the storage's location prefix."""
+    location = location_for(mapping, tenant)
+    if not key.startswith(location):
+        raise UnmappedKeyError(key, f"outside the storage location {location!r} of {mapping.name}")
+    return key[len(location) :]
+
+
+def key_for_value(mapping: FieldMapping, value: str, tenant: str | None = None) -> str:
+    """The object key behind a column value (django-storages prepends its location)."""
+    return location_for(mapping, tenant) + value
