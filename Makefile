@@ -33,8 +33,15 @@ $(BIN)/.installed: requirements/dev.txt pyproject.toml
 
 setup: $(BIN)/.installed .venv-pg/.installed
 
+# The main job on the embedded default: a fresh local stack, the sample's messy media uploaded the way
+# Django would, then the plan.
 demo: setup
-	$(BIN)/mediacanon demo
+	$(BIN)/mediacanon local up --fresh
+	set -e; eval "$$($(BIN)/mediacanon local env)"; export MEDIACANON_CONFIG=sample/mediamap.yaml; \
+	$(BIN)/python sample/manage.py migrate --verbosity 0; \
+	$(BIN)/python sample/manage.py generate_archive --count 300 --seed 42; \
+	$(BIN)/mediacanon check-config; \
+	$(BIN)/mediacanon plan
 
 test: setup lint typecheck
 	$(BIN)/pytest

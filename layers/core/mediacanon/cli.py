@@ -1,0 +1,243 @@
+"""The `mediacanon` command.
+
+Every command reads `--config` (or MEDIACANON_CONFIG), `AWS_ENDPOINT_URL` and `DATABASE_URL`; when those two are
+unset and `mediacanon local up` has started the embedded default, its endpoints are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mediacanon import mediamap, naming
+from mediacanon.errors import ConfigError, MediacanonError, UnmappedKeyError, UnsafeKeyError
+
+# Not a terminal (CI logs, pipes): wide enough that keys are not folded mid-name.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+EXIT_REFUSED = 2
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    sys.exit(code)
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("MEDIACANON_STATE_DIR", ".local"))
+
+
+def _local_endpoints() -> dict[str, str]:
+    state = _state_dir() / "state.json"
+    if not state.exists():
+        return {}
+    data: dict[str, Any] = json.loads(state.read_text())
+    return {k: v for k, v in data.items() if k in ("endpoint_url", "database_url") and v}
+
+
+def use_endpoints(database_url: str | None = None) -> str | None:
+    """Point boto3 and the database at the explicit endpoints, else at the running local stack."""
+    local = _local_endpoints()
+    if not os.environ.get("AWS_ENDPOINT_URL") and "endpoint_url" in local:
+        os.environ["AWS_ENDPOINT_URL"] = local["endpoint_url"]
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    return database_url or os.environ.get("DATABASE_URL") or local.get("database_url")
+
+
+def _load_map(config: str) -> mediamap.MediaMap:
+    try:
+        return mediamap.load(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+config_option = click.option(
+    "--config", "config", envvar="MEDIACANON_CONFIG", default="mediamap.yaml", show_default=True,
+    type=click.Path(dir_okay=False), help="the media map (env MEDIACANON_CONFIG)",
+)
+database_option = click.option("--database-url", envvar="DATABASE_URL", default=None, help="PostgreSQL conninfo (env DATABASE_URL)")
+
+
+@click.group()
+@click.version_option(package_name="mediacanon")
+def main() -> None:
+    """mediacanon: canonical media keys for Django in S3, its CDN mirror and the database, kept in agreement."""
+
+
+@main.command("check-config")
+@config_option
+def check_config(config: str) -> None:
+    """Validate the media map; print its fields."""
+    media_map = _load_map(config)
+    console.print(f"[green]{config}: valid[/green]", highlight=False)
+    for f in media_map.fields:
+        p = f.policies
+        console.print(f"[bold]{f.name}[/bold]  {f.table}.{f.column} (slug: {f.slug_column}, max_length {f.max_length})", highlight=False)
+        console.print(f"  {f.location + f.upload_to} -> {f.location + f.canonical}", highlight=False)
+        for pattern in f.staging:
+            console.print(f"  staging {f.location + pattern}", highlight=False)
+        console.print(f"  policies: collision={p.collision} mirror_deletes={p.mirror_deletes} retire={p.retire}", highlight=False)
+    b = media_map.buckets
+    console.print(f"buckets: primary={b.primary} cdn={b.cdn} fallbacks (read-only)={', '.join(b.fallbacks) or '-'}")
+
+
+@main.command()
+@click.argument("key")
+@click.option("--tenant", default=None, help="tenant for per-tenant locations ('{tenant}/')")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--raw-event-key", is_flag=True, help="KEY is URL-encoded as in an S3 event: decode it once")
+@click.option("--offline", is_flag=True, help="from the name alone, even when a database is configured")
+@config_option
+@database_option
+def explain(key: str, tenant: str | None, as_json: bool, raw_event_key: bool, offline: bool, config: str, database_url: str | None) -> None:
+    """Show the canonical key of KEY, its field, its owner row, and the rule that matched and why."""
+    media_map = _load_map(config)
+    if raw_event_key:
+        key = naming.decode_event_key(key)
+    try:
+        res = naming.resolve(media_map, key, tenant)
+    except (UnsafeKeyError, UnmappedKeyError) as exc:
+        kind = "refused" if isinstance(exc, UnsafeKeyError) else "unmapped"
+        if as_json:
+            click.echo(json.dumps({"key": key, "error": exc.reason, "kind": kind}))
+        else:
+            err_console.print(f"[red]{kind}:[/red] {key!r}: {exc.reason}", highlight=False)
+        sys.exit(EXIT_REFUSED)
+    out: dict[str, Any] = {
+        "key": key, "canonical_key": res.canonical_key, "is_canonical": res.is_canonical, "field": res.field.name,
+        "tenant": res.tenant, "slug": res.slug, "rule": res.rule, "why": list(res.steps), "owner": None,
+    }
+    url = None if offline else use_endpoints(database_url)
+    if url:
+        out.update(_explain_owner(url, key, res))
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False))
+        return
+    console.print(f"[bold]{key}[/bold] -> [green]{out['canonical_key']}[/green]", highlight=False)
+    console.print(f"  field: {res.field.name} ({res.field.table}.{res.field.column})   rule: {res.rule}", highlight=False)
+    for step in out["why"]:
+        console.print(f"  - {step}", highlight=False)
+    console.print(f"  owner: {out['owner'] or 'no database given (name alone)' if not url else out['owner'] or 'no row owns it'}",
+                  highlight=False)
+
+
+def _explain_owner(database_url: str, key: str, res: naming.Resolution) -> dict[str, Any]:
+    from mediacanon.db import Database
+    from mediacanon.plan import find_owners
+
+    try:
+        with Database(database_url) as db:
+            db.check_field(res.field)
+            owner = find_owners(db, [(key, res)]).get(key)
+    except MediacanonError as exc:
+        _fail(f"database lookup failed: {exc}")
+    if owner is None:
+        return {"owner": None}
+    canonical = naming.canonical_key_for_row(res.field, owner.slug, key, owner.tenant)
+    why = [f"owner row {owner.id} (slug {owner.slug!r}) found by {owner.matched_by}"]
+    if canonical != res.canonical_key:
+        why.append(f"the row is the authority: canonical key {canonical!r}")
+    return {
+        "owner": {"id": owner.id, "slug": owner.slug, "value": owner.value, "matched_by": owner.matched_by},
+        "canonical_key": canonical, "is_canonical": canonical == key,
+        "why": [*res.steps, *why],
+    }
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--only", "only", multiple=True, help="show only these actions (rename, link, mirror, orphan, refuse, missing, repair, ok, skip)")
+@click.option("--limit", type=int, default=None, help="show at most N rows of the table (totals always count all)")
+@config_option
+@database_option
+def plan(as_json: bool, only: tuple[str, ...], limit: int | None, config: str, database_url: str | None) -> None:
+    """Dry run: each object's current key, canonical key, owning row and action, with totals. Writes nothing."""
+    from mediacanon.db import Database
+    from mediacanon.plan import build_plan
+    from mediacanon.s3 import S3Adapter
+
+    media_map = _load_map(config)
+    url = use_endpoints(database_url)
+    if not url:
+        _fail("no database: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
+    try:
+        with Database(url) as db, console.status("listing buckets and rows ..."):
+            result = build_plan(media_map, S3Adapter(), db)
+    except MediacanonError as exc:
+        _fail(str(exc))
+    items = [i for i in result.items if not only or i.action.value in only]
+    if as_json:
+        data = result.to_json()
+        data["items"] = [d for d in data["items"] if not only or d["action"] in only]
+        click.echo(json.dumps(data, ensure_ascii=False, default=str))
+        return
+    table = Table(title=f"plan for s3://{media_map.buckets.primary} (dry run: nothing written)", title_justify="left")
+    for column in ("key", "canonical key", "owner row", "action", "why"):
+        table.add_column(column, overflow="fold")
+    for item in items[:limit]:
+        owner = f"{item.owner.id} ({item.owner.slug}, by {item.owner.matched_by})" if item.owner else "-"
+        table.add_row(item.key, item.canonical_key or "-", owner, item.action.value, item.reason)
+    console.print(table)
+    if limit is not None and len(items) > limit:
+        console.print(f"... {len(items) - limit} more (use --limit or --json)")
+    totals = result.totals
+    console.print("PLAN | " + " ".join(f"{name}={totals.get(name, 0)}" for name in
+                  ("rename", "link", "mirror", "repair", "ok", "orphan", "missing", "refuse", "skip")), highlight=False)
+
+
+@main.group()
+def local() -> None:
+    """The embedded default: a moto server and an embedded PostgreSQL on this machine."""
+
+
+@local.command("up")
+@click.option("--fresh", is_flag=True, help="stop and wipe the previous local stack first (its buckets and database)")
+def local_up(fresh: bool) -> None:
+    """Start (or reuse) the moto server and PostgreSQL; print their endpoints."""
+    import shutil
+
+    from mediacanon import embedded
+
+    if fresh and _state_dir().exists():
+        embedded.down(_state_dir())
+        shutil.rmtree(_state_dir())
+    endpoints = embedded.up(_state_dir())
+    console.print(f"AWS_ENDPOINT_URL={endpoints.endpoint_url}\nDATABASE_URL={endpoints.database_url}", highlight=False)
+
+
+@local.command("down")
+def local_down() -> None:
+    """Stop what `local up` started."""
+    from mediacanon import embedded
+
+    embedded.down(_state_dir())
+    console.print("stopped")
+
+
+@local.command("status")
+def local_status() -> None:
+    """Show what runs and where."""
+    from mediacanon import embedded
+
+    console.print_json(data=embedded.status(_state_dir()))
+
+
+@local.command("env")
+def local_env() -> None:
+    """Print `export` lines for the running local stack (eval "$(mediacanon local env)")."""
+    local_state = _local_endpoints()
+    if not local_state:
+        _fail("the local stack is not up: run `mediacanon local up`")
+    click.echo(f"export AWS_ENDPOINT_URL={local_state['endpoint_url']}")
+    click.echo(f"export DATABASE_URL='{local_state['database_url']}'")
+    click.echo("export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1")

@@ -1,0 +1,221 @@
+"""The plan: what mediacanon would do to each object and row, computed without writing anything.
+
+`decide` is pure (the naming core plus what the bucket and database hold); `build_plan` feeds it from the
+S3 and PostgreSQL adapters, a page of keys at a time so the database sees one query per page.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from mediacanon import naming
+from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
+from mediacanon.mediamap import FieldMapping, MediaMap
+
+if TYPE_CHECKING:
+    from mediacanon.db import Database, Row
+    from mediacanon.s3 import S3Adapter
+
+
+class Action(StrEnum):
+    OK = "ok"  # canonical, referenced, mirrored: nothing to do
+    RENAME = "rename"  # copy to the canonical key, point the row at it, retire the old key
+    LINK = "link"  # already canonical; only the row must point at it
+    MIRROR = "mirror"  # canonical and referenced; the CDN copy is missing or differs
+    ORPHAN = "orphan"  # no row owns it: reported, deleted only on explicit request (I5)
+    REFUSE = "refuse"  # unsafe or unusable key: never touched
+    SKIP = "skip"  # outside every field mapping
+    MISSING = "missing"  # (rows) the row points at a key no bucket holds
+    REPAIR = "repair"  # (rows) the row's key is missing, but its file can be brought back
+
+
+@dataclass(frozen=True)
+class Owner:
+    id: Any
+    slug: str
+    value: str | None
+    tenant: str | None
+    matched_by: str  # "reference" or "slug"
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    key: str
+    action: Action
+    reason: str
+    field: str | None = None
+    canonical_key: str | None = None
+    owner: Owner | None = None
+
+
+@dataclass
+class Plan:
+    items: list[PlanItem] = field(default_factory=list)
+
+    @property
+    def totals(self) -> Counter[str]:
+        return Counter(item.action.value for item in self.items)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"totals": dict(sorted(self.totals.items())), "items": [_item_json(i) for i in self.items]}
+
+
+def _item_json(item: PlanItem) -> dict[str, Any]:
+    out = asdict(item)
+    out["action"] = item.action.value
+    return out
+
+
+def decide(
+    key: str,
+    resolution: naming.Resolution,
+    owner: Owner | None,
+    primary: dict[str, str],
+    cdn: dict[str, str],
+    owner_canonical: str | None,
+) -> PlanItem:
+    """The action for one object of the primary bucket.
+
+    `primary` and `cdn` map keys to ETags; `owner_canonical` is the canonical key computed from the owner's row
+    (the row is the authority over the name when there is one).
+    """
+    mapping = resolution.field
+    if owner is None:
+        return PlanItem(key, Action.ORPHAN, "no row references it and no row has its slug", mapping.name, resolution.canonical_key)
+    canonical = owner_canonical or resolution.canonical_key
+    owner_key = naming.key_for_value(mapping, owner.value, owner.tenant) if owner.value else None
+    if owner.matched_by == "slug" and owner_key not in (None, key, canonical) and owner_key in primary:
+        return PlanItem(key, Action.ORPHAN, f"row {owner.id} already references {owner_key!r}", mapping.name, canonical, owner)
+    if key != canonical:
+        if canonical in primary and primary[canonical] != primary[key]:
+            return PlanItem(key, Action.REFUSE, f"{canonical!r} exists with other bytes (collision policy: {mapping.policies.collision})",
+                            mapping.name, canonical, owner)
+        return PlanItem(key, Action.RENAME, "; ".join(s for s in resolution.steps[1:] if not s.startswith("canonical key")) or "row slug",
+                        mapping.name, canonical, owner)
+    if owner_key != key:
+        how = "fill the empty column by slug" if not owner.value else f"row points at missing {owner_key!r}"
+        return PlanItem(key, Action.LINK, how, mapping.name, canonical, owner)
+    if cdn.get(key) is None:
+        return PlanItem(key, Action.MIRROR, "missing from the CDN bucket", mapping.name, canonical, owner)
+    if cdn[key] != primary[key]:
+        return PlanItem(key, Action.MIRROR, "CDN copy differs", mapping.name, canonical, owner)
+    return PlanItem(key, Action.OK, "canonical, referenced and mirrored", mapping.name, canonical, owner)
+
+
+def build_plan(media_map: MediaMap, s3: S3Adapter, db: Database, page_size: int = 1000) -> Plan:
+    """A dry run over the real bucket and database: one PlanItem per object, then per broken row."""
+    for mapping in media_map.fields:
+        db.check_field(mapping)
+    primary = {obj.key: obj.etag for obj in s3.iter_objects(media_map.buckets.primary)}
+    cdn = {obj.key: obj.etag for obj in s3.iter_objects(media_map.buckets.cdn)}
+    plan = Plan()
+    keys = iter(sorted(primary))
+    while page := list(islice(keys, page_size)):
+        plan.items.extend(_plan_page(media_map, db, page, primary, cdn))
+    plan.items.extend(_plan_rows(media_map, s3, db, primary))
+    return plan
+
+
+def _plan_page(media_map: MediaMap, db: Database, page: list[str], primary: dict[str, str], cdn: dict[str, str]) -> Iterator[PlanItem]:
+    resolved: list[tuple[str, naming.Resolution]] = []
+    for key in page:
+        if key.startswith(media_map.reports_prefix):
+            yield PlanItem(key, Action.SKIP, "mediacanon's own report")
+            continue
+        try:
+            resolved.append((key, naming.resolve(media_map, key)))
+        except UnsafeKeyError as exc:
+            yield PlanItem(key, Action.REFUSE, exc.reason)
+        except UnmappedKeyError as exc:
+            yield PlanItem(key, Action.SKIP, exc.reason)
+    owners = find_owners(db, [(key, res) for key, res in resolved])
+    for key, res in resolved:
+        owner = owners.get(key)
+        owner_canonical = None
+        if owner is not None:
+            try:
+                owner_canonical = naming.canonical_key_for_row(res.field, owner.slug, key, owner.tenant)
+            except UnsafeKeyError as exc:
+                yield PlanItem(key, Action.REFUSE, exc.reason, res.field.name, None, owner)
+                continue
+        yield decide(key, res, owner, primary, cdn, owner_canonical)
+
+
+def find_owners(db: Database, resolved: Iterable[tuple[str, naming.Resolution]]) -> dict[str, Owner]:
+    """The owning row of each key: the row referencing it, else the row whose slug the name gives."""
+    by_field: dict[str, list[tuple[str, naming.Resolution]]] = {}
+    for key, res in resolved:
+        by_field.setdefault(res.field.name, []).append((key, res))
+    owners: dict[str, Owner] = {}
+    for group in by_field.values():
+        mapping = group[0][1].field
+        values = {naming.column_value(mapping, key, res.tenant): key for key, res in group}
+        referencing = db.rows_referencing(mapping, list(values))
+        for value, rows in referencing.items():
+            key = values[value]
+            res = dict(group)[key]
+            row = _same_tenant(rows, res.tenant)
+            if row is not None:
+                owners[key] = _owner(row, "reference")
+        for tenant in {res.tenant for _, res in group}:
+            pending = [(key, res) for key, res in group if key not in owners and res.tenant == tenant]
+            if not pending:
+                continue
+            slugs = db.rows_by_slug(mapping, sorted({res.slug for _, res in pending}), tenant=tenant)
+            for key, res in pending:
+                if res.slug in slugs:
+                    owners[key] = _owner(slugs[res.slug], "slug")
+    return owners
+
+
+def _same_tenant(rows: list[Row], tenant: str | None) -> Row | None:
+    for row in rows:
+        if tenant is None or row.tenant == tenant:
+            return row
+    return None
+
+
+def _owner(row: Row, matched_by: str) -> Owner:
+    return Owner(id=row.id, slug=row.slug, value=row.value or None, tenant=row.tenant, matched_by=matched_by)
+
+
+def _plan_rows(media_map: MediaMap, s3: S3Adapter, db: Database, primary: dict[str, str]) -> Iterator[PlanItem]:
+    """Rows whose column names a key the primary bucket does not hold."""
+    fallback_keys: dict[str, set[str]] = {}
+    for mapping in media_map.fields:
+        for row in db.iter_rows(mapping):
+            if not row.value:
+                continue
+            if mapping.tenant_scoped and not row.tenant:
+                continue
+            key = naming.key_for_value(mapping, row.value, row.tenant)
+            if key in primary:
+                continue
+            owner = _owner(row, "reference")
+            try:
+                canonical = naming.canonical_key_for_row(mapping, row.slug, key, row.tenant)
+            except UnsafeKeyError as exc:
+                yield PlanItem(key, Action.MISSING, f"missing, and {exc.reason}", mapping.name, None, owner)
+                continue
+            if canonical in primary:
+                yield PlanItem(key, Action.REPAIR, f"missing; canonical {canonical!r} exists: point the row at it", mapping.name, canonical, owner)
+                continue
+            source = _fallback_holding(media_map, s3, fallback_keys, key)
+            if source:
+                yield PlanItem(key, Action.REPAIR, f"missing; read-only fallback {source!r} has it: copy in", mapping.name, canonical, owner)
+            else:
+                yield PlanItem(key, Action.MISSING, "the row points at a key no bucket holds", mapping.name, canonical, owner)
+
+
+def _fallback_holding(media_map: MediaMap, s3: S3Adapter, cache: dict[str, set[str]], key: str) -> str | None:
+    for bucket in media_map.buckets.fallbacks:
+        if bucket not in cache:
+            cache[bucket] = {obj.key for obj in s3.iter_objects(bucket)}
+        if key in cache[bucket]:
+            return bucket
+    return None
