@@ -195,6 +195,44 @@ def plan(as_json: bool, only: tuple[str, ...], limit: int | None, config: str, d
                   ("rename", "link", "mirror", "repair", "ok", "orphan", "missing", "refuse", "skip")), highlight=False)
 
 
+@main.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@config_option
+@database_option
+def verify_command(as_json: bool, config: str, database_url: str | None) -> None:
+    """Three-way check, primary x CDN x database. Exit 1 when I1 (never a 404) or I3 (exact mirror) is broken."""
+    from mediacanon.db import Database
+    from mediacanon.ledger import Ledger
+    from mediacanon.s3 import S3Adapter
+    from mediacanon.verify import verify
+
+    media_map = _load_map(config)
+    url = use_endpoints(database_url)
+    if not url:
+        _fail("no database: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
+    try:
+        with Database(url) as db:
+            result = verify(media_map, S3Adapter(), db, Ledger(db, media_map.schema))
+    except MediacanonError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+    else:
+        data = result.to_json()
+        for name, section in (("I1 never a 404", data["i1_never_a_404"]), ("I3 exact mirror", data["i3_exact_mirror"])):
+            console.print(f"{name}: {'[green]ok[/green]' if section['ok'] else '[red]BROKEN[/red]'}", highlight=False)
+            for what, items in section.items():
+                if what != "ok" and items:
+                    console.print(f"  {what}: {len(items)}", highlight=False)
+                    for item in items[:20]:
+                        console.print(f"    {item}", highlight=False)
+        for what, items in data["report"].items():
+            console.print(f"{what.replace('_', ' ')}: {len(items)}" + (f"  e.g. {items[0]}" if items else ""), highlight=False)
+        console.print("VERIFY | " + ("ok" if result.ok else "BROKEN") + " | " + " ".join(f"{k}={v}" for k, v in result.counts.items()),
+                      highlight=False)
+    sys.exit(0 if result.ok else 1)
+
+
 @main.group()
 def local() -> None:
     """The embedded default: a moto server and an embedded PostgreSQL on this machine."""

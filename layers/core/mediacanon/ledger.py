@@ -1,0 +1,145 @@
+"""mediacanon's own tables in the Django database (schema from the media map, `mediacanon` by default).
+
+- `claims`: one row per canonical key, naming the source key whose bytes it holds. The primary key makes the
+  claim atomic: two uploads racing for one canonical name cannot both win (a HEAD-then-copy can).
+- `ledger`: one row per link, written in the same transaction as the rows' compare-and-swap, so a crash
+  leaves either both or neither. It holds what reports and rollback need: source, canonical, ETag,
+  sequencer, which rows changed from what.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from mediacanon.mediamap import FieldMapping
+
+if TYPE_CHECKING:
+    from mediacanon.db import Database, Swap
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.claims (
+    canonical_key text PRIMARY KEY,
+    source_key text NOT NULL,
+    source_etag text,
+    claimed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.ledger (
+    id bigserial PRIMARY KEY,
+    execution text,
+    field text NOT NULL,
+    source_key text,
+    canonical_key text NOT NULL,
+    etag text,
+    sequencer text,
+    rows_changed integer NOT NULL,
+    changes jsonb NOT NULL DEFAULT '[]'::jsonb,
+    retired_at timestamptz,
+    rolled_back_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ledger_canonical_key ON {schema}.ledger (canonical_key);
+CREATE INDEX IF NOT EXISTS ledger_source_key ON {schema}.ledger (source_key);
+CREATE INDEX IF NOT EXISTS ledger_execution ON {schema}.ledger (execution, created_at);
+"""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    execution: str | None
+    field: str
+    source_key: str | None
+    canonical_key: str
+    etag: str | None
+    sequencer: str | None
+    rows_changed: int
+    changes: list[dict[str, Any]]
+    retired_at: datetime | None
+    rolled_back_at: datetime | None
+    created_at: datetime
+
+
+class Ledger:
+    def __init__(self, db: Database, schema: str = "mediacanon", execution: str | None = None) -> None:
+        self.db = db
+        self.schema = sql.Identifier(schema)
+        self.execution = execution
+        self._ready = False
+
+    def _q(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(schema=self.schema)  # type: ignore[arg-type]
+
+    def ensure(self) -> None:
+        """Create the schema and tables if missing (idempotent; once per process)."""
+        if self._ready:
+            return
+        with self.db.connection() as conn, conn.transaction():
+            # one creator at a time: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('mediacanon.ledger.ddl'))")
+            conn.execute(self._q(_DDL))
+        self._ready = True
+
+    def claim(self, canonical_key: str, source_key: str, source_etag: str | None, *, take_over: bool = False) -> str:
+        """Claim `canonical_key` for `source_key`; returns the source key that holds the claim afterwards."""
+        self.ensure()
+        with self.db.connection() as conn, conn.transaction():
+            conn.execute(self._q("INSERT INTO {schema}.claims (canonical_key, source_key, source_etag) VALUES (%s, %s, %s) "
+                                 "ON CONFLICT (canonical_key) DO NOTHING"), (canonical_key, source_key, source_etag))
+            if take_over:
+                conn.execute(self._q("UPDATE {schema}.claims SET source_key = %s, source_etag = %s, claimed_at = now() "
+                                     "WHERE canonical_key = %s"), (source_key, source_etag, canonical_key))
+            row = conn.execute(self._q("SELECT source_key FROM {schema}.claims WHERE canonical_key = %s"), (canonical_key,)).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def record_link(self, mapping: FieldMapping, swaps: Sequence[Swap], *, source_key: str | None, canonical_key: str,
+                    etag: str | None, sequencer: str | None) -> int:
+        """Compare-and-swap the rows and write the ledger row in one transaction; returns rows changed."""
+        self.ensure()
+        if not swaps:
+            return 0
+        with self.db.connection() as conn, conn.transaction():
+            changed = self.db.swap(mapping, swaps, conn=conn)
+            if changed:
+                done = {c for c in changed}
+                changes = [{"id": s.row_id, "old": s.old, "new": s.new} for s in swaps if s.row_id in done]
+                conn.execute(self._q(
+                    "INSERT INTO {schema}.ledger (execution, field, source_key, canonical_key, etag, sequencer, rows_changed, changes) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"),
+                    (self.execution, mapping.name, source_key, canonical_key, etag, sequencer, len(changed), json.dumps(changes, default=str)))
+        return len(changed)
+
+    def mark_retired(self, source_key: str, *, key: str) -> None:
+        self.ensure()
+        with self.db.connection() as conn, conn.transaction():
+            conn.execute(self._q("UPDATE {schema}.ledger SET retired_at = now() WHERE source_key = %s AND canonical_key = %s "
+                                 "AND retired_at IS NULL"), (source_key, key))
+
+    def latest_sequencer(self, canonical_key: str) -> str | None:
+        self.ensure()
+        with self.db.connection() as conn:
+            row = conn.execute(self._q("SELECT sequencer FROM {schema}.ledger WHERE canonical_key = %s AND sequencer IS NOT NULL "
+                                       "ORDER BY id DESC LIMIT 1"), (canonical_key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def entries(self, *, execution: str | None = None, since: datetime | None = None) -> list[LedgerEntry]:
+        self.ensure()
+        where, params = [sql.SQL("TRUE")], []
+        if execution is not None:
+            where.append(sql.SQL("execution = %s"))
+            params.append(execution)
+        if since is not None:
+            where.append(sql.SQL("created_at >= %s"))
+            params.append(since)
+        query = sql.SQL("SELECT id, execution, field, source_key, canonical_key, etag, sequencer, rows_changed, changes, "
+                        "retired_at, rolled_back_at, created_at FROM {schema}.ledger WHERE {where} ORDER BY id").format(
+            schema=self.schema, where=sql.SQL(" AND ").join(where))
+        with self.db.connection() as conn:
+            return [LedgerEntry(*row) for row in conn.execute(query, params).fetchall()]

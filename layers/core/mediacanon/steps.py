@@ -1,0 +1,276 @@
+"""The three steps of the live path (and of every backfill batch): normalize, replicate, link.
+
+Events are triggers, not facts: every step re-reads the current state of the buckets and the database and
+moves it one step toward the canonical state. That is what makes duplicated, reordered, delayed and
+replayed events converge (I4): an old event can only ever redo work that the current state still needs.
+
+    normalize  primary: messy key  -> copy to the canonical key (claimed in the ledger), source recorded on the copy
+    replicate  primary: canonical  -> CDN copy (and, per policy, CDN delete when the canonical key is removed)
+    link       CDN: canonical      -> rows compare-and-swapped to it, committed, then the source key retired (I1, I2)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote
+
+from mediacanon import naming
+from mediacanon.errors import PermanentError, RetryableError, UnmappedKeyError, UnsafeKeyError
+from mediacanon.mediamap import MediaMap
+from mediacanon.plan import Owner, find_owners
+
+if TYPE_CHECKING:
+    from mediacanon.db import Database, Swap
+    from mediacanon.ledger import Ledger
+    from mediacanon.s3 import ObjectHead, S3Adapter
+
+# S3 user metadata must be ASCII: source keys (which may be unicode) are URL-quoted in it.
+SOURCE_KEY = "mediacanon-source-key"
+SOURCE_ETAG = "mediacanon-source-etag"
+PRIMARY_ETAG = "mediacanon-primary-etag"  # on a CDN copy: the primary object's ETag it mirrors
+
+
+class Outcome(StrEnum):
+    NORMALIZED = "normalized"
+    MIRRORED = "mirrored"
+    UNMIRRORED = "unmirrored"  # removed from the CDN because the canonical key left the primary bucket
+    LINKED = "linked"
+    SKIPPED = "skipped"
+    REFUSED = "refused"
+    COLLISION = "collision"
+    UNOWNED = "unowned"  # no row owns it after the wait: left for the backfill and reported, never lost
+
+
+class OwnerNotReady(RetryableError):
+    """No row owns the key yet: Django stores the file before it saves the row. Retry later."""
+
+
+@dataclass(frozen=True)
+class ObjectEvent:
+    bucket: str
+    key: str  # decoded
+    created: bool  # "Object Created" (else "Object Deleted")
+    etag: str | None = None
+    sequencer: str | None = None
+    version_id: str | None = None
+    first_received: float | None = None  # epoch seconds the queue first handed the event out
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcome: Outcome
+    key: str
+    detail: str = ""
+    canonical_key: str | None = None
+    rows_changed: int = 0
+    retired: bool = False
+    copied: bool = False
+
+
+def same_bytes(a: ObjectHead, b: ObjectHead) -> bool:
+    """Byte-identical without reading bodies: equal ETags, or a copy's recorded ETag of what it copied.
+
+    A multipart copy gets a new ETag for the same bytes, which is why copies record the ETag they came from.
+    """
+    if a.etag == b.etag:
+        return True
+    return a.size == b.size and (b.metadata.get(PRIMARY_ETAG) == a.etag or a.metadata.get(PRIMARY_ETAG) == b.etag
+                                 or (a.metadata.get(SOURCE_ETAG) is not None and a.metadata.get(SOURCE_ETAG) == b.metadata.get(SOURCE_ETAG)))
+
+
+def sequencer_newer(a: str | None, b: str | None) -> bool:
+    """True when S3 sequencer `a` is strictly later than `b` for the same key (hex; compared as numbers)."""
+    if not a or not b:
+        return False
+    return int(a, 16) > int(b, 16)
+
+
+class Steps:
+    def __init__(self, media_map: MediaMap, s3: S3Adapter, db: Database, ledger: Ledger, *,
+                 owner_wait_seconds: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+        self.map = media_map
+        self.s3 = s3
+        self.db = db
+        self.ledger = ledger
+        self.owner_wait_seconds = owner_wait_seconds
+        self.clock = clock
+
+    @property
+    def primary(self) -> str:
+        return self.map.buckets.primary
+
+    @property
+    def cdn(self) -> str:
+        return self.map.buckets.cdn
+
+    def _resolve(self, key: str) -> naming.Resolution | StepResult:
+        if key.startswith(self.map.reports_prefix):
+            return StepResult(Outcome.SKIPPED, key, "mediacanon's own report")
+        try:
+            return naming.resolve(self.map, key)
+        except UnsafeKeyError as exc:
+            return StepResult(Outcome.REFUSED, key, exc.reason)
+        except UnmappedKeyError as exc:
+            return StepResult(Outcome.SKIPPED, key, exc.reason)
+
+    # -- normalize -------------------------------------------------------------------------------------------
+
+    def normalize(self, event: ObjectEvent) -> StepResult:
+        key = event.key
+        if not event.created:
+            return StepResult(Outcome.SKIPPED, key, "deletions are replicate's business")
+        res = self._resolve(key)
+        if isinstance(res, StepResult):
+            return res
+        if res.is_canonical:
+            return StepResult(Outcome.SKIPPED, key, "already canonical", key)
+        head = self.s3.head(self.primary, key)
+        if head is None:
+            return StepResult(Outcome.SKIPPED, key, "no longer in the primary bucket (stale event)")
+        owner = find_owners(self.db, [(key, res)]).get(key)
+        if owner is None:
+            return self._unowned(event, "no row references it or has its slug")
+        try:
+            canonical = naming.canonical_key_for_row(res.field, owner.slug, key, owner.tenant)
+        except UnsafeKeyError as exc:
+            return StepResult(Outcome.REFUSED, key, exc.reason)
+        if canonical == key:
+            return StepResult(Outcome.SKIPPED, key, f"canonical for row {owner.id}", key)
+        if owner.matched_by == "slug" and owner.value:
+            owner_key = naming.key_for_value(res.field, owner.value, owner.tenant)
+            if owner_key != canonical and self.s3.head(self.primary, owner_key) is not None:
+                return self._unowned(event, f"row {owner.id} references {owner_key!r}, not this key")
+        return self._copy_to_canonical(key, head, canonical, owner, res)
+
+    def _unowned(self, event: ObjectEvent, why: str) -> StepResult:
+        waited = self.clock() - event.first_received if event.first_received else 0.0
+        if waited < self.owner_wait_seconds:
+            raise OwnerNotReady(f"{event.key!r}: {why}; retrying (waited {waited:.0f}s of {self.owner_wait_seconds:.0f}s)")
+        return StepResult(Outcome.UNOWNED, event.key, f"{why}; left for the backfill")
+
+    def _copy_to_canonical(self, key: str, head: ObjectHead, canonical: str, owner: Owner,
+                           res: naming.Resolution) -> StepResult:
+        authoritative = owner.matched_by == "reference"  # the row's current file: its bytes win
+        holder = self.ledger.claim(canonical, key, head.etag, take_over=authoritative)
+        target = self.s3.head(self.primary, canonical)
+        if target is not None:
+            if same_bytes(head, target) or target.metadata.get(SOURCE_ETAG) == head.etag:
+                return StepResult(Outcome.NORMALIZED, key, "canonical key already holds these bytes", canonical)
+            if not authoritative and holder != key:
+                policy = res.field.policies.collision
+                if policy == "fail":
+                    raise PermanentError(f"{canonical!r} holds other bytes than {key!r} (collision policy: fail)")
+                if policy == "keep-both":
+                    return StepResult(Outcome.COLLISION, key, f"{canonical!r} holds other bytes; kept both", canonical)
+        elif holder != key and not authoritative:
+            holder_head = self.s3.head(self.primary, holder)
+            if holder_head is not None and not same_bytes(head, holder_head):
+                return StepResult(Outcome.COLLISION, key, f"{canonical!r} is claimed by {holder!r}; kept both", canonical)
+            self.ledger.claim(canonical, key, head.etag, take_over=True)
+        self.s3.copy(self.primary, key, self.primary, canonical,
+                     metadata={SOURCE_KEY: quote(key, safe="/"), SOURCE_ETAG: head.etag}, source_head=head)
+        return StepResult(Outcome.NORMALIZED, key, f"copied for row {owner.id}", canonical, copied=True)
+
+    # -- replicate -------------------------------------------------------------------------------------------
+
+    def replicate(self, event: ObjectEvent) -> StepResult:
+        key = event.key
+        res = self._resolve(key)
+        if isinstance(res, StepResult):
+            return res
+        head = self.s3.head(self.primary, key)
+        if head is None:
+            if event.created:
+                return StepResult(Outcome.SKIPPED, key, "no longer in the primary bucket (stale event)")
+            return self._unmirror(key, res)
+        # a stale "deleted" event for a key that exists again must not undo the newer object: mirror it
+        if not (res.is_canonical or SOURCE_KEY in head.metadata):
+            return StepResult(Outcome.SKIPPED, key, "not canonical: never mirrored")
+        return self.mirror(key, head)
+
+    def mirror(self, key: str, head: ObjectHead) -> StepResult:
+        mirrored = self.s3.head(self.cdn, key)
+        if mirrored is not None and same_bytes(head, mirrored):
+            return StepResult(Outcome.SKIPPED, key, "already mirrored", key)
+        self.s3.copy(self.primary, key, self.cdn, key, metadata={PRIMARY_ETAG: head.etag}, source_head=head)
+        return StepResult(Outcome.MIRRORED, key, "copied to the CDN bucket", key, copied=True)
+
+    def _unmirror(self, key: str, res: naming.Resolution) -> StepResult:
+        if not res.is_canonical or self.s3.head(self.cdn, key) is None:
+            return StepResult(Outcome.SKIPPED, key, "nothing mirrored under this key")
+        if res.field.policies.mirror_deletes != "delete":
+            return StepResult(Outcome.SKIPPED, key, "removed from primary; CDN copy kept (mirror_deletes: report)")
+        self.s3.delete_many(self.cdn, [key])
+        return StepResult(Outcome.UNMIRRORED, key, "removed from primary, so removed from the CDN bucket", key)
+
+    # -- link ------------------------------------------------------------------------------------------------
+
+    def link(self, event: ObjectEvent) -> StepResult:
+        key = event.key
+        if not event.created:
+            return StepResult(Outcome.SKIPPED, key, "link acts on CDN creations only")
+        res = self._resolve(key)
+        if isinstance(res, StepResult):
+            return res
+        mirrored = self.s3.head(self.cdn, key)
+        if mirrored is None:
+            return StepResult(Outcome.SKIPPED, key, "no longer in the CDN bucket (stale event)")
+        if not (res.is_canonical or SOURCE_KEY in mirrored.metadata):
+            return StepResult(Outcome.SKIPPED, key, "not canonical")
+        primary = self.s3.head(self.primary, key)
+        # I1: a row moves only to a key both buckets hold with the same bytes
+        if primary is None:
+            return StepResult(Outcome.SKIPPED, key, "not in the primary bucket: rows left alone (I1)")
+        if not same_bytes(primary, mirrored):
+            return StepResult(Outcome.SKIPPED, key, "CDN copy differs from primary: replicate will redo it")
+        source_key = unquote(primary.metadata[SOURCE_KEY]) if SOURCE_KEY in primary.metadata else None
+        return self.link_rows(key, res, source_key, primary, event.sequencer)
+
+    def link_rows(self, key: str, res: naming.Resolution, source_key: str | None, primary: ObjectHead,
+                  sequencer: str | None) -> StepResult:
+        from mediacanon.db import Swap
+
+        mapping = res.field
+        if sequencer_newer(self.ledger.latest_sequencer(key), sequencer):
+            return StepResult(Outcome.SKIPPED, key, "stale event: the ledger holds a later one for this key", key)
+        new_value = naming.column_value(mapping, key, res.tenant)
+        swaps: list[Swap] = []
+        if source_key and source_key != key:
+            source_value = naming.column_value(mapping, source_key, res.tenant)
+            for row in self.db.rows_referencing(mapping, [source_value]).get(source_value, []):
+                if res.tenant is None or row.tenant == res.tenant:
+                    swaps.append(Swap(row.id, source_value, new_value))
+        if not swaps:
+            row = self.db.rows_by_slug(mapping, [res.slug], tenant=res.tenant).get(res.slug)
+            if row is not None and row.value != new_value:
+                if not row.value:
+                    swaps.append(Swap(row.id, row.value, new_value))
+                elif self.s3.head(self.primary, naming.key_for_value(mapping, row.value, row.tenant)) is None:
+                    swaps.append(Swap(row.id, row.value, new_value))  # its key is a 404: repair
+        changed = self.ledger.record_link(mapping, swaps, source_key=source_key, canonical_key=key,
+                                          etag=primary.etag, sequencer=sequencer)
+        retired = self.retire(mapping, res.tenant, source_key, primary) if source_key and source_key != key else False
+        outcome = Outcome.LINKED if changed or retired else Outcome.SKIPPED
+        return StepResult(outcome, key, f"{changed} row(s) now point at it" + ("; source retired" if retired else ""),
+                          key, rows_changed=changed, retired=retired)
+
+    def retire(self, mapping: naming.FieldMapping, tenant: str | None, source_key: str, canonical: ObjectHead) -> bool:
+        """Delete the source key once no row references it (I2), and only if it still holds the copied bytes (I5)."""
+        if mapping.policies.retire != "delete":
+            return False
+        source_value = naming.column_value(mapping, source_key, tenant)
+        if self.db.rows_referencing(mapping, [source_value]).get(source_value):
+            return False
+        source = self.s3.head(self.primary, source_key)
+        if source is None:
+            return False
+        if source.etag != canonical.metadata.get(SOURCE_ETAG):
+            return False  # overwritten since the copy: those newer bytes are not under the canonical key
+        # the primary bucket is versioned (template.yaml), so this leaves a delete marker, not a loss
+        self.s3.delete_many(self.primary, [source_key])
+        self.ledger.mark_retired(source_key, key=canonical.key)
+        return True
