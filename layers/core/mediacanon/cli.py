@@ -62,10 +62,17 @@ def _load_map(config: str) -> mediamap.MediaMap:
 
 
 config_option = click.option(
-    "--config", "config", envvar="MEDIACANON_CONFIG", default="mediamap.yaml", show_default=True,
-    type=click.Path(dir_okay=False), help="the media map (env MEDIACANON_CONFIG)",
+    "--config",
+    "config",
+    envvar="MEDIACANON_CONFIG",
+    default="mediamap.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="the media map (env MEDIACANON_CONFIG)",
 )
-database_option = click.option("--database-url", envvar="DATABASE_URL", default=None, help="PostgreSQL conninfo (env DATABASE_URL)")
+database_option = click.option(
+    "--database-url", envvar="DATABASE_URL", default=None, help="PostgreSQL conninfo (env DATABASE_URL)"
+)
 
 
 @click.group()
@@ -82,7 +89,9 @@ def check_config(config: str) -> None:
     console.print(f"[green]{config}: valid[/green]", highlight=False)
     for f in media_map.fields:
         p = f.policies
-        console.print(f"[bold]{f.name}[/bold]  {f.table}.{f.column} (slug: {f.slug_column}, max_length {f.max_length})", highlight=False)
+        console.print(
+            f"[bold]{f.name}[/bold]  {f.table}.{f.column} (slug: {f.slug_column}, max_length {f.max_length})", highlight=False
+        )
         console.print(f"  {f.location + f.upload_to} -> {f.location + f.canonical}", highlight=False)
         for pattern in f.staging:
             console.print(f"  staging {f.location + pattern}", highlight=False)
@@ -99,7 +108,9 @@ def check_config(config: str) -> None:
 @click.option("--offline", is_flag=True, help="from the name alone, even when a database is configured")
 @config_option
 @database_option
-def explain(key: str, tenant: str | None, as_json: bool, raw_event_key: bool, offline: bool, config: str, database_url: str | None) -> None:
+def explain(
+    key: str, tenant: str | None, as_json: bool, raw_event_key: bool, offline: bool, config: str, database_url: str | None
+) -> None:
     """Show the canonical key of KEY, its field, its owner row, and the rule that matched and why."""
     media_map = _load_map(config)
     if raw_event_key:
@@ -114,8 +125,15 @@ def explain(key: str, tenant: str | None, as_json: bool, raw_event_key: bool, of
             err_console.print(f"[red]{kind}:[/red] {key!r}: {exc.reason}", highlight=False)
         sys.exit(EXIT_REFUSED)
     out: dict[str, Any] = {
-        "key": key, "canonical_key": res.canonical_key, "is_canonical": res.is_canonical, "field": res.field.name,
-        "tenant": res.tenant, "slug": res.slug, "rule": res.rule, "why": list(res.steps), "owner": None,
+        "key": key,
+        "canonical_key": res.canonical_key,
+        "is_canonical": res.is_canonical,
+        "field": res.field.name,
+        "tenant": res.tenant,
+        "slug": res.slug,
+        "rule": res.rule,
+        "why": list(res.steps),
+        "owner": None,
     }
     url = None if offline else use_endpoints(database_url)
     if url:
@@ -127,8 +145,10 @@ def explain(key: str, tenant: str | None, as_json: bool, raw_event_key: bool, of
     console.print(f"  field: {res.field.name} ({res.field.table}.{res.field.column})   rule: {res.rule}", highlight=False)
     for step in out["why"]:
         console.print(f"  - {step}", highlight=False)
-    console.print(f"  owner: {out['owner'] or 'no database given (name alone)' if not url else out['owner'] or 'no row owns it'}",
-                  highlight=False)
+    console.print(
+        f"  owner: {out['owner'] or 'no database given (name alone)' if not url else out['owner'] or 'no row owns it'}",
+        highlight=False,
+    )
 
 
 def _explain_owner(database_url: str, key: str, res: naming.Resolution) -> dict[str, Any]:
@@ -149,14 +169,20 @@ def _explain_owner(database_url: str, key: str, res: naming.Resolution) -> dict[
         why.append(f"the row is the authority: canonical key {canonical!r}")
     return {
         "owner": {"id": owner.id, "slug": owner.slug, "value": owner.value, "matched_by": owner.matched_by},
-        "canonical_key": canonical, "is_canonical": canonical == key,
+        "canonical_key": canonical,
+        "is_canonical": canonical == key,
         "why": [*res.steps, *why],
     }
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-@click.option("--only", "only", multiple=True, help="show only these actions (rename, link, mirror, orphan, refuse, missing, repair, ok, skip)")
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    help="show only these actions (rename, link, mirror, orphan, refuse, missing, repair, ok, skip)",
+)
 @click.option("--limit", type=int, default=None, help="show at most N rows of the table (totals always count all)")
 @config_option
 @database_option
@@ -191,8 +217,14 @@ def plan(as_json: bool, only: tuple[str, ...], limit: int | None, config: str, d
     if limit is not None and len(items) > limit:
         console.print(f"... {len(items) - limit} more (use --limit or --json)")
     totals = result.totals
-    console.print("PLAN | " + " ".join(f"{name}={totals.get(name, 0)}" for name in
-                  ("rename", "link", "mirror", "repair", "ok", "orphan", "missing", "refuse", "skip")), highlight=False)
+    console.print(
+        "PLAN | "
+        + " ".join(
+            f"{name}={totals.get(name, 0)}"
+            for name in ("rename", "link", "mirror", "repair", "ok", "orphan", "missing", "refuse", "skip")
+        ),
+        highlight=False,
+    )
 
 
 @main.command("verify")
@@ -228,8 +260,10 @@ def verify_command(as_json: bool, config: str, database_url: str | None) -> None
                         console.print(f"    {item}", highlight=False)
         for what, items in data["report"].items():
             console.print(f"{what.replace('_', ' ')}: {len(items)}" + (f"  e.g. {items[0]}" if items else ""), highlight=False)
-        console.print("VERIFY | " + ("ok" if result.ok else "BROKEN") + " | " + " ".join(f"{k}={v}" for k, v in result.counts.items()),
-                      highlight=False)
+        console.print(
+            "VERIFY | " + ("ok" if result.ok else "BROKEN") + " | " + " ".join(f"{k}={v}" for k, v in result.counts.items()),
+            highlight=False,
+        )
     sys.exit(0 if result.ok else 1)
 
 

@@ -90,17 +90,37 @@ class Ledger:
         """Claim `canonical_key` for `source_key`; returns the source key that holds the claim afterwards."""
         self.ensure()
         with self.db.connection() as conn, conn.transaction():
-            conn.execute(self._q("INSERT INTO {schema}.claims (canonical_key, source_key, source_etag) VALUES (%s, %s, %s) "
-                                 "ON CONFLICT (canonical_key) DO NOTHING"), (canonical_key, source_key, source_etag))
+            conn.execute(
+                self._q(
+                    "INSERT INTO {schema}.claims (canonical_key, source_key, source_etag) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (canonical_key) DO NOTHING"
+                ),
+                (canonical_key, source_key, source_etag),
+            )
             if take_over:
-                conn.execute(self._q("UPDATE {schema}.claims SET source_key = %s, source_etag = %s, claimed_at = now() "
-                                     "WHERE canonical_key = %s"), (source_key, source_etag, canonical_key))
-            row = conn.execute(self._q("SELECT source_key FROM {schema}.claims WHERE canonical_key = %s"), (canonical_key,)).fetchone()
+                conn.execute(
+                    self._q(
+                        "UPDATE {schema}.claims SET source_key = %s, source_etag = %s, claimed_at = now() "
+                        "WHERE canonical_key = %s"
+                    ),
+                    (source_key, source_etag, canonical_key),
+                )
+            row = conn.execute(
+                self._q("SELECT source_key FROM {schema}.claims WHERE canonical_key = %s"), (canonical_key,)
+            ).fetchone()
         assert row is not None
         return str(row[0])
 
-    def record_link(self, mapping: FieldMapping, swaps: Sequence[Swap], *, source_key: str | None, canonical_key: str,
-                    etag: str | None, sequencer: str | None) -> int:
+    def record_link(
+        self,
+        mapping: FieldMapping,
+        swaps: Sequence[Swap],
+        *,
+        source_key: str | None,
+        canonical_key: str,
+        etag: str | None,
+        sequencer: str | None,
+    ) -> int:
         """Compare-and-swap the rows and write the ledger row in one transaction; returns rows changed."""
         self.ensure()
         if not swaps:
@@ -110,36 +130,60 @@ class Ledger:
             if changed:
                 done = {c for c in changed}
                 changes = [{"id": s.row_id, "old": s.old, "new": s.new} for s in swaps if s.row_id in done]
-                conn.execute(self._q(
-                    "INSERT INTO {schema}.ledger (execution, field, source_key, canonical_key, etag, sequencer, rows_changed, changes) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"),
-                    (self.execution, mapping.name, source_key, canonical_key, etag, sequencer, len(changed), json.dumps(changes, default=str)))
+                conn.execute(
+                    self._q(
+                        "INSERT INTO {schema}.ledger (execution, field, source_key, canonical_key, etag, sequencer, rows_changed, changes) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+                    ),
+                    (
+                        self.execution,
+                        mapping.name,
+                        source_key,
+                        canonical_key,
+                        etag,
+                        sequencer,
+                        len(changed),
+                        json.dumps(changes, default=str),
+                    ),
+                )
         return len(changed)
 
     def mark_retired(self, source_key: str, *, key: str) -> None:
         self.ensure()
         with self.db.connection() as conn, conn.transaction():
-            conn.execute(self._q("UPDATE {schema}.ledger SET retired_at = now() WHERE source_key = %s AND canonical_key = %s "
-                                 "AND retired_at IS NULL"), (source_key, key))
+            conn.execute(
+                self._q(
+                    "UPDATE {schema}.ledger SET retired_at = now() WHERE source_key = %s AND canonical_key = %s "
+                    "AND retired_at IS NULL"
+                ),
+                (source_key, key),
+            )
 
     def latest_sequencer(self, canonical_key: str) -> str | None:
         self.ensure()
         with self.db.connection() as conn:
-            row = conn.execute(self._q("SELECT sequencer FROM {schema}.ledger WHERE canonical_key = %s AND sequencer IS NOT NULL "
-                                       "ORDER BY id DESC LIMIT 1"), (canonical_key,)).fetchone()
+            row = conn.execute(
+                self._q(
+                    "SELECT sequencer FROM {schema}.ledger WHERE canonical_key = %s AND sequencer IS NOT NULL "
+                    "ORDER BY id DESC LIMIT 1"
+                ),
+                (canonical_key,),
+            ).fetchone()
         return None if row is None else str(row[0])
 
     def entries(self, *, execution: str | None = None, since: datetime | None = None) -> list[LedgerEntry]:
         self.ensure()
-        where, params = [sql.SQL("TRUE")], []
+        where: list[sql.Composable] = [sql.SQL("TRUE")]
+        params: list[Any] = []
         if execution is not None:
             where.append(sql.SQL("execution = %s"))
             params.append(execution)
         if since is not None:
             where.append(sql.SQL("created_at >= %s"))
             params.append(since)
-        query = sql.SQL("SELECT id, execution, field, source_key, canonical_key, etag, sequencer, rows_changed, changes, "
-                        "retired_at, rolled_back_at, created_at FROM {schema}.ledger WHERE {where} ORDER BY id").format(
-            schema=self.schema, where=sql.SQL(" AND ").join(where))
+        query = sql.SQL(
+            "SELECT id, execution, field, source_key, canonical_key, etag, sequencer, rows_changed, changes, "
+            "retired_at, rolled_back_at, created_at FROM {schema}.ledger WHERE {where} ORDER BY id"
+        ).format(schema=self.schema, where=sql.SQL(" AND ").join(where))
         with self.db.connection() as conn:
             return [LedgerEntry(*row) for row in conn.execute(query, params).fetchall()]

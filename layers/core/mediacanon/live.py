@@ -41,8 +41,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         name = env["MEDIACANON_MEDIA_MAP_PARAMETER"]
         media_map = mediamap.parse(_yaml(parameters.get_parameter(name, max_age=300)), source=f"ssm:{name}")
     else:
-        raise ConfigError("environment", "MEDIACANON_CONFIG", "no media map configured",
-                          "set MEDIACANON_MEDIA_MAP_PARAMETER (SSM parameter name) or MEDIACANON_CONFIG (a file)")
+        raise ConfigError(
+            "environment",
+            "MEDIACANON_CONFIG",
+            "no media map configured",
+            "set MEDIACANON_MEDIA_MAP_PARAMETER (SSM parameter name) or MEDIACANON_CONFIG (a file)",
+        )
     if env.get("DATABASE_URL"):
         database_url = env["DATABASE_URL"]
     elif env.get("MEDIACANON_DB_SECRET_ARN"):
@@ -51,8 +55,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         secret = parameters.get_secret(env["MEDIACANON_DB_SECRET_ARN"], transform="json", max_age=300)
         database_url = _conninfo_from_secret(secret)
     else:
-        raise ConfigError("environment", "MEDIACANON_DB_SECRET_ARN", "no database configured",
-                          "set MEDIACANON_DB_SECRET_ARN (an RDS-style secret) or DATABASE_URL")
+        raise ConfigError(
+            "environment",
+            "MEDIACANON_DB_SECRET_ARN",
+            "no database configured",
+            "set MEDIACANON_DB_SECRET_ARN (an RDS-style secret) or DATABASE_URL",
+        )
     return Settings(media_map, database_url, float(env.get("MEDIACANON_OWNER_WAIT_SECONDS", "300")))
 
 
@@ -69,8 +77,13 @@ def _conninfo_from_secret(secret: Any) -> str:
     missing = [k for k in ("host", "username", "password") if k not in secret]
     if missing:
         raise ConfigError("MEDIACANON_DB_SECRET_ARN", "secret", f"lacks {missing}", "store an RDS-style JSON secret")
-    return make_conninfo(host=secret["host"], port=str(secret.get("port", 5432)), user=secret["username"],
-                         password=secret["password"], dbname=secret.get("dbname", "postgres"))
+    return make_conninfo(
+        host=secret["host"],
+        port=str(secret.get("port", 5432)),
+        user=secret["username"],
+        password=secret["password"],
+        dbname=secret.get("dbname", "postgres"),
+    )
 
 
 @cache
@@ -82,8 +95,9 @@ def steps() -> Steps:
 
     settings = load_settings()
     db = Database(settings.database_url)
-    return Steps(settings.media_map, S3Adapter(), db, Ledger(db, settings.media_map.schema),
-                 owner_wait_seconds=settings.owner_wait_seconds)
+    return Steps(
+        settings.media_map, S3Adapter(), db, Ledger(db, settings.media_map.schema), owner_wait_seconds=settings.owner_wait_seconds
+    )
 
 
 def event_from_record(record: SQSRecord) -> ObjectEvent:
@@ -113,8 +127,15 @@ def run_record(step: StepName, record: SQSRecord, logger: Logger, metrics: Metri
     logger.append_keys(key=event.key, bucket=event.bucket, sequencer=event.sequencer)
     result: StepResult = getattr(steps(), step)(event)
     level = logger.warning if result.outcome in (Outcome.REFUSED, Outcome.COLLISION, Outcome.UNOWNED) else logger.info
-    level(result.outcome.value, extra={"detail": result.detail, "canonical_key": result.canonical_key,
-                                       "rows_changed": result.rows_changed, "retired": result.retired})
+    level(
+        result.outcome.value,
+        extra={
+            "detail": result.detail,
+            "canonical_key": result.canonical_key,
+            "rows_changed": result.rows_changed,
+            "retired": result.retired,
+        },
+    )
     metrics.add_metric(name=result.outcome.value.capitalize(), unit=MetricUnit.Count, value=1)
     if result.retired:
         metrics.add_metric(name="Retired", unit=MetricUnit.Count, value=1)

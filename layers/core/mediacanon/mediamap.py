@@ -10,7 +10,7 @@ import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -21,8 +21,24 @@ MIRROR_DELETE_POLICIES = ("delete", "report")
 RETIRE_POLICIES = ("delete", "keep")
 
 DEFAULT_NOISE_TOKENS = (
-    "_icon", "-icon", "_fav", "favicon", "_logo", "-logo", "_masthead", "-masthead",
-    "_v2", "_v3", "_final", "-final", "_copy", "copy", " (1)", " (2)", "_new", "_old",
+    "_icon",
+    "-icon",
+    "_fav",
+    "favicon",
+    "_logo",
+    "-logo",
+    "_masthead",
+    "-masthead",
+    "_v2",
+    "_v3",
+    "_final",
+    "-final",
+    "_copy",
+    "copy",
+    " (1)",
+    " (2)",
+    "_new",
+    "_old",
 )
 DEFAULT_EXTENSION_ALIASES = {".jpeg": ".jpg", ".jpe": ".jpg", ".tif": ".tiff", ".htm": ".html"}
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -90,6 +106,8 @@ def load(path: str | Path) -> MediaMap:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(str(path), "file", "does not exist", "pass --config PATH or set MEDIACANON_CONFIG") from exc
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not UTF-8 text
+        raise ConfigError(str(path), "file", f"cannot be read: {exc}", "pass the path of a readable UTF-8 YAML file") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -113,7 +131,8 @@ def parse(data: Any, source: str = "<memory>") -> MediaMap:
     if primary == cdn:
         v.fail("buckets.cdn", "is the same bucket as buckets.primary", "give the CDN mirror its own bucket")
     fallbacks = tuple(
-        v.bucket(f"buckets.fallbacks[{i}]", name) for i, name in enumerate(v.sequence("buckets.fallbacks", buckets_data.get("fallbacks", [])))
+        v.bucket(f"buckets.fallbacks[{i}]", name)
+        for i, name in enumerate(v.sequence("buckets.fallbacks", buckets_data.get("fallbacks", [])))
     )
     if primary in fallbacks or cdn in fallbacks:
         v.fail("buckets.fallbacks", "lists the primary or CDN bucket", "fallbacks are read-only sources; list only other buckets")
@@ -151,53 +170,101 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
     item = v.mapping(where, item)
     if isinstance(item.get("name"), str):
         where = f"fields[{item['name']}]"
-    v.known_keys(where, item, {
-        "name", "table", "column", "slug_column", "id_column", "tenant_column", "upload_to", "canonical", "location", "max_length",
-        "staging", "include", "exclude", "extension_aliases", "noise_tokens", "policies",
-    })
+    v.known_keys(
+        where,
+        item,
+        {
+            "name",
+            "table",
+            "column",
+            "slug_column",
+            "id_column",
+            "tenant_column",
+            "upload_to",
+            "canonical",
+            "location",
+            "max_length",
+            "staging",
+            "include",
+            "exclude",
+            "extension_aliases",
+            "noise_tokens",
+            "policies",
+        },
+    )
     for required in ("name", "table", "column", "slug_column", "upload_to", "canonical"):
         if not isinstance(item.get(required), str) or not item[required]:
             v.fail(f"{where}.{required}", "is missing", _REQUIRED_HELP[required])
     for ident in ("table", "column", "slug_column", "id_column"):
         value = item.get(ident, "id")
         if not isinstance(value, str) or not IDENTIFIER.match(value):
-            v.fail(f"{where}.{ident}", f"{value!r} is not a valid PostgreSQL identifier", "use the db_table / column name Django created")
+            v.fail(
+                f"{where}.{ident}",
+                f"{value!r} is not a valid PostgreSQL identifier",
+                "use the db_table / column name Django created",
+            )
 
     upload_to = item["upload_to"]
     if upload_to.startswith("/") or not upload_to.endswith("/") or ".." in upload_to.split("/"):
-        v.fail(f"{where}.upload_to", f"{upload_to!r} must be a relative prefix ending in '/'", "copy upload_to from the model, e.g. 'icons/'")
+        v.fail(
+            f"{where}.upload_to",
+            f"{upload_to!r} must be a relative prefix ending in '/'",
+            "copy upload_to from the model, e.g. 'icons/'",
+        )
 
     location = item.get("location", defaults.get("location", ""))
     if not isinstance(location, str) or location.startswith("/") or (location and not location.endswith("/")):
-        v.fail(f"{where}.location", f"{location!r} must be empty or a relative prefix ending in '/'", "copy AWS_LOCATION, e.g. 'media/' or '{tenant}/'")
+        v.fail(
+            f"{where}.location",
+            f"{location!r} must be empty or a relative prefix ending in '/'",
+            "copy AWS_LOCATION, e.g. 'media/' or '{tenant}/'",
+        )
     _check_template(v, f"{where}.location", location, allowed={"tenant"})
     tenant_column = item.get("tenant_column")
     if "{tenant}" in location:
         if not isinstance(tenant_column, str) or not IDENTIFIER.match(tenant_column):
-            v.fail(f"{where}.tenant_column", "is missing or not a valid identifier while location uses {tenant}",
-                   "name the column that holds the tenant, e.g. 'tenant'")
+            v.fail(
+                f"{where}.tenant_column",
+                "is missing or not a valid identifier while location uses {tenant}",
+                "name the column that holds the tenant, e.g. 'tenant'",
+            )
     elif tenant_column is not None:
-        v.fail(f"{where}.tenant_column", "is set but location has no {tenant} placeholder", "remove it, or set location: '{tenant}/'")
+        v.fail(
+            f"{where}.tenant_column", "is set but location has no {tenant} placeholder", "remove it, or set location: '{tenant}/'"
+        )
 
     canonical = item["canonical"]
     _check_template(v, f"{where}.canonical", canonical, allowed={"slug", "ext"})
     if "{slug}" not in canonical:
         v.fail(f"{where}.canonical", f"{canonical!r} does not contain {{slug}}", "e.g. 'icons/{slug}{ext}'")
-    if canonical.startswith("/") or canonical.endswith("/"):
-        v.fail(f"{where}.canonical", f"{canonical!r} must be a relative object name", "e.g. 'icons/{slug}{ext}'")
+    if canonical.startswith("/") or canonical.endswith("/") or any(seg in ("", ".", "..") for seg in canonical.split("/")):
+        v.fail(
+            f"{where}.canonical",
+            f"{canonical!r} must be a relative object name with no '', '.' or '..' segment",
+            "e.g. 'icons/{slug}{ext}'",
+        )
     if not canonical.startswith(upload_to):
-        v.fail(f"{where}.canonical", f"{canonical!r} is outside upload_to {upload_to!r}",
-               "keep canonical keys under upload_to so Django's storage finds them")
+        v.fail(
+            f"{where}.canonical",
+            f"{canonical!r} is outside upload_to {upload_to!r}",
+            "keep canonical keys under upload_to so Django's storage finds them",
+        )
 
     max_length = item.get("max_length", defaults.get("max_length", 100))
     if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= 1024:
-        v.fail(f"{where}.max_length", f"{max_length!r} must be an integer from 1 to 1024", "use the FileField's max_length (Django's default is 100)")
+        v.fail(
+            f"{where}.max_length",
+            f"{max_length!r} must be an integer from 1 to 1024",
+            "use the FileField's max_length (Django's default is 100)",
+        )
 
     staging = tuple(v.strings(f"{where}.staging", item.get("staging", defaults.get("staging", []))))
     for i, pattern in enumerate(staging):
         _check_template(v, f"{where}.staging[{i}]", pattern, allowed={"slug"})
         if pattern.count("{slug}") != 1:
-            v.fail(f"{where}.staging[{i}]", f"{pattern!r} must contain {{slug}} exactly once", "e.g. 'downloads/{slug}/*favicon*/*'")
+            v.fail(
+                f"{where}.staging[{i}]", f"{pattern!r} must contain {{slug}} exactly once", "e.g. 'downloads/{slug}/*favicon*/*'"
+            )
 
     aliases_data = item.get("extension_aliases", defaults.get("extension_aliases", DEFAULT_EXTENSION_ALIASES))
     aliases_data = v.mapping(f"{where}.extension_aliases", aliases_data)
@@ -207,14 +274,22 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
             v.fail(f"{where}.extension_aliases", f"{src!r}: {dst!r} must map '.ext' to '.ext'", "e.g. '.jpeg': '.jpg'")
         aliases[src.lower()] = dst.lower()
 
-    noise = tuple(v.strings(f"{where}.noise_tokens", item.get("noise_tokens", defaults.get("noise_tokens", list(DEFAULT_NOISE_TOKENS)))))
+    noise = tuple(
+        v.strings(f"{where}.noise_tokens", item.get("noise_tokens", defaults.get("noise_tokens", list(DEFAULT_NOISE_TOKENS))))
+    )
 
     policies_data = dict(v.mapping("defaults.policies", defaults.get("policies", {})))
     policies_data.update(v.mapping(f"{where}.policies", item.get("policies", {})))
     v.known_keys(f"{where}.policies", policies_data, {"collision", "mirror_deletes", "retire"})
-    for key, allowed in (("collision", COLLISION_POLICIES), ("mirror_deletes", MIRROR_DELETE_POLICIES), ("retire", RETIRE_POLICIES)):
+    for key, allowed in (
+        ("collision", COLLISION_POLICIES),
+        ("mirror_deletes", MIRROR_DELETE_POLICIES),
+        ("retire", RETIRE_POLICIES),
+    ):
         if key in policies_data and policies_data[key] not in allowed:
-            v.fail(f"{where}.policies.{key}", f"{policies_data[key]!r} is not a known policy", f"use one of: {', '.join(allowed)}")
+            v.fail(
+                f"{where}.policies.{key}", f"{policies_data[key]!r} is not a known policy", f"use one of: {', '.join(allowed)}"
+            )
 
     return FieldMapping(
         name=item["name"],
@@ -254,8 +329,11 @@ def _check_prefix_overlap(v: _Validator, fields: tuple[FieldMapping, ...]) -> No
             if a.upload_to.startswith(b.upload_to) and a.upload_to != b.upload_to:
                 continue  # nested prefixes: the longer one wins, that is well defined
             if a.upload_to == b.upload_to and a.table == b.table and a.column != b.column and not (a.include or b.include):
-                v.fail(f"fields[{a.name}]", f"shares upload_to {a.upload_to!r} with {b.name} and neither has include patterns",
-                       "give each field its own upload_to, or include globs that tell them apart")
+                v.fail(
+                    f"fields[{a.name}]",
+                    f"shares upload_to {a.upload_to!r} with {b.name} and neither has include patterns",
+                    "give each field its own upload_to, or include globs that tell them apart",
+                )
 
 
 _REQUIRED_HELP = {
@@ -272,7 +350,7 @@ class _Validator:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    def fail(self, where: str, problem: str, fix: str) -> Any:
+    def fail(self, where: str, problem: str, fix: str) -> NoReturn:
         raise ConfigError(self.source, where, problem, fix)
 
     def mapping(self, where: str, value: Any) -> dict[str, Any]:
@@ -297,6 +375,8 @@ class _Validator:
         return items
 
     def bucket(self, where: str, value: Any) -> str:
+        if value is None:
+            self.fail(where, "is missing", "name the bucket, e.g. 'archive-cdn'")
         if not isinstance(value, str) or not BUCKET_NAME.match(value):
             self.fail(where, f"{value!r} is not a valid S3 bucket name", "3-63 lower-case letters, digits, '.' or '-'")
         return value
@@ -304,5 +384,8 @@ class _Validator:
     def known_keys(self, where: str, data: dict[str, Any], known: set[str]) -> None:
         for key in data:
             if key not in known:
-                self.fail(f"{where}.{key}" if where != "file" else str(key), "is not a known setting",
-                          f"remove it or use one of: {', '.join(sorted(known))}")
+                self.fail(
+                    f"{where}.{key}" if where != "file" else str(key),
+                    "is not a known setting",
+                    f"remove it or use one of: {', '.join(sorted(known))}",
+                )

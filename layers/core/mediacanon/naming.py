@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
@@ -27,10 +27,32 @@ MAX_KEY_BYTES = 1024  # S3's own limit on a key's UTF-8 length
 # random draw, so only suffixes with a digit or an inner capital count as collision suffixes.
 _COLLISION_SUFFIX = re.compile(r"_(?P<suffix>[A-Za-z0-9]{7})$")
 _COPY_NUMBER = re.compile(r"\s*\(\d{1,3}\)$")  # "name (1)", "name (12)": browser / OS copy numbering
+# "Copy of name", "Copy (2) of name": Windows Explorer and Google Drive put the copy marker in front
+_COPY_OF = re.compile(r"^copy(?: \(\d{1,3}\))? of\s+", re.IGNORECASE)
+# "nytimes.png.jpeg": an inner image extension left over from a re-save is noise, not part of the name
+_IMAGE_EXTS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".gif", ".webp", ".svg", ".ico", ".tif", ".tiff", ".bmp", ".avif", ".heic"}
+)
 _SEPARATORS = "-_. "
-_TRANSLITERATE = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "œ": "oe", "Œ": "OE",
-                                "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "TH", "ı": "i"})
-_SAFE_SLUG = re.compile(r"^[\w-]+$")
+_TRANSLITERATE = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "ø": "o",
+        "Ø": "O",
+        "œ": "oe",
+        "Œ": "OE",
+        "ł": "l",
+        "Ł": "L",
+        "đ": "d",
+        "Đ": "D",
+        "þ": "th",
+        "Þ": "TH",
+        "\u0131": "i",
+    }
+)  # \u0131: dotless i
+_SAFE_SLUG = re.compile(r"[\w-]+")  # Django's validate_unicode_slug; used with fullmatch (no "$" newline trap)
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,7 @@ class Resolution:
     ext: str
     tenant: str | None
     rule: str  # "upload_to 'icons/'" or "staging 'downloads/{slug}/*favicon*/*'"
-    steps: tuple[str, ...] = field(default=())  # why, in order
+    steps: tuple[str, ...] = ()  # why, in order
 
     @property
     def is_canonical(self) -> bool:
@@ -64,7 +86,8 @@ def check_key(key: str) -> None:
         raise UnsafeKeyError(key, f"longer than {MAX_KEY_BYTES} bytes")
     if key.startswith("/"):
         raise UnsafeKeyError(key, "leading '/' (an absolute path, not an S3 key Django would write)")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+    # category Cc: C0 (\x00-\x1f), DEL and the C1 range (\x80-\x9f, e.g. NEL \x85) that also breaks logs and CSV reports
+    if any(unicodedata.category(ch) == "Cc" for ch in key):
         raise UnsafeKeyError(key, "contains control characters")
     if key.endswith("/"):
         raise UnsafeKeyError(key, "directory marker (ends with '/'), not a file")
@@ -92,11 +115,15 @@ def split_ext(filename: str, aliases: dict[str, str]) -> tuple[str, str, str | N
     ext = aliases.get(raw_ext.lower(), raw_ext.lower())
     if not re.fullmatch(r"\.[a-z0-9]{1,10}", ext):
         return filename, "", None  # "name.with spaces" is not an extension
-    # "nytimes.png.png" and "nytimes.PNG.png": the inner repetition is noise
-    inner = stem.rfind(".")
-    if inner > 0 and aliases.get(stem[inner:].lower(), stem[inner:].lower()) == ext:
-        stem = stem[:inner]
     note = f"extension {raw_ext!r} -> {ext!r}" if raw_ext != ext else None
+    # "nytimes.png.png", "nytimes.PNG.png", "nytimes.png.jpeg": an inner image extension is noise
+    while (inner := stem.rfind(".")) > 0:
+        inner_ext = aliases.get(stem[inner:].lower(), stem[inner:].lower())
+        if inner_ext != ext and not (inner_ext in _IMAGE_EXTS and ext in _IMAGE_EXTS):
+            break
+        note = f"{note}; " if note else ""
+        note += f"dropped inner extension {stem[inner:]!r}"
+        stem = stem[:inner]
     return stem, ext, note
 
 
@@ -104,6 +131,10 @@ def clean_stem(stem: str, noise_tokens: tuple[str, ...]) -> tuple[str, list[str]
     """Strip collision suffixes, copy numbers and noise tokens from the end of a name, repeatedly."""
     steps: list[str] = []
     tokens = sorted(noise_tokens, key=len, reverse=True)
+    m = _COPY_OF.match(stem)
+    if m and stem[m.end() :].strip(_SEPARATORS):
+        steps.append(f"stripped copy marker {m.group(0)!r}")
+        stem = stem[m.end() :]
     changed = True
     while changed and stem:
         changed = False
@@ -127,46 +158,54 @@ def clean_stem(stem: str, noise_tokens: tuple[str, ...]) -> tuple[str, list[str]
             # "bbc-favicon" loses it, "copyblogger" and "newscopy" do not
             if t[0] not in _SEPARATORS and before[-1] not in _SEPARATORS:
                 continue
-            steps.append(f"stripped noise token {stem[len(before):]!r}")
+            steps.append(f"stripped noise token {stem[len(before) :]!r}")
             stem, changed = stem[: len(before)].rstrip(_SEPARATORS), True
             break
     return stem, steps
 
 
 def _looks_random(suffix: str) -> bool:
-    return any(ch.isdigit() for ch in suffix) or any(ch.isupper() for ch in suffix[1:]) and any(ch.islower() for ch in suffix)
+    return any(ch.isdigit() for ch in suffix) or (any(ch.isupper() for ch in suffix[1:]) and any(ch.islower() for ch in suffix))
 
 
 def row_slug(slug: str) -> str:
     """A row's slug is used as it is (the row is the authority) when it is a safe path segment."""
-    if _SAFE_SLUG.match(slug) and slug.strip("-_"):
+    if _SAFE_SLUG.fullmatch(slug) and slug.strip("-_"):
         return slug
     return slugify(slug)
 
 
 def location_for(mapping: FieldMapping, tenant: str | None) -> str:
+    location: str = mapping.location
     if mapping.tenant_scoped:
         if not tenant:
             raise UnmappedKeyError("", f"field {mapping.name} is per tenant: a tenant is needed")
-        return mapping.location.format(tenant=tenant)
-    return mapping.location
+        location = location.format(tenant=tenant)
+    return location
 
 
 def canonical_key_for_row(mapping: FieldMapping, slug: str, source_key: str, tenant: str | None = None) -> str:
     """The canonical key of a row: the field's template filled from the row's slug and the file's extension."""
     filename = source_key.rsplit("/", 1)[-1]
     _, ext, _ = split_ext(filename, mapping.extension_aliases)
-    key = location_for(mapping, tenant) + mapping.canonical.format(slug=row_slug(slug), ext=ext)
-    check_canonical(key, mapping, source_key)
+    safe_slug = row_slug(slug)
+    if not safe_slug:
+        raise UnsafeKeyError(source_key, f"row slug {slug!r} has no character usable in a key; fix the row's slug")
+    location = location_for(mapping, tenant)
+    key: str = location + mapping.canonical.format(slug=safe_slug, ext=ext)
+    check_canonical(key, mapping, source_key, location)
     return key
 
 
-def check_canonical(canonical_key: str, mapping: FieldMapping, source_key: str) -> None:
+def check_canonical(canonical_key: str, mapping: FieldMapping, source_key: str, location: str = "") -> None:
+    """Refuse a canonical key that is unsafe or whose column value would not fit the FileField's max_length."""
     check_key(canonical_key)
-    if len(canonical_key) > mapping.max_length:
+    # Django's max_length limits the column value, which is the key without the storage's location prefix
+    value = canonical_key.removeprefix(location)
+    if len(value) > mapping.max_length:
         raise UnsafeKeyError(
             source_key,
-            f"canonical name {canonical_key!r} is {len(canonical_key)} characters, longer than "
+            f"canonical name {value!r} is {len(value)} characters, longer than "
             f"{mapping.table}.{mapping.column} max_length {mapping.max_length}: raise max_length or shorten the slug",
         )
 
@@ -177,6 +216,9 @@ def resolve(media_map: MediaMap, key: str, tenant: str | None = None) -> Resolut
     Raises UnsafeKeyError for keys that must not be touched and UnmappedKeyError for keys no field covers.
     """
     check_key(key)
+    if key.rsplit("/", 1)[-1].startswith("."):
+        # .DS_Store, ._name.png (macOS AppleDouble), .gitkeep: system files that only look like media
+        raise UnmappedKeyError(key, "hidden or system file (its name starts with '.'), not media Django wrote")
     for mapping, key_tenant, rest in _prefix_matches(media_map, key, tenant):
         filename = rest.rsplit("/", 1)[-1]
         if not _included(mapping, filename):
@@ -197,8 +239,17 @@ def resolve(media_map: MediaMap, key: str, tenant: str | None = None) -> Resolut
     raise UnmappedKeyError(key, "no field's upload_to or staging pattern covers this key")
 
 
-def _finish(mapping: FieldMapping, key: str, tenant: str | None, rule: str, stem: str, ext: str,
-            ext_note: str | None, *, from_staging: bool) -> Resolution:
+def _finish(
+    mapping: FieldMapping,
+    key: str,
+    tenant: str | None,
+    rule: str,
+    stem: str,
+    ext: str,
+    ext_note: str | None,
+    *,
+    from_staging: bool,
+) -> Resolution:
     steps = [f"field {mapping.name} by {rule}"]
     if tenant:
         steps.append(f"tenant {tenant!r} kept from location {mapping.location!r}")
@@ -210,21 +261,27 @@ def _finish(mapping: FieldMapping, key: str, tenant: str | None, rule: str, stem
         steps.extend(cleaning)
     slug = slugify(cleaned)
     if not slug:
-        raise UnsafeKeyError(key, "no usable name is left after removing noise; rename it by hand or link it to a row")
+        raise UnsafeKeyError(
+            key,
+            f"no usable name: {cleaned!r} has no ASCII letter or digit once noise is removed and it is slugified; "
+            "link it to a row (the row's slug names it) or rename it by hand",
+        )
     if slug != cleaned:
         steps.append(f"slugified {cleaned!r} -> {slug!r}")
     if ext_note:
         steps.append(ext_note)
-    canonical = location_for(mapping, tenant) + mapping.canonical.format(slug=slug, ext=ext)
-    check_canonical(canonical, mapping, key)
+    location = location_for(mapping, tenant)
+    canonical = location + mapping.canonical.format(slug=slug, ext=ext)
+    check_canonical(canonical, mapping, key, location)
     steps.append("already canonical" if canonical == key else f"canonical key {canonical!r}")
-    return Resolution(key=key, canonical_key=canonical, field=mapping, slug=slug, ext=ext, tenant=tenant,
-                      rule=rule, steps=tuple(steps))
+    return Resolution(
+        key=key, canonical_key=canonical, field=mapping, slug=slug, ext=ext, tenant=tenant, rule=rule, steps=tuple(steps)
+    )
 
 
 def _location_matches(media_map: MediaMap, key: str, tenant: str | None) -> list[tuple[FieldMapping, str | None, str]]:
     """(field, tenant, key relative to the field's location) for every field whose location holds the key."""
-    out = []
+    out: list[tuple[FieldMapping, str | None, str]] = []
     for mapping in media_map.fields:
         if mapping.tenant_scoped:
             head, _, rest = key.partition("/")
@@ -232,9 +289,9 @@ def _location_matches(media_map: MediaMap, key: str, tenant: str | None) -> list
                 continue
             prefix = mapping.location.format(tenant=head)
             if key.startswith(prefix):
-                out.append((mapping, head, key[len(prefix):]))
+                out.append((mapping, head, key[len(prefix) :]))
         elif key.startswith(mapping.location):
-            out.append((mapping, None, key[len(mapping.location):]))
+            out.append((mapping, None, key[len(mapping.location) :]))
     return out
 
 
@@ -246,10 +303,22 @@ def _prefix_matches(media_map: MediaMap, key: str, tenant: str | None) -> list[t
 
 
 def _included(mapping: FieldMapping, filename: str) -> bool:
-    name = filename.lower()
-    if mapping.include and not any(fnmatch.fnmatchcase(name, p.lower()) for p in mapping.include):
+    """Include / exclude globs, matched case-insensitively against the name as it is and with its extension aliased.
+
+    An alias says two extensions are the same format, so 'nytimes.jpe' is included by '*.jpg' once '.jpe' -> '.jpg'.
+    """
+    names = {filename.lower()}
+    dot = filename.rfind(".")
+    if dot > 0:
+        raw_ext = filename[dot:].lower()
+        names.add(filename[:dot].lower() + mapping.extension_aliases.get(raw_ext, raw_ext))
+
+    def matches(patterns: tuple[str, ...]) -> bool:
+        return any(fnmatch.fnmatchcase(name, p.lower()) for name in names for p in patterns)
+
+    if mapping.include and not matches(mapping.include):
         return False
-    return not any(fnmatch.fnmatchcase(name, p.lower()) for p in mapping.exclude)
+    return not matches(mapping.exclude)
 
 
 _STAGING_CACHE: dict[str, re.Pattern[str]] = {}

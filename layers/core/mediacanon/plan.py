@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mediacanon import naming
 from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
-from mediacanon.mediamap import FieldMapping, MediaMap
+from mediacanon.mediamap import MediaMap
 
 if TYPE_CHECKING:
     from mediacanon.db import Database, Row
@@ -86,17 +86,31 @@ def decide(
     """
     mapping = resolution.field
     if owner is None:
-        return PlanItem(key, Action.ORPHAN, "no row references it and no row has its slug", mapping.name, resolution.canonical_key)
+        return PlanItem(
+            key, Action.ORPHAN, "no row references it and no row has its slug", mapping.name, resolution.canonical_key
+        )
     canonical = owner_canonical or resolution.canonical_key
     owner_key = naming.key_for_value(mapping, owner.value, owner.tenant) if owner.value else None
     if owner.matched_by == "slug" and owner_key not in (None, key, canonical) and owner_key in primary:
         return PlanItem(key, Action.ORPHAN, f"row {owner.id} already references {owner_key!r}", mapping.name, canonical, owner)
     if key != canonical:
         if canonical in primary and primary[canonical] != primary[key]:
-            return PlanItem(key, Action.REFUSE, f"{canonical!r} exists with other bytes (collision policy: {mapping.policies.collision})",
-                            mapping.name, canonical, owner)
-        return PlanItem(key, Action.RENAME, "; ".join(s for s in resolution.steps[1:] if not s.startswith("canonical key")) or "row slug",
-                        mapping.name, canonical, owner)
+            return PlanItem(
+                key,
+                Action.REFUSE,
+                f"{canonical!r} exists with other bytes (collision policy: {mapping.policies.collision})",
+                mapping.name,
+                canonical,
+                owner,
+            )
+        return PlanItem(
+            key,
+            Action.RENAME,
+            "; ".join(s for s in resolution.steps[1:] if not s.startswith("canonical key")) or "row slug",
+            mapping.name,
+            canonical,
+            owner,
+        )
     if owner_key != key:
         how = "fill the empty column by slug" if not owner.value else f"row points at missing {owner_key!r}"
         return PlanItem(key, Action.LINK, how, mapping.name, canonical, owner)
@@ -121,7 +135,9 @@ def build_plan(media_map: MediaMap, s3: S3Adapter, db: Database, page_size: int 
     return plan
 
 
-def _plan_page(media_map: MediaMap, db: Database, page: list[str], primary: dict[str, str], cdn: dict[str, str]) -> Iterator[PlanItem]:
+def _plan_page(
+    media_map: MediaMap, db: Database, page: list[str], primary: dict[str, str], cdn: dict[str, str]
+) -> Iterator[PlanItem]:
     resolved: list[tuple[str, naming.Resolution]] = []
     for key in page:
         if key.startswith(media_map.reports_prefix):
@@ -203,11 +219,20 @@ def _plan_rows(media_map: MediaMap, s3: S3Adapter, db: Database, primary: dict[s
                 yield PlanItem(key, Action.MISSING, f"missing, and {exc.reason}", mapping.name, None, owner)
                 continue
             if canonical in primary:
-                yield PlanItem(key, Action.REPAIR, f"missing; canonical {canonical!r} exists: point the row at it", mapping.name, canonical, owner)
+                yield PlanItem(
+                    key,
+                    Action.REPAIR,
+                    f"missing; canonical {canonical!r} exists: point the row at it",
+                    mapping.name,
+                    canonical,
+                    owner,
+                )
                 continue
             source = _fallback_holding(media_map, s3, fallback_keys, key)
             if source:
-                yield PlanItem(key, Action.REPAIR, f"missing; read-only fallback {source!r} has it: copy in", mapping.name, canonical, owner)
+                yield PlanItem(
+                    key, Action.REPAIR, f"missing; read-only fallback {source!r} has it: copy in", mapping.name, canonical, owner
+                )
             else:
                 yield PlanItem(key, Action.MISSING, "the row points at a key no bucket holds", mapping.name, canonical, owner)
 

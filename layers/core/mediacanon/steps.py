@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote
 
 from mediacanon import naming
 from mediacanon.errors import PermanentError, RetryableError, UnmappedKeyError, UnsafeKeyError
-from mediacanon.mediamap import MediaMap
+from mediacanon.mediamap import FieldMapping, MediaMap
 from mediacanon.plan import Owner, find_owners
 
 if TYPE_CHECKING:
@@ -78,8 +78,11 @@ def same_bytes(a: ObjectHead, b: ObjectHead) -> bool:
     """
     if a.etag == b.etag:
         return True
-    return a.size == b.size and (b.metadata.get(PRIMARY_ETAG) == a.etag or a.metadata.get(PRIMARY_ETAG) == b.etag
-                                 or (a.metadata.get(SOURCE_ETAG) is not None and a.metadata.get(SOURCE_ETAG) == b.metadata.get(SOURCE_ETAG)))
+    return a.size == b.size and (
+        b.metadata.get(PRIMARY_ETAG) == a.etag
+        or a.metadata.get(PRIMARY_ETAG) == b.etag
+        or (a.metadata.get(SOURCE_ETAG) is not None and a.metadata.get(SOURCE_ETAG) == b.metadata.get(SOURCE_ETAG))
+    )
 
 
 def sequencer_newer(a: str | None, b: str | None) -> bool:
@@ -90,8 +93,16 @@ def sequencer_newer(a: str | None, b: str | None) -> bool:
 
 
 class Steps:
-    def __init__(self, media_map: MediaMap, s3: S3Adapter, db: Database, ledger: Ledger, *,
-                 owner_wait_seconds: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        media_map: MediaMap,
+        s3: S3Adapter,
+        db: Database,
+        ledger: Ledger,
+        *,
+        owner_wait_seconds: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.map = media_map
         self.s3 = s3
         self.db = db
@@ -152,8 +163,7 @@ class Steps:
             raise OwnerNotReady(f"{event.key!r}: {why}; retrying (waited {waited:.0f}s of {self.owner_wait_seconds:.0f}s)")
         return StepResult(Outcome.UNOWNED, event.key, f"{why}; left for the backfill")
 
-    def _copy_to_canonical(self, key: str, head: ObjectHead, canonical: str, owner: Owner,
-                           res: naming.Resolution) -> StepResult:
+    def _copy_to_canonical(self, key: str, head: ObjectHead, canonical: str, owner: Owner, res: naming.Resolution) -> StepResult:
         authoritative = owner.matched_by == "reference"  # the row's current file: its bytes win
         holder = self.ledger.claim(canonical, key, head.etag, take_over=authoritative)
         target = self.s3.head(self.primary, canonical)
@@ -171,8 +181,14 @@ class Steps:
             if holder_head is not None and not same_bytes(head, holder_head):
                 return StepResult(Outcome.COLLISION, key, f"{canonical!r} is claimed by {holder!r}; kept both", canonical)
             self.ledger.claim(canonical, key, head.etag, take_over=True)
-        self.s3.copy(self.primary, key, self.primary, canonical,
-                     metadata={SOURCE_KEY: quote(key, safe="/"), SOURCE_ETAG: head.etag}, source_head=head)
+        self.s3.copy(
+            self.primary,
+            key,
+            self.primary,
+            canonical,
+            metadata={SOURCE_KEY: quote(key, safe="/"), SOURCE_ETAG: head.etag},
+            source_head=head,
+        )
         return StepResult(Outcome.NORMALIZED, key, f"copied for row {owner.id}", canonical, copied=True)
 
     # -- replicate -------------------------------------------------------------------------------------------
@@ -230,8 +246,9 @@ class Steps:
         source_key = unquote(primary.metadata[SOURCE_KEY]) if SOURCE_KEY in primary.metadata else None
         return self.link_rows(key, res, source_key, primary, event.sequencer)
 
-    def link_rows(self, key: str, res: naming.Resolution, source_key: str | None, primary: ObjectHead,
-                  sequencer: str | None) -> StepResult:
+    def link_rows(
+        self, key: str, res: naming.Resolution, source_key: str | None, primary: ObjectHead, sequencer: str | None
+    ) -> StepResult:
         from mediacanon.db import Swap
 
         mapping = res.field
@@ -245,20 +262,27 @@ class Steps:
                 if res.tenant is None or row.tenant == res.tenant:
                     swaps.append(Swap(row.id, source_value, new_value))
         if not swaps:
-            row = self.db.rows_by_slug(mapping, [res.slug], tenant=res.tenant).get(res.slug)
-            if row is not None and row.value != new_value:
-                if not row.value:
-                    swaps.append(Swap(row.id, row.value, new_value))
-                elif self.s3.head(self.primary, naming.key_for_value(mapping, row.value, row.tenant)) is None:
-                    swaps.append(Swap(row.id, row.value, new_value))  # its key is a 404: repair
-        changed = self.ledger.record_link(mapping, swaps, source_key=source_key, canonical_key=key,
-                                          etag=primary.etag, sequencer=sequencer)
+            by_slug = self.db.rows_by_slug(mapping, [res.slug], tenant=res.tenant).get(res.slug)
+            if by_slug is not None and by_slug.value != new_value:
+                if not by_slug.value:
+                    swaps.append(Swap(by_slug.id, by_slug.value, new_value))
+                elif self.s3.head(self.primary, naming.key_for_value(mapping, by_slug.value, by_slug.tenant)) is None:
+                    swaps.append(Swap(by_slug.id, by_slug.value, new_value))  # its key is a 404: repair
+        changed = self.ledger.record_link(
+            mapping, swaps, source_key=source_key, canonical_key=key, etag=primary.etag, sequencer=sequencer
+        )
         retired = self.retire(mapping, res.tenant, source_key, primary) if source_key and source_key != key else False
         outcome = Outcome.LINKED if changed or retired else Outcome.SKIPPED
-        return StepResult(outcome, key, f"{changed} row(s) now point at it" + ("; source retired" if retired else ""),
-                          key, rows_changed=changed, retired=retired)
+        return StepResult(
+            outcome,
+            key,
+            f"{changed} row(s) now point at it" + ("; source retired" if retired else ""),
+            key,
+            rows_changed=changed,
+            retired=retired,
+        )
 
-    def retire(self, mapping: naming.FieldMapping, tenant: str | None, source_key: str, canonical: ObjectHead) -> bool:
+    def retire(self, mapping: FieldMapping, tenant: str | None, source_key: str, canonical: ObjectHead) -> bool:
         """Delete the source key once no row references it (I2), and only if it still holds the copied bytes (I5)."""
         if mapping.policies.retire != "delete":
             return False

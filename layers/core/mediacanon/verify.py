@@ -1,4 +1,4 @@
-"""The three-way check: primary bucket × CDN bucket × database.
+"""The three-way check: primary bucket x CDN bucket x database.
 
 Broken promises (non-zero exit):
 - I1: a row mediacanon changed (it is in the ledger) points at a key missing from the primary or the CDN bucket;
@@ -44,10 +44,18 @@ class Verification:
         return {
             "ok": self.ok,
             "i1_never_a_404": {"ok": not self.broken_i1, "broken": self.broken_i1},
-            "i3_exact_mirror": {"ok": not (self.broken_i3_extra or self.broken_i3_differs),
-                                "not_canonical_primary_keys": self.broken_i3_extra, "bytes_differ": self.broken_i3_differs},
-            "report": {"missing": self.missing, "unmirrored": self.unmirrored, "pending_rename": self.pending,
-                       "orphans": self.orphans, "refused": self.refused},
+            "i3_exact_mirror": {
+                "ok": not (self.broken_i3_extra or self.broken_i3_differs),
+                "not_canonical_primary_keys": self.broken_i3_extra,
+                "bytes_differ": self.broken_i3_differs,
+            },
+            "report": {
+                "missing": self.missing,
+                "unmirrored": self.unmirrored,
+                "pending_rename": self.pending,
+                "orphans": self.orphans,
+                "refused": self.refused,
+            },
             "counts": self.counts,
         }
 

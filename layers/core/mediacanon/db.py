@@ -1,0 +1,321 @@
+"""The PostgreSQL adapter: the Django tables mediacanon reads and compare-and-swaps, and nothing else.
+
+Parameterized SQL only; table and column names (from the media map) are composed with `psycopg.sql`.
+psycopg errors are translated here, by SQLSTATE class and exception type, into the project's
+RetryableError / PermanentError family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool
+
+from mediacanon.errors import MediacanonError, PermanentError, RetryableError
+from mediacanon.mediamap import FieldMapping
+
+LOOKUP_BATCH = 1000  # values per `= ANY(%s)` query: bounded statements however many keys a page holds
+CHARACTER_TYPES = ("character varying", "character", "text")
+# SQLSTATE classes that go away by themselves: connection exception, transaction rollback (serialization
+# failure, deadlock), insufficient resources (too many connections), operator intervention (query canceled,
+# admin shutdown), system error
+RETRYABLE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+RETRYABLE_STATES = frozenset({"55P03", "55006"})  # lock not available, object in use
+# authorization and catalog-name failures surface as OperationalError at connect time, yet retrying cannot fix them
+PERMANENT_CLASSES = frozenset({"28", "3D"})
+
+
+class SchemaMismatchError(PermanentError):
+    """A field mapping names a table or column the database does not have (or not of a usable type)."""
+
+    def __init__(self, mapping: FieldMapping, where: str, problem: str, fix: str) -> None:
+        self.field = mapping.name
+        self.where = where
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"field {mapping.name}: {where}: {problem} (fix: {fix})")
+
+
+@dataclass(frozen=True)
+class Row:
+    id: Any
+    slug: str
+    value: str | None  # the column as Django stores it: the key without the storage's location prefix
+    tenant: str | None = None
+
+
+class Swap(NamedTuple):
+    row_id: Any
+    old: str | None  # what the row must still hold; None or '' for an empty column
+    new: str
+
+
+@dataclass(frozen=True)
+class _Checked:
+    schema: str
+    max_length: int
+
+
+def translate_error(exc: psycopg.Error, what: str) -> MediacanonError:
+    """The project's error for a psycopg error, by SQLSTATE class and exception type, never by message text."""
+    state = exc.sqlstate or ""
+    message = f"{what}: {type(exc).__name__}{f' [{state}]' if state else ''}: {exc}"
+    if state[:2] in PERMANENT_CLASSES:
+        return PermanentError(message)
+    if state[:2] in RETRYABLE_CLASSES or state in RETRYABLE_STATES:
+        return RetryableError(message)
+    if not state and isinstance(exc, psycopg.OperationalError):  # connection refused or lost, pool timeout
+        return RetryableError(message)
+    return PermanentError(message)
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate_error(exc, what) from exc
+
+
+def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+class Database:
+    """Takes a conninfo string (one autocommit connection, opened lazily and reopened when broken), a
+    psycopg_pool.ConnectionPool, or a connection (used as is; autocommit recommended)."""
+
+    def __init__(self, source: str | psycopg.Connection[Any] | ConnectionPool[Any], *, connect_timeout: int = 10) -> None:
+        self._conninfo = source if isinstance(source, str) else None
+        self._pool = source if isinstance(source, ConnectionPool) else None
+        self._conn: psycopg.Connection[Any] | None = source if isinstance(source, psycopg.Connection) else None
+        self._connect_timeout = connect_timeout
+        self._checked: dict[tuple[Any, ...], _Checked] = {}
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection this instance opened itself; injected connections and pools are the caller's."""
+        if self._conninfo is not None and self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection for one unit of work; psycopg errors raised inside the block are translated."""
+        with _translated("database"):
+            if self._pool is not None:
+                with self._pool.connection() as conn:
+                    yield conn
+                return
+            if self._conninfo is not None and (self._conn is None or self._conn.closed or self._conn.broken):
+                conninfo = self._conninfo
+                if "connect_timeout" not in conninfo_to_dict(conninfo):  # an unreachable host fails fast, not in minutes
+                    conninfo = make_conninfo(conninfo, connect_timeout=self._connect_timeout)
+                self._conn = psycopg.connect(conninfo, autocommit=True)
+            assert self._conn is not None
+            yield self._conn
+
+    # -- schema check ------------------------------------------------------------------------------------------
+
+    def check_field(self, mapping: FieldMapping, *, conn: psycopg.Connection[Any] | None = None) -> int:
+        """Check the mapping's table and columns exist (in the search path) and the file column holds text;
+        returns the effective max_length: the smaller of the media map's and the column's. Checked once per
+        mapping per instance."""
+        return self._checked_for(mapping, conn).max_length
+
+    def _checked_for(self, mapping: FieldMapping, conn: psycopg.Connection[Any] | None = None) -> _Checked:
+        # FieldMapping holds a dict, so it is not hashable: key the cache by what the check depends on
+        cache_key = (
+            mapping.table,
+            mapping.column,
+            mapping.slug_column,
+            mapping.id_column,
+            mapping.tenant_column,
+            mapping.max_length,
+        )
+        if cache_key not in self._checked:
+            with self._maybe_connection(conn) as use, _translated(f"check {mapping.table}.{mapping.column}"):
+                self._checked[cache_key] = self._check(mapping, use)
+        return self._checked[cache_key]
+
+    def _check(self, mapping: FieldMapping, conn: psycopg.Connection[Any]) -> _Checked:
+        # the first schema of the search path that has the table, as an unqualified name would resolve
+        found = conn.execute(
+            "SELECT t.table_schema FROM information_schema.tables t "
+            "JOIN unnest(current_schemas(false)) WITH ORDINALITY AS s(name, pos) ON s.name = t.table_schema "
+            "WHERE t.table_name = %s ORDER BY s.pos LIMIT 1",
+            (mapping.table,),
+        ).fetchone()
+        if found is None:
+            raise SchemaMismatchError(
+                mapping,
+                f"table {mapping.table}",
+                "does not exist in the search path (or this user may not see it)",
+                "run Django's migrations, or set 'table' to the model's db_table",
+            )
+        schema = str(found[0])
+        columns = {
+            name: (data_type, length)
+            for name, data_type, length in conn.execute(
+                "SELECT column_name, data_type, character_maximum_length FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                (schema, mapping.table),
+            ).fetchall()
+        }
+        for role, column in (
+            ("column", mapping.column),
+            ("slug_column", mapping.slug_column),
+            ("id_column", mapping.id_column),
+            ("tenant_column", mapping.tenant_column),
+        ):
+            if column is not None and column not in columns:
+                raise SchemaMismatchError(
+                    mapping,
+                    f"{mapping.table}.{column}",
+                    f"no such column ({role})",
+                    f"set '{role}' to one of: {', '.join(sorted(columns))}",
+                )
+        data_type, length = columns[mapping.column]
+        if data_type not in CHARACTER_TYPES:
+            raise SchemaMismatchError(
+                mapping,
+                f"{mapping.table}.{mapping.column}",
+                f"is {data_type}, not a character column",
+                "point 'column' at the FileField/ImageField column (varchar)",
+            )
+        return _Checked(schema, min(mapping.max_length, length) if length is not None else mapping.max_length)
+
+    # -- reads -------------------------------------------------------------------------------------------------
+
+    def _select(self, mapping: FieldMapping) -> sql.Composed:
+        checked = self._checked_for(mapping)
+        tenant = sql.SQL("{}::text").format(sql.Identifier(mapping.tenant_column)) if mapping.tenant_column else sql.SQL("NULL")
+        return sql.SQL("SELECT {id}, {slug}, {col}, {tenant} FROM {table}").format(
+            id=sql.Identifier(mapping.id_column),
+            slug=sql.Identifier(mapping.slug_column),
+            col=sql.Identifier(mapping.column),
+            tenant=tenant,
+            table=sql.Identifier(checked.schema, mapping.table),
+        )
+
+    def _tenant_filter(self, mapping: FieldMapping, tenant: str | None) -> tuple[sql.Composable, tuple[Any, ...]]:
+        if tenant is None or not mapping.tenant_column:
+            return sql.SQL(""), ()
+        return sql.SQL(" AND {}::text = %s").format(sql.Identifier(mapping.tenant_column)), (tenant,)
+
+    def rows_referencing(self, mapping: FieldMapping, values: Sequence[str]) -> dict[str, list[Row]]:
+        """The rows whose file column holds each value (only values some row holds appear)."""
+        query = sql.SQL("{select} WHERE {col} = ANY(%s) ORDER BY {id}").format(
+            select=self._select(mapping), col=sql.Identifier(mapping.column), id=sql.Identifier(mapping.id_column)
+        )
+        out: dict[str, list[Row]] = {}
+        with self.connection() as conn:
+            for batch in _batches(sorted(set(values)), LOOKUP_BATCH):
+                for row in conn.execute(query, (batch,)):
+                    out.setdefault(row[2], []).append(Row(*row))
+        return out
+
+    def rows_by_slug(self, mapping: FieldMapping, slugs: Sequence[str], tenant: str | None = None) -> dict[str, Row]:
+        """The row of each slug (of `tenant`, when given); with several, the lowest id."""
+        tenant_sql, tenant_params = self._tenant_filter(mapping, tenant)
+        query = sql.SQL("{select} WHERE {slug} = ANY(%s){tenant} ORDER BY {id}").format(
+            select=self._select(mapping),
+            slug=sql.Identifier(mapping.slug_column),
+            tenant=tenant_sql,
+            id=sql.Identifier(mapping.id_column),
+        )
+        out: dict[str, Row] = {}
+        with self.connection() as conn:
+            for batch in _batches(sorted(set(slugs)), LOOKUP_BATCH):
+                for row in conn.execute(query, (batch, *tenant_params)):
+                    out.setdefault(row[1], Row(*row))
+        return out
+
+    def find_owner(self, mapping: FieldMapping, value: str, slug: str, tenant: str | None = None) -> Row | None:
+        """The row referencing `value`, else the row with `slug`."""
+        for row in self.rows_referencing(mapping, [value]).get(value, []):
+            if tenant is None or row.tenant == tenant:
+                return row
+        return self.rows_by_slug(mapping, [slug], tenant=tenant).get(slug)
+
+    def iter_rows(
+        self, mapping: FieldMapping, batch_size: int = 1000, *, start_id: Any = None, end_id: Any = None
+    ) -> Iterator[Row]:
+        """Every row, in id order, one keyset page per query (no connection is held between pages);
+        `start_id` inclusive, `end_id` exclusive, so ranges can be split between workers without overlap."""
+        ident = sql.Identifier(mapping.id_column)
+        select = self._select(mapping)
+        last, first = start_id, True
+        while True:
+            where, params = [], []
+            if last is not None:
+                where.append(sql.SQL("{} >= %s" if first else "{} > %s").format(ident))
+                params.append(last)
+            if end_id is not None:
+                where.append(sql.SQL("{} < %s").format(ident))
+                params.append(end_id)
+            query = sql.SQL("{select}{where} ORDER BY {id} LIMIT %s").format(
+                select=select, where=sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""), id=ident
+            )
+            with self.connection() as conn:
+                rows = conn.execute(query, (*params, batch_size)).fetchall()
+            yield from (Row(*row) for row in rows)
+            if len(rows) < batch_size:
+                return
+            last, first = rows[-1][0], False
+
+    # -- writes ------------------------------------------------------------------------------------------------
+
+    def swap(self, mapping: FieldMapping, changes: Sequence[Swap], *, conn: psycopg.Connection[Any] | None = None) -> list[Any]:
+        """Compare-and-swap file columns, all in one transaction: a row changes only if it still holds `old`
+        (a concurrent edit in Django wins). Returns the ids of the rows changed.
+
+        Given `conn`, runs inside the caller's transaction (the ledger writes its entry in the same one)."""
+        if not changes:
+            return []
+        checked = self._checked_for(mapping, conn)
+        max_length = checked.max_length
+        for change in changes:
+            if len(change.new) > max_length:
+                raise PermanentError(
+                    f"field {mapping.name}: {change.new!r} is {len(change.new)} characters, longer than "
+                    f"{mapping.table}.{mapping.column} max_length {max_length}: raise max_length or shorten the name"
+                )
+        col, ident = sql.Identifier(mapping.column), sql.Identifier(mapping.id_column)
+        # '' and NULL both mean "no file" to Django: an empty old value matches either
+        query = sql.SQL(
+            "UPDATE {table} SET {col} = %(new)s WHERE {id} = %(id)s "
+            "AND ({col} IS NOT DISTINCT FROM %(old)s OR (%(empty)s AND {col} IS NULL)) RETURNING {id}"
+        ).format(table=sql.Identifier(checked.schema, mapping.table), col=col, id=ident)
+        params = [{"id": c.row_id, "old": c.old or "", "new": c.new, "empty": not c.old} for c in changes]
+        changed: list[Any] = []
+        with self._maybe_connection(conn) as use, _translated(f"swap {mapping.table}.{mapping.column}"), use.transaction():
+            cur = use.cursor()
+            cur.executemany(query, params, returning=True)
+            while True:
+                changed.extend(row[0] for row in cur.fetchall())
+                if not cur.nextset():
+                    break
+        return changed
+
+    @contextmanager
+    def _maybe_connection(self, conn: psycopg.Connection[Any] | None) -> Iterator[psycopg.Connection[Any]]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.connection() as own:
+                yield own

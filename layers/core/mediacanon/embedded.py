@@ -1,0 +1,309 @@
+"""The embedded default: a moto server and an embedded PostgreSQL on this machine, no AWS account, no Docker.
+
+Used by `mediacanon local up|down|status`, `make demo` and the test fixtures. The servers run detached (their
+own session), so they outlive the command that started them; what runs where is kept in `<state_dir>/state.json`.
+
+PostgreSQL comes from pgserver, which has no Python 3.13 wheel: it runs through a Python that has it
+(MEDIACANON_PGSERVER_PYTHON, else `<repo>/.venv-pg/bin/python`, which `make setup` builds). DATABASE_URL, when
+set, is used instead and nothing is started for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mediacanon.errors import MediacanonError
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}}
+
+# Run by the pgserver Python. get_server() initialises the data directory on first use and reuses a running
+# server; cleanup_mode=None leaves the server running after this short-lived process exits.
+_PG_START = """
+import sys, pgserver
+print(pgserver.get_server(sys.argv[1], cleanup_mode=None).get_uri())
+"""
+# As root, pgserver runs postgres as the OS user 'pgserver', and pg_ctl refuses to run as root: use its helper.
+_PG_STOP = """
+import os, sys
+from pathlib import Path
+from pgserver._commands import pg_ctl
+pg_ctl(["-w", "-m", "fast", "stop"], pgdata=Path(sys.argv[1]), user="pgserver" if os.geteuid() == 0 else None, timeout=30)
+"""
+
+
+class EmbeddedError(MediacanonError):
+    """The local stack could not be started or stopped; the message says what to look at."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    endpoint_url: str
+    database_url: str
+
+
+def find_repo(start: Path | None = None) -> Path:
+    """The directory holding pyproject.toml, searched upward from `start` (default: the working directory)."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "pyproject.toml").is_file():
+            return candidate
+    raise EmbeddedError(f"no pyproject.toml above {here}: run from the mediacanon checkout or pass repo=")
+
+
+def pgserver_python(repo: Path | None = None) -> Path:
+    configured = os.environ.get("MEDIACANON_PGSERVER_PYTHON")
+    python = Path(configured) if configured else find_repo(repo) / ".venv-pg" / "bin" / "python"
+    if not python.exists():
+        raise EmbeddedError(
+            f"{python} does not exist: run `make setup` (it builds .venv-pg with pgserver) "
+            "or set MEDIACANON_PGSERVER_PYTHON, or set DATABASE_URL to use another PostgreSQL"
+        )
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a server we started and already stopped may linger as a zombie child of this process: that is not alive
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True  # not our child: it exists
+    return waited == 0
+
+
+def _wait(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while not condition():
+        if time.monotonic() > deadline:
+            raise EmbeddedError(f"{what} (waited {timeout:.0f}s)")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+# -- moto ----------------------------------------------------------------------------------------------------------
+
+
+def _moto_config(endpoint_url: str, config: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """GET (or POST, with `config`) moto's own config endpoint; None when nothing answers there."""
+    data = json.dumps(config).encode() if config is not None else None
+    request = urllib.request.Request(
+        f"{endpoint_url}/moto-api/config",
+        data=data,
+        method="POST" if data else "GET",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - our own http://127.0.0.1 endpoint
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+    except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+        return None
+
+
+def start_moto(state_dir: Path, port: int | None = None) -> tuple[str, int]:
+    """Start a detached moto server; returns (endpoint_url, pid) once it answers, with Step Functions executing ASL."""
+    moto_server = Path(sys.executable).parent / "moto_server"
+    if not moto_server.exists():
+        found = shutil.which("moto_server")
+        if found is None:
+            raise EmbeddedError("moto_server not found next to this Python nor on PATH: install moto[server]")
+        moto_server = Path(found)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    endpoint_url = f"http://127.0.0.1:{port}"
+    log_path = state_dir / f"moto-{port}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise EmbeddedError(f"moto_server exited with {process.returncode} (log {log_path}):\n{tail}")
+        return _moto_config(endpoint_url) is not None
+
+    try:
+        _wait(ready, START_TIMEOUT, f"moto_server did not answer on {endpoint_url}; see {log_path}")
+        config = _moto_config(endpoint_url, MOTO_CONFIG)
+        if not config or not config.get("stepfunctions", {}).get("execute_state_machine"):
+            raise EmbeddedError(f"moto at {endpoint_url} did not accept {MOTO_CONFIG}: got {config}")
+    except BaseException:
+        _terminate(process.pid)
+        raise
+    return endpoint_url, process.pid
+
+
+def stop_moto(pid: int | None) -> None:
+    if _alive(pid):
+        assert pid is not None
+        _terminate(pid)
+
+
+def _terminate(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        _wait(lambda: not _alive(pid), STOP_TIMEOUT, f"process {pid} ignored SIGTERM")
+    except EmbeddedError:
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not _alive(pid), STOP_TIMEOUT, f"process {pid} survived SIGKILL")
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------------------------
+
+
+def start_postgres(datadir: Path, *, repo: Path | None = None) -> str:
+    """Start (or reuse) the embedded PostgreSQL in `datadir`; returns its URI (a unix-socket one)."""
+    python = pgserver_python(repo)
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            [str(python), "-c", _PG_START, str(datadir.resolve())],
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise EmbeddedError(f"pgserver did not start PostgreSQL in {datadir} within {START_TIMEOUT:.0f}s") from exc
+    uri = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode != 0 or not uri.startswith("postgresql://"):
+        log = datadir / "log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise EmbeddedError(f"pgserver failed in {datadir} (exit {done.returncode}):\n{done.stderr[-2000:]}\n{tail}")
+    return uri
+
+
+def postgres_pid(datadir: Path) -> int | None:
+    """The postmaster's pid from postmaster.pid, if it still runs."""
+    try:
+        pid = int((datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def stop_postgres(datadir: Path, *, repo: Path | None = None) -> None:
+    if postgres_pid(datadir) is None:
+        return
+    done = subprocess.run(
+        [str(pgserver_python(repo)), "-c", _PG_STOP, str(datadir.resolve())],
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT * 3,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise EmbeddedError(f"pg_ctl stop failed for {datadir}:\n{done.stderr[-2000:]}")
+
+
+# -- the stack -----------------------------------------------------------------------------------------------------
+
+
+def _read_state(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / "state.json"
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state_dir / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(state_dir / "state.json")  # readers (`mediacanon local env`) never see half a file
+
+
+def up(state_dir: Path, *, port: int | None = None, repo: Path | None = None) -> Endpoints:
+    """Start the moto server and PostgreSQL (unless DATABASE_URL is set), or reuse the running ones."""
+    state_dir = state_dir.resolve()
+    state = _read_state(state_dir)
+    moto = state.get("moto", {})
+    reusable = _alive(moto.get("pid")) and _moto_config(moto.get("endpoint_url", "")) is not None
+    if not reusable or (port is not None and moto.get("port") != port):
+        if reusable:
+            stop_moto(moto.get("pid"))
+        endpoint_url, pid = start_moto(state_dir, port)
+        moto = {"pid": pid, "port": int(endpoint_url.rsplit(":", 1)[1]), "endpoint_url": endpoint_url}
+
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        postgres: dict[str, Any] = {"external": True}
+        database_url = external
+    else:
+        datadir = state_dir / "pgdata"
+        database_url = start_postgres(datadir, repo=repo)
+        postgres = {"external": False, "datadir": str(datadir)}
+    _write_state(
+        state_dir, {"moto": moto, "postgres": postgres, "endpoint_url": moto["endpoint_url"], "database_url": database_url}
+    )
+    return Endpoints(moto["endpoint_url"], database_url)
+
+
+def down(state_dir: Path, *, repo: Path | None = None) -> None:
+    """Stop what `up` started (an external DATABASE_URL is left alone); the data stays for the next `up`."""
+    state_dir = state_dir.resolve()
+    state = _read_state(state_dir)
+    if not state:
+        return
+    stop_moto(state.get("moto", {}).get("pid"))
+    postgres = state.get("postgres", {})
+    if not postgres.get("external") and postgres.get("datadir"):
+        stop_postgres(Path(postgres["datadir"]), repo=repo)
+    _write_state(state_dir, {**state, "endpoint_url": None, "database_url": None})
+
+
+def status(state_dir: Path) -> dict[str, Any]:
+    state_dir = state_dir.resolve()
+    state = _read_state(state_dir)
+    moto = state.get("moto", {})
+    postgres = state.get("postgres", {})
+    moto_running = _alive(moto.get("pid")) and _moto_config(moto.get("endpoint_url", "")) is not None
+    if postgres.get("external"):
+        pg: dict[str, Any] = {"external": True, "running": None}
+    else:
+        pid = postgres_pid(Path(postgres["datadir"])) if postgres.get("datadir") else None
+        pg = {"external": False, "running": pid is not None, "pid": pid, "datadir": postgres.get("datadir")}
+    return {
+        "state_dir": str(state_dir),
+        "moto": {"running": moto_running, "pid": moto.get("pid"), "endpoint_url": moto.get("endpoint_url")},
+        "postgres": pg,
+        "endpoint_url": state.get("endpoint_url"),
+        "database_url": state.get("database_url"),
+    }

@@ -1,0 +1,277 @@
+"""The S3 adapter: the only place mediacanon talks to S3.
+
+The client is injected (moto's, a Stubber's, a real one); when none is given one is built with boto3, which
+reads AWS_ENDPOINT_URL itself. Every botocore error is translated here, by error code, into the project's
+RetryableError / PermanentError family. No call here ever sets an ACL: the buckets' own policies decide access.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from mediacanon.errors import MediacanonError, NotFoundError, PermanentError, PreconditionFailed, RetryableError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+DELETE_BATCH = 1000  # DeleteObjects' limit per request
+
+RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "RequestTimeTooSkewed",
+        "OperationAborted",
+        # real S3 answers 409 ConditionalRequestConflict when two conditional writes to one key overlap
+        "ConditionalRequestConflict",
+    }
+)
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
+_CONNECTION_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str  # without quotes; a multipart object's ends in "-<parts>"
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    key: str
+    size: int
+    etag: str
+    content_type: str | None = None
+    cache_control: str | None = None
+    content_disposition: str | None = None
+    content_encoding: str | None = None
+    content_language: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteError:
+    key: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    deleted: int
+    errors: tuple[DeleteError, ...] = ()
+
+    def raise_for_errors(self, bucket: str) -> None:
+        """Raise for the first failed key: retryable when S3 only asked us to slow down."""
+        for error in self.errors:
+            what = f"delete s3://{bucket}/{error.key}"
+            raise _classify(error.code, None, f"{what}: {error.code} ({error.message})")
+
+
+def translate_error(exc: ClientError, what: str) -> MediacanonError:
+    """The project's error for a botocore ClientError, by code and status, never by message text."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return _classify(code, status, f"{what}: {code or status} ({error.get('Message', '')})")
+
+
+def _classify(code: str, status: int | None, message: str) -> MediacanonError:
+    if code in PRECONDITION_CODES or status == 412:
+        return PreconditionFailed(message)
+    # HEAD has no body, so a missing bucket is also a bare 404 there: NoSuchBucket only shows on other calls
+    if code in NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
+        return NotFoundError(message)
+    if code in RETRYABLE_CODES or (status is not None and (status >= 500 or status == 429)):
+        return RetryableError(message)
+    return PermanentError(message)
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        raise translate_error(exc, what) from exc
+    except _CONNECTION_ERRORS as exc:
+        raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _is_not_found(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code in NOT_FOUND_CODES or (
+        code != "NoSuchBucket" and exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+    )
+
+
+def _etag(raw: str) -> str:
+    return raw.strip('"')
+
+
+class S3Adapter:
+    def __init__(self, client: S3Client | None = None, *, transfer_config: TransferConfig | None = None) -> None:
+        self.client: S3Client = client if client is not None else boto3.client("s3")
+        self.transfer_config = transfer_config if transfer_config is not None else TransferConfig()
+
+    def iter_objects(self, bucket: str, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, a page at a time: a bucket of millions is never held in memory."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
+        )
+        with _translated(f"list s3://{bucket}/{prefix}"):
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"], obj["Size"], _etag(obj["ETag"]), obj["LastModified"])
+
+    def head(self, bucket: str, key: str) -> ObjectHead | None:
+        """The object's size, ETag and the headers a copy must keep; None when there is no such key."""
+        with _translated(f"head s3://{bucket}/{key}"):
+            try:
+                resp = self.client.head_object(Bucket=bucket, Key=key)
+            except ClientError as exc:
+                if _is_not_found(exc):
+                    return None
+                raise
+        return ObjectHead(
+            key=key,
+            size=resp["ContentLength"],
+            etag=_etag(resp["ETag"]),
+            content_type=resp.get("ContentType"),
+            cache_control=resp.get("CacheControl"),
+            content_disposition=resp.get("ContentDisposition"),
+            content_encoding=resp.get("ContentEncoding"),
+            content_language=resp.get("ContentLanguage"),
+            metadata=dict(resp.get("Metadata", {})),
+            version_id=resp.get("VersionId"),
+        )
+
+    def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        metadata: dict[str, str] | None = None,
+        source_head: ObjectHead | None = None,
+    ) -> str:
+        """Server-side copy keeping the source's headers and user metadata (plus `metadata`); returns the new ETag.
+
+        Above the transfer config's threshold boto3 copies in parts, and a multipart upload has no
+        MetadataDirective: without explicit headers the copy would come out as binary/octet-stream with no
+        metadata. So the headers are always read from the source and sent, with REPLACE, on both paths.
+        """
+        what = f"copy s3://{src_bucket}/{src_key} -> s3://{dst_bucket}/{dst_key}"
+        head = source_head if source_head is not None else self.head(src_bucket, src_key)
+        if head is None:
+            raise NotFoundError(f"s3://{src_bucket}/{src_key}")
+        extra: dict[str, Any] = {
+            "MetadataDirective": "REPLACE",
+            "Metadata": {**head.metadata, **(metadata or {})},
+            # the headers and the recorded ETag describe these bytes: if the source changed since, fail (412)
+            # rather than copy other bytes under them
+            "CopySourceIfMatch": f'"{head.etag}"',
+        }
+        for arg, value in (
+            ("ContentType", head.content_type),
+            ("CacheControl", head.cache_control),
+            ("ContentDisposition", head.content_disposition),
+            ("ContentEncoding", head.content_encoding),
+            ("ContentLanguage", head.content_language),
+        ):
+            if value is not None:
+                extra[arg] = value
+        with _translated(what):
+            self.client.copy(
+                {"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key, ExtraArgs=extra, Config=self.transfer_config
+            )
+        # the managed copy returns nothing, so the new ETag (a multipart copy's differs from its source's) is read back
+        copied = self.head(dst_bucket, dst_key)
+        if copied is None:
+            raise RetryableError(f"{what}: the copy vanished right after it was made (deleted concurrently)")
+        return copied.etag
+
+    def delete_many(self, bucket: str, keys: Iterable[str]) -> DeleteResult:
+        """Delete keys, 1,000 per request; failures per key are returned, not raised (see raise_for_errors)."""
+        deleted, errors = 0, []
+        it = iter(keys)
+        while batch := list(islice(it, DELETE_BATCH)):
+            with _translated(f"delete {len(batch)} keys from s3://{bucket}"):
+                resp = self.client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+            failed = [DeleteError(e.get("Key", ""), e.get("Code", ""), e.get("Message", "")) for e in resp.get("Errors", [])]
+            deleted += len(batch) - len(failed)
+            errors.extend(failed)
+        return DeleteResult(deleted, tuple(errors))
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        with _translated(f"get s3://{bucket}/{key}"):
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def put_bytes(
+        self, bucket: str, key: str, body: bytes, content_type: str | None = None, metadata: dict[str, str] | None = None
+    ) -> str:
+        """Write an object (reports, tests); returns its ETag."""
+        extra: dict[str, Any] = {"Metadata": metadata or {}}
+        if content_type is not None:
+            extra["ContentType"] = content_type
+        with _translated(f"put s3://{bucket}/{key}"):
+            return _etag(self.client.put_object(Bucket=bucket, Key=key, Body=body, **extra)["ETag"])
+
+    def put_if_absent(
+        self, bucket: str, key: str, body: bytes, metadata: dict[str, str] | None = None, content_type: str | None = None
+    ) -> bool:
+        """Create the object only if the key is free (If-None-Match: *); False when it already exists."""
+        extra: dict[str, Any] = {"Metadata": metadata or {}}
+        if content_type is not None:
+            extra["ContentType"] = content_type
+        try:
+            with _translated(f"put-if-absent s3://{bucket}/{key}"):
+                self.client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+        except PreconditionFailed:
+            return False
+        return True
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """Create the bucket unless it exists (the local stack and tests; deployed buckets come from the template)."""
+        with _translated(f"ensure bucket {bucket}"):
+            try:
+                self.client.head_bucket(Bucket=bucket)
+                return
+            except ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+                    raise
+            region = self.client.meta.region_name
+            try:
+                if region in (None, "us-east-1"):
+                    self.client.create_bucket(Bucket=bucket)
+                else:
+                    self.client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
+            except ClientError as exc:
+                # another caller created it in between: that is the outcome we wanted
+                if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                    raise
