@@ -7,7 +7,7 @@ S3 and PostgreSQL adapters, a page of keys at a time so the database sees one qu
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from itertools import islice
@@ -75,8 +75,8 @@ def decide(
     key: str,
     resolution: naming.Resolution,
     owner: Owner | None,
-    primary: dict[str, str],
-    cdn: dict[str, str],
+    primary: Mapping[str, str],
+    cdn: Mapping[str, str],
     owner_canonical: str | None,
 ) -> PlanItem:
     """The action for one object of the primary bucket.
@@ -135,8 +135,45 @@ def build_plan(media_map: MediaMap, s3: S3Adapter, db: Database, page_size: int 
     return plan
 
 
+class _HeadedEtags(Mapping[str, str]):
+    """Key -> ETag of one bucket, read by HEAD on first use: a batch's plan without listing the bucket."""
+
+    def __init__(self, s3: S3Adapter, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.cache: dict[str, str | None] = {}
+
+    def _etag(self, key: str) -> str | None:
+        if key not in self.cache:
+            head = self.s3.head(self.bucket, key)
+            self.cache[key] = head.etag if head else None
+        return self.cache[key]
+
+    def __getitem__(self, key: str) -> str:
+        etag = self._etag(key)
+        if etag is None:
+            raise KeyError(key)
+        return etag
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._etag(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([k for k, v in self.cache.items() if v is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for v in self.cache.values() if v is not None)
+
+
+def build_plan_for_keys(media_map: MediaMap, s3: S3Adapter, db: Database, keys: Sequence[str]) -> list[PlanItem]:
+    """The plan of one batch of primary keys (the backfill's dry run), with HEADs instead of listings."""
+    primary = _HeadedEtags(s3, media_map.buckets.primary)
+    cdn = _HeadedEtags(s3, media_map.buckets.cdn)
+    return list(_plan_page(media_map, db, list(keys), primary, cdn))
+
+
 def _plan_page(
-    media_map: MediaMap, db: Database, page: list[str], primary: dict[str, str], cdn: dict[str, str]
+    media_map: MediaMap, db: Database, page: list[str], primary: Mapping[str, str], cdn: Mapping[str, str]
 ) -> Iterator[PlanItem]:
     resolved: list[tuple[str, naming.Resolution]] = []
     for key in page:

@@ -1,0 +1,261 @@
+"""The backfill's batch workers: the same steps as the live path, run synchronously over what already exists.
+
+Each phase function takes a batch, returns counts and per-object outcomes, and is idempotent: a second run
+of a finished backfill counts everything as skipped, and a run killed midway and started again converges.
+A retryable error fails the whole batch (Step Functions retries it); a permanent one is counted as failed
+for that object and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from mediacanon import naming
+from mediacanon.errors import PermanentError, UnmappedKeyError, UnsafeKeyError
+from mediacanon.plan import Action, build_plan_for_keys
+from mediacanon.steps import SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps
+
+if TYPE_CHECKING:
+    from mediacanon.mediamap import FieldMapping
+
+# where an object came from when a row's missing file is copied in from a read-only fallback bucket
+FALLBACK_SOURCE = "mediacanon-fallback-source"
+
+REPORT_COUNTS = (
+    "migrated",
+    "linked",
+    "repaired",
+    "mirrored",
+    "pruned",
+    "missing",
+    "orphan",
+    "refused",
+    "collision",
+    "skipped",
+    "failed",
+)
+
+
+@dataclass
+class BatchResult:
+    counts: Counter[str] = field(default_factory=Counter)
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, count: str, key: str, detail: str = "", canonical_key: str | None = None, phase: str = "objects") -> None:
+        self.counts[count] += 1
+        self.items.append({"phase": phase, "key": key, "outcome": count, "canonical_key": canonical_key, "detail": detail})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "items": self.items}
+
+
+def _event(bucket: str, key: str) -> ObjectEvent:
+    return ObjectEvent(bucket=bucket, key=key, created=True)
+
+
+def process_objects(steps: Steps, keys: Sequence[str], *, dry_run: bool) -> BatchResult:
+    """Normalize, replicate and link each object of a batch of primary keys."""
+    result = BatchResult()
+    if dry_run:
+        for item in build_plan_for_keys(steps.map, steps.s3, steps.db, keys):
+            count = _DRY_RUN_COUNTS[item.action]
+            result.add(count, item.key, f"would: {item.action.value}; {item.reason}", item.canonical_key)
+        return result
+    for key in keys:
+        try:
+            _process_object(steps, key, result)
+        except PermanentError as exc:
+            result.add("failed", key, str(exc))
+    return result
+
+
+_DRY_RUN_COUNTS = {
+    Action.RENAME: "migrated",
+    Action.LINK: "linked",
+    Action.MIRROR: "mirrored",
+    Action.OK: "skipped",
+    Action.SKIP: "skipped",
+    Action.ORPHAN: "orphan",
+    Action.REFUSE: "refused",
+    Action.MISSING: "missing",
+    Action.REPAIR: "repaired",
+}
+
+
+def _process_object(steps: Steps, key: str, result: BatchResult) -> None:
+    primary = steps.map.buckets.primary
+    normalized = steps.normalize(_event(primary, key))
+    if normalized.outcome == Outcome.REFUSED:
+        result.add("refused", key, normalized.detail)
+        return
+    if normalized.outcome == Outcome.COLLISION:
+        result.add("collision", key, normalized.detail, normalized.canonical_key)
+        return
+    if normalized.outcome == Outcome.UNOWNED:
+        result.add("orphan", key, normalized.detail)
+        return
+    canonical = normalized.canonical_key
+    if canonical is None:  # unmapped, a report, or gone
+        result.add("skipped", key, normalized.detail)
+        return
+    mirrored = steps.replicate(_event(primary, canonical))
+    linked = steps.link(_event(steps.map.buckets.cdn, canonical))
+    _count(result, key, canonical, normalized, mirrored, linked)
+
+
+def _count(
+    result: BatchResult, key: str, canonical: str, normalized: StepResult, mirrored: StepResult, linked: StepResult
+) -> None:
+    renamed = key != canonical
+    if renamed and (normalized.copied or linked.rows_changed or linked.retired):
+        result.add("migrated", key, linked.detail, canonical)
+    elif linked.rows_changed:
+        result.add("linked", key, linked.detail, canonical)
+    elif mirrored.outcome == Outcome.MIRRORED:
+        result.add("mirrored", key, mirrored.detail, canonical)
+    elif renamed and not linked.rows_changed:
+        # canonical already existed with these bytes but the rows point elsewhere: this copy is a duplicate
+        result.add("orphan", key, f"duplicate of {canonical!r}: {linked.detail}", canonical)
+    else:
+        result.add("skipped", key, "already canonical, mirrored and linked", canonical)
+
+
+def process_rows(steps: Steps, mapping: FieldMapping, start_id: Any = None, end_id: Any = None, *, dry_run: bool) -> BatchResult:
+    """Rows pointing at keys missing from the primary bucket: point them at their canonical key when it exists,
+    else copy the file in from a read-only fallback bucket, else report them missing."""
+    result = BatchResult()
+    s3, primary = steps.s3, steps.map.buckets.primary
+    for row in steps.db.iter_rows(mapping, start_id=start_id, end_id=end_id):
+        if not row.value or (mapping.tenant_scoped and not row.tenant):
+            continue
+        key = naming.key_for_value(mapping, row.value, row.tenant)
+        try:
+            canonical = naming.canonical_key_for_row(mapping, row.slug, key, row.tenant)
+        except UnsafeKeyError as exc:
+            result.add("refused", key, exc.reason, phase="rows")
+            continue
+        if s3.head(primary, key) is not None:
+            continue  # the objects phase owns it
+        if s3.head(primary, canonical) is None:
+            fallback = next((b for b in steps.map.buckets.fallbacks if s3.head(b, key) is not None), None)
+            if fallback is None:
+                result.add("missing", key, f"row {row.id}: no bucket holds it", canonical, phase="rows")
+                continue
+            if dry_run:
+                result.add("repaired", key, f"would copy from read-only {fallback!r}", canonical, phase="rows")
+                continue
+            # read-only source: only ever read from (I2)
+            s3.copy(fallback, key, primary, canonical, metadata={FALLBACK_SOURCE: f"s3://{fallback}/{quote(key, safe='/')}"})
+        elif dry_run:
+            result.add("repaired", key, "would point the row at its existing canonical key", canonical, phase="rows")
+            continue
+        steps.replicate(_event(primary, canonical))
+        linked = steps.link(_event(steps.map.buckets.cdn, canonical))
+        if linked.rows_changed:
+            result.add("repaired", key, f"row {row.id} -> {canonical}", canonical, phase="rows")
+        else:
+            result.add("missing", key, f"row {row.id}: {linked.detail}", canonical, phase="rows")
+    return result
+
+
+def prune_mirror(steps: Steps, *, dry_run: bool, max_deletes: int) -> BatchResult:
+    """CDN keys that are not canonical primary keys: pruned per policy (I3), guarded against mass deletion."""
+    result = BatchResult()
+    s3, media_map = steps.s3, steps.map
+    primary_keys = {o.key for o in s3.iter_objects(media_map.buckets.primary)}
+    if not primary_keys:
+        raise PermanentError(
+            "the primary bucket listed empty: refusing to prune the CDN bucket (check the bucket name and permissions)"
+        )
+    extra: list[tuple[str, str]] = []
+    for obj in s3.iter_objects(media_map.buckets.cdn):
+        policy = _mirror_policy(media_map, obj.key)
+        if obj.key not in primary_keys:
+            extra.append((obj.key, policy))
+        elif not _is_canonical(media_map, obj.key):
+            head = s3.head(media_map.buckets.primary, obj.key)
+            if head is None or (SOURCE_ETAG not in head.metadata and FALLBACK_SOURCE not in head.metadata):
+                extra.append((obj.key, policy))
+    to_delete = [key for key, policy in extra if policy == "delete"]
+    for key, policy in extra:
+        if policy != "delete":
+            result.add("skipped", key, "not a canonical primary key; kept (mirror_deletes: report)", phase="mirror")
+    if len(to_delete) > max_deletes:
+        raise PermanentError(
+            f"{len(to_delete)} CDN objects to prune exceeds maxDeletes={max_deletes}: nothing deleted; "
+            "raise maxDeletes after checking the dry-run report"
+        )
+    if not dry_run and to_delete:
+        s3.delete_many(media_map.buckets.cdn, to_delete).raise_for_errors(media_map.buckets.cdn)
+    for key in to_delete:
+        result.add("pruned", key, "would prune" if dry_run else "pruned: not a canonical primary key", phase="mirror")
+    return result
+
+
+def _is_canonical(media_map: Any, key: str) -> bool:
+    try:
+        return naming.resolve(media_map, key).is_canonical
+    except (UnsafeKeyError, UnmappedKeyError):
+        return False
+
+
+def _mirror_policy(media_map: Any, key: str) -> str:
+    try:
+        return naming.resolve(media_map, key).field.policies.mirror_deletes
+    except (UnsafeKeyError, UnmappedKeyError):
+        return "delete"  # nothing outside the media map belongs in the CDN bucket
+
+
+@dataclass(frozen=True)
+class Report:
+    counts: dict[str, int]
+    items: list[dict[str, Any]]
+    dry_run: bool
+
+    @property
+    def line(self) -> str:
+        shown = ("migrated", "linked", "missing", "skipped", "failed")
+        extra = [k for k in REPORT_COUNTS if k not in shown and self.counts.get(k)]
+        head = "DRY RUN" if self.dry_run else "DONE"
+        return f"{head} | " + " ".join(f"{k}={self.counts.get(k, 0)}" for k in (*shown, *extra))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "dry_run": self.dry_run, "counts": self.counts, "items": self.items}
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=["phase", "key", "outcome", "canonical_key", "detail"])
+        writer.writeheader()
+        writer.writerows(self.items)
+        return out.getvalue()
+
+
+def merge(results: Iterable[BatchResult | dict[str, Any]], *, dry_run: bool) -> Report:
+    counts: Counter[str] = Counter()
+    items: list[dict[str, Any]] = []
+    for r in results:
+        data = r.to_json() if isinstance(r, BatchResult) else r
+        counts.update(data.get("counts", {}))
+        items.extend(data.get("items", []))
+    return Report({k: counts.get(k, 0) for k in REPORT_COUNTS}, items, dry_run)
+
+
+def write_report(steps: Steps, report: Report, execution: str) -> tuple[str, str]:
+    """JSON and CSV under the reports prefix of the primary bucket; returns both keys."""
+    base = f"{steps.map.reports_prefix}{execution}/report"
+    steps.s3.put_bytes(
+        steps.map.buckets.primary, base + ".json", json.dumps(report.to_json(), default=str).encode(), "application/json"
+    )
+    steps.s3.put_bytes(steps.map.buckets.primary, base + ".csv", report.to_csv().encode(), "text/csv")
+    return base + ".json", base + ".csv"
+
+
+def batch_to_json(result: BatchResult) -> dict[str, Any]:
+    return asdict(result) | {"counts": dict(result.counts)}

@@ -1,0 +1,272 @@
+"""The live path's steps on a real moto server and a real PostgreSQL: convergence under duplicated,
+reordered and replayed events, no loops, crash-and-retry, the owner wait, collisions and overwrites."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+
+from mediacanon import mediamap
+from mediacanon.db import Database
+from mediacanon.errors import RetryableError
+from mediacanon.ledger import Ledger
+from mediacanon.s3 import S3Adapter
+from mediacanon.steps import SOURCE_KEY, ObjectEvent, OwnerNotReady, Outcome, Steps
+from mediacanon.verify import verify
+
+pytestmark = pytest.mark.integration
+
+TABLE = """
+CREATE TABLE archive_publicationsource (
+    id serial PRIMARY KEY,
+    slug varchar(50) UNIQUE NOT NULL,
+    name varchar(200) NOT NULL DEFAULT '',
+    icon varchar(100),
+    masthead varchar(100)
+)
+"""
+
+
+@dataclass
+class Clock:
+    now: float = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class World:
+    steps: Steps
+    s3: S3Adapter
+    client: Any
+    conninfo: str
+    primary: str
+    cdn: str
+    clock: Clock
+    copies: list[tuple[str, str]] = field(default_factory=list)
+    seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def put(self, key: str, body: bytes, content_type: str = "image/png") -> str:
+        self.client.put_object(Bucket=self.primary, Key=key, Body=body, ContentType=content_type, CacheControl="max-age=60",
+                               Metadata={"uploaded-by": "django"})
+        return hashlib.md5(body).hexdigest()  # noqa: S324 - S3's ETag of a single-part upload
+
+    def event(self, bucket: str, key: str, created: bool = True) -> ObjectEvent:
+        return ObjectEvent(bucket=bucket, key=key, created=created, sequencer=f"{next(self.seq):016X}",
+                           first_received=self.clock.now)
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def row(self, slug: str) -> tuple[Any, ...]:
+        return self.sql("SELECT icon, masthead FROM archive_publicationsource WHERE slug = %s", slug)[0]
+
+    def keys(self, bucket: str) -> set[str]:
+        return {o.key for o in self.s3.iter_objects(bucket)}
+
+    def run_all(self, key: str) -> list[Outcome]:
+        """The live path for one upload, in order: normalize, then replicate and link the canonical key."""
+        outcomes = [self.steps.normalize(self.event(self.primary, key)).outcome]
+        for canonical in self.keys(self.primary) - {key}:
+            outcomes.append(self.steps.replicate(self.event(self.primary, canonical)).outcome)
+        for mirrored in self.keys(self.cdn):
+            outcomes.append(self.steps.link(self.event(self.cdn, mirrored)).outcome)
+        return outcomes
+
+
+@pytest.fixture
+def world(s3_client: Any, bucket: Any, db_conninfo: str) -> Iterator[World]:
+    primary, cdn = bucket("primary"), bucket("cdn")
+    media_map = mediamap.parse({
+        "buckets": {"primary": primary, "cdn": cdn},
+        "fields": [
+            {"name": "archive.PublicationSource.icon", "table": "archive_publicationsource", "column": "icon",
+             "slug_column": "slug", "upload_to": "icons/", "canonical": "icons/{slug}{ext}",
+             "staging": ["downloads/{slug}/*favicon*/*"]},
+            {"name": "archive.PublicationSource.masthead", "table": "archive_publicationsource", "column": "masthead",
+             "slug_column": "slug", "upload_to": "mastheads/", "canonical": "mastheads/{slug}{ext}"},
+        ],
+    })
+    with psycopg.connect(db_conninfo, autocommit=True) as conn:
+        conn.execute(TABLE)
+    s3 = S3Adapter(s3_client)
+    clock = Clock()
+    with Database(db_conninfo) as db:
+        w = World(Steps(media_map, s3, db, Ledger(db, media_map.schema), owner_wait_seconds=60, clock=clock),
+                  s3, s3_client, db_conninfo, primary, cdn, clock)
+        real_copy = s3.copy
+
+        def counting_copy(src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **kw: Any) -> str:
+            w.copies.append((src_key, f"{dst_bucket}/{dst_key}"))
+            return real_copy(src_bucket, src_key, dst_bucket, dst_key, **kw)
+
+        s3.copy = counting_copy  # type: ignore[method-assign]
+        yield w
+
+
+def test_messy_upload_ends_canonical_in_both_buckets_and_the_row(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('nytimes', 'icons/nytimes_icon_v2_final.png')")
+    world.put("icons/nytimes_icon_v2_final.png", b"nyt-bytes")
+
+    outcomes = world.run_all("icons/nytimes_icon_v2_final.png")
+
+    assert outcomes == [Outcome.NORMALIZED, Outcome.MIRRORED, Outcome.LINKED]
+    assert world.row("nytimes")[0] == "icons/nytimes.png"
+    assert world.keys(world.primary) == {"icons/nytimes.png"}  # source retired after the commit (I2)
+    assert world.keys(world.cdn) == {"icons/nytimes.png"}
+    head = world.s3.head(world.primary, "icons/nytimes.png")
+    assert head is not None
+    assert (head.content_type, head.cache_control, head.metadata["uploaded-by"]) == ("image/png", "max-age=60", "django")
+    assert head.metadata[SOURCE_KEY] == "icons/nytimes_icon_v2_final.png"
+    assert world.s3.get_bytes(world.cdn, "icons/nytimes.png") == b"nyt-bytes"
+    with Database(world.conninfo) as db:
+        assert verify(world.steps.map, world.s3, db, Ledger(db)).ok
+
+
+def test_duplicated_and_replayed_events_converge_without_extra_copies(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, masthead) VALUES ('nytimes', 'mastheads/NYTimes_Masthead_FINAL (1).JPG')")
+    world.put("mastheads/NYTimes_Masthead_FINAL (1).JPG", b"masthead", "image/jpeg")
+    created = world.event(world.primary, "mastheads/NYTimes_Masthead_FINAL (1).JPG")
+    canonical = world.event(world.primary, "mastheads/nytimes.jpg")
+    mirrored = world.event(world.cdn, "mastheads/nytimes.jpg")
+
+    for _ in range(2):  # every event delivered twice
+        world.steps.normalize(created)
+        world.steps.normalize(created)
+        world.steps.replicate(canonical)
+        world.steps.replicate(canonical)
+        world.steps.link(mirrored)
+        world.steps.link(mirrored)
+    state = (world.row("nytimes"), world.keys(world.primary), world.keys(world.cdn))
+
+    assert state == ((None, "mastheads/nytimes.jpg"), {"mastheads/nytimes.jpg"}, {"mastheads/nytimes.jpg"})
+    assert len(world.copies) == 2, world.copies  # one normalize copy, one CDN copy
+    assert world.sql("SELECT sum(rows_changed) FROM mediacanon.ledger")[0][0] == 1
+
+
+def test_reordered_events_converge(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('lemonde', 'icons/lemonde_icon_a1B2c3D.png')")
+    world.put("icons/lemonde_icon_a1B2c3D.png", b"lemonde")
+    # link and replicate arrive before the object they are about exists: nothing happens, nothing breaks
+    assert world.steps.link(world.event(world.cdn, "icons/lemonde.png")).outcome == Outcome.SKIPPED
+    assert world.steps.replicate(world.event(world.primary, "icons/lemonde.png")).outcome == Outcome.SKIPPED
+    assert world.row("lemonde")[0] == "icons/lemonde_icon_a1B2c3D.png"
+    # then the real order; a late duplicate of the original upload event arrives last
+    world.run_all("icons/lemonde_icon_a1B2c3D.png")
+    late = world.steps.normalize(world.event(world.primary, "icons/lemonde_icon_a1B2c3D.png"))
+
+    assert late.outcome == Outcome.SKIPPED  # the source is retired: a stale event
+    assert world.row("lemonde")[0] == "icons/lemonde.png"
+    assert world.keys(world.primary) == world.keys(world.cdn) == {"icons/lemonde.png"}
+
+
+def test_copies_do_not_loop(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('bbc', 'icons/bbc-favicon.ico')")
+    world.put("icons/bbc-favicon.ico", b"bbc")
+    world.steps.normalize(world.event(world.primary, "icons/bbc-favicon.ico"))
+    # the copy's own events: normalize ignores canonical keys; replicate and link ignore messy ones
+    assert world.steps.normalize(world.event(world.primary, "icons/bbc.ico")).outcome == Outcome.SKIPPED
+    assert world.steps.replicate(world.event(world.primary, "icons/bbc-favicon.ico")).outcome == Outcome.SKIPPED
+    assert world.steps.replicate(world.event(world.primary, "icons/bbc.ico")).outcome == Outcome.MIRRORED
+    assert world.steps.link(world.event(world.cdn, "icons/bbc-favicon.ico")).outcome == Outcome.SKIPPED
+    assert world.keys(world.cdn) == {"icons/bbc.ico"}
+    assert len(world.copies) == 2
+
+
+def test_crash_after_copy_before_commit_loses_nothing(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('el-pais', 'icons/El País_logo.png')")
+    world.put("icons/El País_logo.png", b"elpais")
+    world.steps.normalize(world.event(world.primary, "icons/El País_logo.png"))
+    world.steps.replicate(world.event(world.primary, "icons/el-pais.png"))
+    real_swap = world.steps.db.swap
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RetryableError("connection lost mid-transaction")
+
+    monkeypatch.setattr(world.steps.db, "swap", crash)
+    with pytest.raises(RetryableError):
+        world.steps.link(world.event(world.cdn, "icons/el-pais.png"))
+    # nothing committed: the row still points at its source, which still exists (no 404), nothing retired
+    assert world.row("el-pais")[0] == "icons/El País_logo.png"
+    assert "icons/El País_logo.png" in world.keys(world.primary)
+
+    monkeypatch.setattr(world.steps.db, "swap", real_swap)
+    assert world.steps.link(world.event(world.cdn, "icons/el-pais.png")).outcome == Outcome.LINKED
+    assert world.row("el-pais")[0] == "icons/el-pais.png"
+    assert world.keys(world.primary) == {"icons/el-pais.png"}
+    assert world.s3.get_bytes(world.primary, "icons/el-pais.png") == b"elpais"
+
+
+def test_upload_before_its_row_is_retried_then_left_for_the_backfill(world: World) -> None:
+    world.put("icons/dagens-nyheter_icon.png", b"dn")
+    event = world.event(world.primary, "icons/dagens-nyheter_icon.png")
+    with pytest.raises(OwnerNotReady):
+        world.steps.normalize(event)
+    world.clock.now += 61  # past the owner wait
+    result = world.steps.normalize(event)
+    assert result.outcome == Outcome.UNOWNED
+    assert world.keys(world.primary) == {"icons/dagens-nyheter_icon.png"}  # never lost
+
+    # the row is committed within the wait: the retry proceeds
+    world.put("icons/aftenposten_icon.png", b"ap")
+    late_row = world.event(world.primary, "icons/aftenposten_icon.png")
+    with pytest.raises(OwnerNotReady):
+        world.steps.normalize(late_row)
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('aftenposten', 'icons/aftenposten_icon.png')")
+    assert world.steps.normalize(late_row).outcome == Outcome.NORMALIZED
+
+
+def test_staged_file_fills_an_empty_column_by_slug(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug) VALUES ('el-pais')")
+    world.put("downloads/el-pais/google_favicon/google_icon.png", b"staged")
+    world.run_all("downloads/el-pais/google_favicon/google_icon.png")
+    assert world.row("el-pais")[0] == "icons/el-pais.png"
+    assert "icons/el-pais.png" in world.keys(world.cdn)
+
+
+def test_collision_keeps_both_and_changes_nothing(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug) VALUES ('guardian')")
+    world.put("icons/guardian_icon.png", b"first")
+    world.put("icons/guardian_logo.png", b"second, other bytes")
+    world.put("icons/guardian_final.png", b"first")
+    assert world.steps.normalize(world.event(world.primary, "icons/guardian_icon.png")).outcome == Outcome.NORMALIZED
+    clash = world.steps.normalize(world.event(world.primary, "icons/guardian_logo.png"))
+    same = world.steps.normalize(world.event(world.primary, "icons/guardian_final.png"))
+    assert clash.outcome == Outcome.COLLISION
+    assert same.outcome == Outcome.NORMALIZED and not same.copied
+    assert world.s3.get_bytes(world.primary, "icons/guardian.png") == b"first"
+    assert {"icons/guardian_icon.png", "icons/guardian_logo.png", "icons/guardian_final.png"} <= world.keys(world.primary)
+
+
+def test_newer_upload_of_the_owning_row_replaces_the_canonical_object_everywhere(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('spiegel', 'icons/spiegel_icon.png')")
+    world.put("icons/spiegel_icon.png", b"old")
+    world.run_all("icons/spiegel_icon.png")
+    # Django saves a new file for the row (AWS_S3_FILE_OVERWRITE=False: a new name), then the row
+    world.put("icons/spiegel_icon_Xy12AbC.png", b"new bytes")
+    world.sql("UPDATE archive_publicationsource SET icon = 'icons/spiegel_icon_Xy12AbC.png' WHERE slug = 'spiegel'")
+    world.run_all("icons/spiegel_icon_Xy12AbC.png")
+    assert world.row("spiegel")[0] == "icons/spiegel.png"
+    assert world.s3.get_bytes(world.primary, "icons/spiegel.png") == b"new bytes"
+    assert world.s3.get_bytes(world.cdn, "icons/spiegel.png") == b"new bytes"
+    assert world.keys(world.primary) == {"icons/spiegel.png"}
+
+
+def test_canonical_removed_from_primary_is_removed_from_the_cdn_but_a_stale_delete_is_not(world: World) -> None:
+    world.put("icons/reuters.png", b"r")
+    world.steps.replicate(world.event(world.primary, "icons/reuters.png"))
+    stale_delete = world.event(world.primary, "icons/reuters.png", created=False)
+    assert world.steps.replicate(stale_delete).outcome != Outcome.UNMIRRORED  # the object is still there
+    assert world.keys(world.cdn) == {"icons/reuters.png"}
+    world.client.delete_object(Bucket=world.primary, Key="icons/reuters.png")
+    assert world.steps.replicate(world.event(world.primary, "icons/reuters.png", created=False)).outcome == Outcome.UNMIRRORED
+    assert world.keys(world.cdn) == set()
