@@ -5,7 +5,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
-find_python = $(firstword $(shell command -v python$(1) 2>/dev/null) $(wildcard $(PYENV_ROOT)/versions/$(1)*/bin/python$(1)))
+# pyenv's real interpreters first: its shims exist for every version but fail unless that version is active.
+find_python = $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1)*/bin/python$(1)) $(filter-out %/shims/python$(1),$(shell command -v python$(1) 2>/dev/null)))
 PYTHON313 ?= $(or $(call find_python,3.13),python3)
 PYTHON312 ?= $(or $(call find_python,3.12),$(call find_python,3.11),python3)
 
@@ -62,6 +63,25 @@ format: $(BIN)/.installed
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
+
+# The SAM CLI lives in its own virtualenv. pyenv's `python3.13` shim only runs when 3.13 is the active
+# version; $(PYTHON313) is a real interpreter (see find_python), and sam build wants its directory on PATH.
+SAM_PYTHON = $(shell $(PYTHON313) -c 'import sys; print(sys.executable)')
+SAM := SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam
+
+.venv-sam/.installed: requirements/sam.txt
+	$(SAM_PYTHON) -m venv .venv-sam
+	.venv-sam/bin/pip install $(PIP_FLAGS) -r requirements/sam.txt
+	touch $@
+
+# Neither needs AWS credentials; `sam validate` without --lint only needs a region to build its client.
+sam-validate: .venv-sam/.installed
+	$(SAM) validate --lint
+	$(SAM) validate --region us-east-1
+
+# No container: `sam build` runs pip for the python3.13 runtime, so a python3.13 must come first on PATH.
+sam-build: .venv-sam/.installed
+	PATH="$(dir $(SAM_PYTHON)):$$PATH" $(SAM) build
 
 local-up: setup
 	$(BIN)/mediacanon local up

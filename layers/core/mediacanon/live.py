@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -21,6 +22,9 @@ from mediacanon.errors import ConfigError
 from mediacanon.steps import ObjectEvent, Outcome, StepResult, Steps
 
 StepName = Literal["normalize", "replicate", "link"]
+
+# Called with (step, result) after every record; the local runner counts outcomes with it. Empty on Lambda.
+observers: list[Callable[[str, StepResult], None]] = []
 
 
 @dataclass(frozen=True)
@@ -139,4 +143,6 @@ def run_record(step: StepName, record: SQSRecord, logger: Logger, metrics: Metri
     metrics.add_metric(name=result.outcome.value.capitalize(), unit=MetricUnit.Count, value=1)
     if result.retired:
         metrics.add_metric(name="Retired", unit=MetricUnit.Count, value=1)
+    for observe in observers:
+        observe(step, result)
     return result
