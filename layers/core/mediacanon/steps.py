@@ -220,7 +220,7 @@ class Steps:
             return StepResult(Outcome.SKIPPED, key, "nothing mirrored under this key")
         if res.field.policies.mirror_deletes != "delete":
             return StepResult(Outcome.SKIPPED, key, "removed from primary; CDN copy kept (mirror_deletes: report)")
-        self.s3.delete_many(self.cdn, [key])
+        self.s3.delete_many(self.cdn, [key]).raise_for_errors(self.cdn)
         return StepResult(Outcome.UNMIRRORED, key, "removed from primary, so removed from the CDN bucket", key)
 
     # -- link ------------------------------------------------------------------------------------------------
@@ -295,6 +295,6 @@ class Steps:
         if source.etag != canonical.metadata.get(SOURCE_ETAG):
             return False  # overwritten since the copy: those newer bytes are not under the canonical key
         # the primary bucket is versioned (template.yaml), so this leaves a delete marker, not a loss
-        self.s3.delete_many(self.primary, [source_key])
+        self.s3.delete_many(self.primary, [source_key]).raise_for_errors(self.primary)
         self.ledger.mark_retired(source_key, key=canonical.key)
         return True
