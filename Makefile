@@ -44,7 +44,7 @@ demo: setup
 	$(BIN)/mediacanon check-config; \
 	$(BIN)/mediacanon plan
 
-test: setup lint typecheck
+test: setup lint typecheck sam-validate sam-build
 	$(BIN)/pytest
 
 unit: setup

@@ -17,7 +17,7 @@ from mediacanon.db import Database
 from mediacanon.errors import RetryableError
 from mediacanon.ledger import Ledger
 from mediacanon.s3 import S3Adapter
-from mediacanon.steps import SOURCE_KEY, ObjectEvent, OwnerNotReady, Outcome, Steps
+from mediacanon.steps import SOURCE_KEY, ObjectEvent, Outcome, OwnerNotReady, Steps
 from mediacanon.verify import verify
 
 pytestmark = pytest.mark.integration
