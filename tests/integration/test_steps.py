@@ -54,13 +54,20 @@ class World:
     seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def put(self, key: str, body: bytes, content_type: str = "image/png") -> str:
-        self.client.put_object(Bucket=self.primary, Key=key, Body=body, ContentType=content_type, CacheControl="max-age=60",
-                               Metadata={"uploaded-by": "django"})
+        self.client.put_object(
+            Bucket=self.primary,
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            CacheControl="max-age=60",
+            Metadata={"uploaded-by": "django"},
+        )
         return hashlib.md5(body).hexdigest()  # noqa: S324 - S3's ETag of a single-part upload
 
     def event(self, bucket: str, key: str, created: bool = True) -> ObjectEvent:
-        return ObjectEvent(bucket=bucket, key=key, created=created, sequencer=f"{next(self.seq):016X}",
-                           first_received=self.clock.now)
+        return ObjectEvent(
+            bucket=bucket, key=key, created=created, sequencer=f"{next(self.seq):016X}", first_received=self.clock.now
+        )
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
@@ -86,23 +93,44 @@ class World:
 @pytest.fixture
 def world(s3_client: Any, bucket: Any, db_conninfo: str) -> Iterator[World]:
     primary, cdn = bucket("primary"), bucket("cdn")
-    media_map = mediamap.parse({
-        "buckets": {"primary": primary, "cdn": cdn},
-        "fields": [
-            {"name": "archive.PublicationSource.icon", "table": "archive_publicationsource", "column": "icon",
-             "slug_column": "slug", "upload_to": "icons/", "canonical": "icons/{slug}{ext}",
-             "staging": ["downloads/{slug}/*favicon*/*"]},
-            {"name": "archive.PublicationSource.masthead", "table": "archive_publicationsource", "column": "masthead",
-             "slug_column": "slug", "upload_to": "mastheads/", "canonical": "mastheads/{slug}{ext}"},
-        ],
-    })
+    media_map = mediamap.parse(
+        {
+            "buckets": {"primary": primary, "cdn": cdn},
+            "fields": [
+                {
+                    "name": "archive.PublicationSource.icon",
+                    "table": "archive_publicationsource",
+                    "column": "icon",
+                    "slug_column": "slug",
+                    "upload_to": "icons/",
+                    "canonical": "icons/{slug}{ext}",
+                    "staging": ["downloads/{slug}/*favicon*/*"],
+                },
+                {
+                    "name": "archive.PublicationSource.masthead",
+                    "table": "archive_publicationsource",
+                    "column": "masthead",
+                    "slug_column": "slug",
+                    "upload_to": "mastheads/",
+                    "canonical": "mastheads/{slug}{ext}",
+                },
+            ],
+        }
+    )
     with psycopg.connect(db_conninfo, autocommit=True) as conn:
         conn.execute(TABLE)
     s3 = S3Adapter(s3_client)
     clock = Clock()
     with Database(db_conninfo) as db:
-        w = World(Steps(media_map, s3, db, Ledger(db, media_map.schema), owner_wait_seconds=60, clock=clock),
-                  s3, s3_client, db_conninfo, primary, cdn, clock)
+        w = World(
+            Steps(media_map, s3, db, Ledger(db, media_map.schema), owner_wait_seconds=60, clock=clock),
+            s3,
+            s3_client,
+            db_conninfo,
+            primary,
+            cdn,
+            clock,
+        )
         real_copy = s3.copy
 
         def counting_copy(src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **kw: Any) -> str:
@@ -133,7 +161,9 @@ def test_messy_upload_ends_canonical_in_both_buckets_and_the_row(world: World) -
 
 
 def test_duplicated_and_replayed_events_converge_without_extra_copies(world: World) -> None:
-    world.sql("INSERT INTO archive_publicationsource (slug, masthead) VALUES ('nytimes', 'mastheads/NYTimes_Masthead_FINAL (1).JPG')")
+    world.sql(
+        "INSERT INTO archive_publicationsource (slug, masthead) VALUES ('nytimes', 'mastheads/NYTimes_Masthead_FINAL (1).JPG')"
+    )
     world.put("mastheads/NYTimes_Masthead_FINAL (1).JPG", b"masthead", "image/jpeg")
     created = world.event(world.primary, "mastheads/NYTimes_Masthead_FINAL (1).JPG")
     canonical = world.event(world.primary, "mastheads/nytimes.jpg")
