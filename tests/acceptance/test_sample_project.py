@@ -277,22 +277,15 @@ def test_names_that_only_the_row_can_name(archive: Archive, media_map: mediamap.
         assert naming.resolve(media_map, obj["key"]).canonical_key != by_row  # the name would mislead: the row decides
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Django's get_valid_name turns 'Name (1).JPG' into 'Name_1.JPG': the naming core and the "
-    "sample media map strip ' (1)' but not the '_1' Django actually stores",
-)
 def test_django_mangled_copy_numbers_resolve(archive: Archive, media_map: mediamap.MediaMap) -> None:
     for obj in archive.of_kind("django-copy-number"):
         want = naming.canonical_key_for_row(media_map.field(obj["field"]), obj["slug"], obj["key"])
-        assert naming.resolve(media_map, obj["key"]).canonical_key == want, obj["key"]
+        res = naming.resolve(media_map, obj["key"])
+        # "Name_FINAL_1": the number follows a noise token, so it is stripped; "Name_2" is ambiguous
+        # ("Channel_4"), so the stripped slug is an alternative the owner lookup tries next
+        assert want in (res.canonical_key, *(res.canonical_for_slug(s) for s in res.alt_slugs)), obj["key"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="for 'Folha_de_S.Paulo_icon.png' Django puts its collision suffix before the first dot "
-    "('Folha_de_S_AbC1234.Paulo_icon.png'); the naming core looks for it only before the extension",
-)
 def test_collision_suffix_before_an_inner_dot_resolves(archive: Archive, media_map: mediamap.MediaMap) -> None:
     for obj in archive.of_kind("dotted-collision-suffix"):
         want = naming.canonical_key_for_row(media_map.field(obj["field"]), obj["slug"], obj["key"])

@@ -43,6 +43,8 @@ MAPPED = [
     # --- the required mappings
     case("icons/nytimes_icon_v2_final.png", "icons/nytimes.png", "noise-tokens-stacked"),
     case("mastheads/NYTimes_Masthead_FINAL (1).JPG", "mastheads/nytimes.jpg", "masthead-noise-copy-number-upper-ext"),
+    case("mastheads/NYTimes_Masthead_FINAL_1.JPG", "mastheads/nytimes.jpg", "django-stored-copy-number-after-noise"),
+    case("icons/Folha_de_S_Wmr73J8.Paulo-favicon.ico", "icons/folha-de-s-paulo.ico", "django-suffix-before-inner-dot"),
     case("icons/lemonde_icon_a1B2c3D.png", "icons/lemonde.png", "collision-suffix-after-noise"),
     case("downloads/el-pais/google_favicon/google_icon.png", "icons/el-pais.png", "staging-favicon-folder"),
     case("acme/icons/acme-news_icon.png", "acme/icons/acme-news.png", "tenant-explicit", tenant="acme"),
@@ -445,3 +447,12 @@ def test_exclude_glob_wins_over_include() -> None:
     with pytest.raises(UnmappedKeyError):
         resolve(media_map, "icons/nytimes-draft.png")
     assert resolve(media_map, "icons/nytimes.png").is_canonical
+
+
+def test_a_bare_django_copy_number_is_an_alternative_slug_not_a_strip() -> None:
+    # "Aftenposten (2).jpg" is stored by Django as "Aftenposten_2.jpg", but "Channel_4.jpg" is a real name:
+    # the name gives "aftenposten-2"; the owner lookup tries "aftenposten" next
+    res = resolve(SAMPLE_MAP, "mastheads/Aftenposten_2.jpg")
+    assert (res.slug, res.alt_slugs) == ("aftenposten-2", ("aftenposten",))
+    assert res.canonical_for_slug("aftenposten") == "mastheads/aftenposten.jpg"
+    assert resolve(SAMPLE_MAP, "icons/nytimes.png").alt_slugs == ()

@@ -26,6 +26,7 @@ MAX_KEY_BYTES = 1024  # S3's own limit on a key's UTF-8 length
 # name is taken. A plain 7-letter lower-case word ("_archive") is far likelier to be a real name than a
 # random draw, so only suffixes with a digit or an inner capital count as collision suffixes.
 _COLLISION_SUFFIX = re.compile(r"_(?P<suffix>[A-Za-z0-9]{7})$")
+_DJANGO_COPY_NUMBER = re.compile(r"_\d{1,2}$")
 _COPY_NUMBER = re.compile(r"\s*\(\d{1,3}\)$")  # "name (1)", "name (12)": browser / OS copy numbering
 # "Copy of name", "Copy (2) of name": Windows Explorer and Google Drive put the copy marker in front
 _COPY_OF = re.compile(r"^copy(?: \(\d{1,3}\))? of\s+", re.IGNORECASE)
@@ -67,10 +68,16 @@ class Resolution:
     tenant: str | None
     rule: str  # "upload_to 'icons/'" or "staging 'downloads/{slug}/*favicon*/*'"
     steps: tuple[str, ...] = ()  # why, in order
+    # other slugs the name may stand for, tried after `slug` when looking for the owning row by slug:
+    # Django stores "Aftenposten (2).jpg" as "Aftenposten_2.jpg", which could as well be "Channel_4.jpg"
+    alt_slugs: tuple[str, ...] = ()
 
     @property
     def is_canonical(self) -> bool:
         return self.key == self.canonical_key
+
+    def canonical_for_slug(self, slug: str) -> str:
+        return location_for(self.field, self.tenant) + self.field.canonical.format(slug=slug, ext=self.ext)
 
 
 def decode_event_key(raw: str) -> str:
@@ -135,6 +142,14 @@ def clean_stem(stem: str, noise_tokens: tuple[str, ...]) -> tuple[str, list[str]
     if m and stem[m.end() :].strip(_SEPARATORS):
         steps.append(f"stripped copy marker {m.group(0)!r}")
         stem = stem[m.end() :]
+    # Django puts its suffix before the FIRST dot ("Folha_de_S.Paulo.ico" -> "Folha_de_S_Wmr73J8.Paulo.ico"),
+    # since get_available_name keeps every suffix of the name ("archive.tar.gz")
+    dot = stem.find(".")
+    if dot > 8:
+        m = _COLLISION_SUFFIX.search(stem[:dot])
+        if m and _looks_random(m.group("suffix")):
+            steps.append(f"stripped django-storages collision suffix {m.group(0)!r}")
+            stem = stem[: m.start()] + stem[dot:]
     changed = True
     while changed and stem:
         changed = False
@@ -145,6 +160,13 @@ def clean_stem(stem: str, noise_tokens: tuple[str, ...]) -> tuple[str, list[str]
             continue
         m = _COPY_NUMBER.search(stem)
         if m and m.start() > 0:
+            steps.append(f"stripped copy number {m.group(0)!r}")
+            stem, changed = stem[: m.start()], True
+            continue
+        # Django's get_valid_name stores "Name_FINAL (1).JPG" as "Name_FINAL_1.JPG"; a bare "_1" is a copy
+        # number only right after a noise token, so "channel_4" keeps its number
+        m = _DJANGO_COPY_NUMBER.search(stem)
+        if m and m.start() > 0 and _ends_with_token(stem[: m.start()], tokens):
             steps.append(f"stripped copy number {m.group(0)!r}")
             stem, changed = stem[: m.start()], True
             continue
@@ -162,6 +184,11 @@ def clean_stem(stem: str, noise_tokens: tuple[str, ...]) -> tuple[str, list[str]
             stem, changed = stem[: len(before)].rstrip(_SEPARATORS), True
             break
     return stem, steps
+
+
+def _ends_with_token(stem: str, tokens: list[str]) -> bool:
+    lower = stem.lower()
+    return any(lower.endswith(t.lower()) and len(lower) > len(t) for t in tokens if t.strip())
 
 
 def _looks_random(suffix: str) -> bool:
@@ -274,8 +301,18 @@ def _finish(
     canonical = location + mapping.canonical.format(slug=slug, ext=ext)
     check_canonical(canonical, mapping, key, location)
     steps.append("already canonical" if canonical == key else f"canonical key {canonical!r}")
+    m = _DJANGO_COPY_NUMBER.search(cleaned)
+    alt = slugify(cleaned[: m.start()]) if m and not from_staging else ""
     return Resolution(
-        key=key, canonical_key=canonical, field=mapping, slug=slug, ext=ext, tenant=tenant, rule=rule, steps=tuple(steps)
+        key=key,
+        canonical_key=canonical,
+        field=mapping,
+        slug=slug,
+        ext=ext,
+        tenant=tenant,
+        rule=rule,
+        steps=tuple(steps),
+        alt_slugs=(alt,) if alt and alt != slug else (),
     )
 
 

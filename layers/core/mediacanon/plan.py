@@ -219,10 +219,12 @@ def find_owners(db: Database, resolved: Iterable[tuple[str, naming.Resolution]])
             pending = [(key, res) for key, res in group if key not in owners and res.tenant == tenant]
             if not pending:
                 continue
-            slugs = db.rows_by_slug(mapping, sorted({res.slug for _, res in pending}), tenant=tenant)
+            wanted = sorted({slug for _, res in pending for slug in (res.slug, *res.alt_slugs)})
+            slugs = db.rows_by_slug(mapping, wanted, tenant=tenant)
             for key, res in pending:
-                if res.slug in slugs:
-                    owners[key] = _owner(slugs[res.slug], "slug")
+                found = next((slugs[s] for s in (res.slug, *res.alt_slugs) if s in slugs), None)
+                if found is not None:
+                    owners[key] = _owner(found, "slug")
     return owners
 
 
