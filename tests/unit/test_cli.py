@@ -1,0 +1,84 @@
+"""The command line, offline: explain from the name alone, check-config's errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mediacanon.cli import main
+
+SAMPLE_MAP = str(Path(__file__).resolve().parents[2] / "sample" / "mediamap.yaml")
+
+
+@pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("MEDIACANON_STATE_DIR", str(tmp_path / "no-local-stack"))
+    return CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("key", "tenant", "canonical"),
+    [
+        ("icons/nytimes_icon_v2_final.png", None, "icons/nytimes.png"),
+        ("mastheads/NYTimes_Masthead_FINAL (1).JPG", None, "mastheads/nytimes.jpg"),
+        ("icons/lemonde_icon_a1B2c3D.png", None, "icons/lemonde.png"),
+        ("downloads/el-pais/google_favicon/google_icon.png", None, "icons/el-pais.png"),
+        ("acme/icons/acme-news_icon.png", "acme", "acme/icons/acme-news.png"),
+    ],
+)
+def test_explain_json(run: CliRunner, key: str, tenant: str | None, canonical: str) -> None:
+    args = ["explain", "--json", "--config", SAMPLE_MAP, key] + (["--tenant", tenant] if tenant else [])
+    result = run.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["canonical_key"] == canonical
+    assert data["key"] == key
+    assert data["why"] and data["rule"]
+    assert data["owner"] is None  # no database given: from the name alone
+
+
+def test_explain_refuses_traversal_with_a_json_error(run: CliRunner) -> None:
+    result = run.invoke(main, ["explain", "--json", "--config", SAMPLE_MAP, "icons/../etc/passwd"])
+    assert result.exit_code == 2
+    data = json.loads(result.output)
+    assert data["key"] == "icons/../etc/passwd"
+    assert "'..'" in data["error"]
+
+
+def test_explain_decodes_an_event_key_once(run: CliRunner) -> None:
+    result = run.invoke(main, ["explain", "--json", "--raw-event-key", "--config", SAMPLE_MAP, "icons/Le+Monde%2B_icon.png"])
+    assert json.loads(result.output)["key"] == "icons/Le Monde+_icon.png"
+
+
+def test_explain_human_output_names_the_rule(run: CliRunner) -> None:
+    result = run.invoke(main, ["explain", "--config", SAMPLE_MAP, "icons/bbc-favicon.ico"])
+    assert result.exit_code == 0
+    assert "icons/bbc.ico" in result.output
+    assert "stripped noise token" in result.output
+
+
+def test_check_config_ok(run: CliRunner) -> None:
+    result = run.invoke(main, ["check-config", "--config", SAMPLE_MAP])
+    assert result.exit_code == 0
+    assert "valid" in result.output
+    assert "archive.PublicationSource.icon" in result.output
+
+
+def test_check_config_names_file_place_problem_and_fix(run: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "mediamap.yaml"
+    bad.write_text("buckets: {primary: archive-media, cdn: archive-media}\nfields: []\n")
+    result = run.invoke(main, ["check-config", "--config", str(bad)])
+    assert result.exit_code == 1
+    assert str(bad) in result.output
+    assert "buckets.cdn" in result.output
+    assert "fix:" in result.output
+
+
+def test_plan_without_a_database_says_how_to_get_one(run: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run.invoke(main, ["plan", "--config", SAMPLE_MAP])
+    assert result.exit_code == 1
+    assert "DATABASE_URL" in result.output
