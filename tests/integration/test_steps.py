@@ -300,3 +300,31 @@ def test_canonical_removed_from_primary_is_removed_from_the_cdn_but_a_stale_dele
     world.client.delete_object(Bucket=world.primary, Key="icons/reuters.png")
     assert world.steps.replicate(world.event(world.primary, "icons/reuters.png", created=False)).outcome == Outcome.UNMIRRORED
     assert world.keys(world.cdn) == set()
+
+
+def test_rollback_restores_names_and_rows_and_has_a_dry_run(world: World) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mediacanon.rollback import rollback
+
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('nytimes', 'icons/nytimes_icon_v2_final.png')")
+    world.put("icons/nytimes_icon_v2_final.png", b"nyt-bytes")
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    world.run_all("icons/nytimes_icon_v2_final.png")
+    assert world.row("nytimes")[0] == "icons/nytimes.png"
+    steps = world.steps
+
+    dry = rollback(steps.map, world.s3, steps.db, steps.ledger, since=since, dry_run=True)
+    assert (dry.entries, dry.restored_objects, dry.rows_restored) == (1, ["icons/nytimes_icon_v2_final.png"], 1)
+    assert world.row("nytimes")[0] == "icons/nytimes.png"  # the dry run changed nothing
+    assert "icons/nytimes_icon_v2_final.png" not in world.keys(world.primary)
+
+    done = rollback(steps.map, world.s3, steps.db, steps.ledger, since=since)
+    assert done.rows_restored == 1 and not done.rows_changed_since
+    assert world.row("nytimes")[0] == "icons/nytimes_icon_v2_final.png"
+    assert world.s3.get_bytes(world.primary, "icons/nytimes_icon_v2_final.png") == b"nyt-bytes"
+    restored = world.s3.head(world.primary, "icons/nytimes_icon_v2_final.png")
+    assert restored is not None and SOURCE_KEY not in restored.metadata
+    assert restored.metadata["uploaded-by"] == "django"
+    # a second rollback finds nothing left to reverse
+    assert rollback(steps.map, world.s3, steps.db, steps.ledger, since=since).entries == 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg import sql
 
 from mediacanon.mediamap import FieldMapping
@@ -158,6 +159,9 @@ class Ledger:
                 ),
                 (source_key, key),
             )
+
+    def mark_rolled_back(self, entry_id: int, *, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(self._q("UPDATE {schema}.ledger SET rolled_back_at = now() WHERE id = %s"), (entry_id,))
 
     def latest_sequencer(self, canonical_key: str) -> str | None:
         self.ensure()

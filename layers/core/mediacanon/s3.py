@@ -179,6 +179,7 @@ class S3Adapter:
         *,
         metadata: dict[str, str] | None = None,
         source_head: ObjectHead | None = None,
+        drop_metadata: Iterable[str] = (),
     ) -> str:
         """Server-side copy keeping the source's headers and user metadata (plus `metadata`); returns the new ETag.
 
@@ -192,7 +193,7 @@ class S3Adapter:
             raise NotFoundError(f"s3://{src_bucket}/{src_key}")
         extra: dict[str, Any] = {
             "MetadataDirective": "REPLACE",
-            "Metadata": {**head.metadata, **(metadata or {})},
+            "Metadata": {k: v for k, v in {**head.metadata, **(metadata or {})}.items() if k not in set(drop_metadata)},
             # the headers and the recorded ETag describe these bytes: if the source changed since, fail (412)
             # rather than copy other bytes under them
             "CopySourceIfMatch": f'"{head.etag}"',

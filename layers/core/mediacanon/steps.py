@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from mediacanon import naming
-from mediacanon.errors import PermanentError, RetryableError, UnmappedKeyError, UnsafeKeyError
+from mediacanon.errors import PermanentError, PreconditionFailed, RetryableError, UnmappedKeyError, UnsafeKeyError
 from mediacanon.mediamap import FieldMapping, MediaMap
 from mediacanon.plan import Owner, find_owners
 
@@ -181,14 +181,17 @@ class Steps:
             if holder_head is not None and not same_bytes(head, holder_head):
                 return StepResult(Outcome.COLLISION, key, f"{canonical!r} is claimed by {holder!r}; kept both", canonical)
             self.ledger.claim(canonical, key, head.etag, take_over=True)
-        self.s3.copy(
-            self.primary,
-            key,
-            self.primary,
-            canonical,
-            metadata={SOURCE_KEY: quote(key, safe="/"), SOURCE_ETAG: head.etag},
-            source_head=head,
-        )
+        try:
+            self.s3.copy(
+                self.primary,
+                key,
+                self.primary,
+                canonical,
+                metadata={SOURCE_KEY: quote(key, safe="/"), SOURCE_ETAG: head.etag},
+                source_head=head,
+            )
+        except PreconditionFailed as exc:  # overwritten since we read it: redo the step with the newer bytes
+            raise RetryableError(f"{key!r} changed during the copy; retrying") from exc
         return StepResult(Outcome.NORMALIZED, key, f"copied for row {owner.id}", canonical, copied=True)
 
     # -- replicate -------------------------------------------------------------------------------------------
