@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -265,6 +266,68 @@ def verify_command(as_json: bool, config: str, database_url: str | None) -> None
             highlight=False,
         )
     sys.exit(0 if result.ok else 1)
+
+
+@main.command("rollback")
+@click.argument("execution", required=False)
+@click.option("--since", "since", default=None, help="reverse every rename since this ISO time (e.g. 2026-11-21T10:00:00+00:00)")
+@click.option("--dry-run", is_flag=True, help="list what would be restored; change nothing")
+@config_option
+@database_option
+def rollback_command(execution: str | None, since: str | None, dry_run: bool, config: str, database_url: str | None) -> None:
+    """Reverse the renames of EXECUTION (or --since TIME) from the ledger: copy back retired sources, swap rows back."""
+    from datetime import datetime
+
+    from mediacanon.db import Database
+    from mediacanon.ledger import Ledger
+    from mediacanon.rollback import rollback
+    from mediacanon.s3 import S3Adapter
+
+    if (execution is None) == (since is None):
+        _fail("name an EXECUTION or pass --since TIME (exactly one)")
+    media_map = _load_map(config)
+    url = use_endpoints(database_url)
+    if not url:
+        _fail("no database: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
+    when = datetime.fromisoformat(since) if since else None
+    try:
+        with Database(url) as db:
+            result = rollback(
+                media_map, S3Adapter(), db, Ledger(db, media_map.schema), execution=execution, since=when, dry_run=dry_run
+            )
+    except MediacanonError as exc:
+        _fail(str(exc))
+    for key in result.restored_objects:
+        console.print(f"{'would restore' if dry_run else 'restored'} {key}", highlight=False)
+    for row in result.rows_changed_since:
+        console.print(f"left alone (changed since): {row}", highlight=False)
+    console.print(result.line, highlight=False)
+
+
+@main.command("report")
+@click.argument("execution")
+@click.option("--csv", "as_csv", is_flag=True, help="print the CSV instead of the summary")
+@config_option
+def report_command(execution: str, as_csv: bool, config: str) -> None:
+    """Print the report of a backfill EXECUTION (its name or ARN) from the reports prefix."""
+    from mediacanon.s3 import S3Adapter
+
+    media_map = _load_map(config)
+    use_endpoints()
+    name = execution.rsplit(":", 1)[-1]
+    base = f"{media_map.reports_prefix}{name}/report"
+    s3 = S3Adapter()
+    try:
+        if as_csv:
+            click.echo(s3.get_bytes(media_map.buckets.primary, base + ".csv").decode(), nl=False)
+            return
+        data = json.loads(s3.get_bytes(media_map.buckets.primary, base + ".json"))
+    except MediacanonError as exc:
+        _fail(f"no report for {name!r} at s3://{media_map.buckets.primary}/{base}.json ({exc})")
+    counts = Counter(item["outcome"] for item in data.get("items", []))
+    for outcome, n in sorted(counts.items()):
+        console.print(f"{outcome}: {n}", highlight=False)
+    console.print(data["line"], highlight=False)
 
 
 @main.group()
