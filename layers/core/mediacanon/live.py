@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mediacanon import mediamap
 from mediacanon.errors import ConfigError
@@ -146,3 +148,28 @@ def run_record(step: StepName, record: SQSRecord, logger: Logger, metrics: Metri
     for observe in observers:
         observe(step, result)
     return result
+
+
+def lambda_handler_for(step: StepName) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda handler of one step: Powertools' logger, tracer and metrics around a partial-batch SQS processor.
+
+    The three functions differ only in their step, so they share this; each functions/<step>/app.py names its step.
+    """
+    logger = Logger()
+    tracer = Tracer()
+    metrics = Metrics()
+    processor = BatchProcessor(event_type=EventType.SQS)
+    steps()  # cold start: read and validate the media map and settings now, not at the first record
+
+    @tracer.capture_method
+    def record_handler(record: SQSRecord) -> None:
+        logger.set_correlation_id(record.message_id)
+        run_record(step, record, logger, metrics)
+
+    @logger.inject_lambda_context
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context))
+
+    return lambda_handler
