@@ -9,21 +9,24 @@ for that object and the batch goes on.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mediacanon import naming
-from mediacanon.errors import PermanentError, UnmappedKeyError, UnsafeKeyError
+from mediacanon.errors import PermanentError, RetryableError, UnmappedKeyError, UnsafeKeyError
 from mediacanon.plan import Action, build_plan_for_keys
 from mediacanon.steps import SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps
 
 if TYPE_CHECKING:
-    from mediacanon.mediamap import FieldMapping
+    from mediacanon.db import Database
+    from mediacanon.mediamap import FieldMapping, MediaMap
 
 # where an object came from when a row's missing file is copied in from a read-only fallback bucket
 FALLBACK_SOURCE = "mediacanon-fallback-source"
@@ -259,3 +262,133 @@ def write_report(steps: Steps, report: Report, execution: str) -> tuple[str, str
 
 def batch_to_json(result: BatchResult) -> dict[str, Any]:
     return asdict(result) | {"counts": dict(result.counts)}
+
+
+# -- the state machine's tasks (statemachines/backfill.asl.json) ---------------------------------------------------
+
+PHASES = ("objects", "rows", "mirror", "report")
+DEFAULT_MAX_DELETES = 1000
+ROWS_PER_RANGE = 10_000
+_GLOB_OR_TEMPLATE = re.compile(r"[{*?\[]")
+
+
+def prefixes_to_scan(media_map: MediaMap, fields: Sequence[str] | None = None) -> list[str]:
+    """The primary-bucket prefixes holding every key the mapped fields can own: each field's location + upload_to
+    and its staging roots, up to the first placeholder or glob. Nested prefixes collapse into the outer one, so
+    no object is listed (and counted) twice; upload_to prefixes come first, so the canonical copies a staging
+    root's batches make land under prefixes already scanned."""
+    wanted = [m for m in media_map.fields if fields is None or m.name in fields]
+    roots = {_GLOB_OR_TEMPLATE.split(m.location + m.upload_to, 1)[0] for m in wanted}
+    staging = {_GLOB_OR_TEMPLATE.split(m.location + s, 1)[0] for m in wanted for s in m.staging}
+    kept: list[str] = []
+    for prefix in sorted(roots | staging):  # a prefix sorts before every key it covers
+        if not any(prefix.startswith(outer) for outer in kept):
+            kept.append(prefix)
+    return sorted(kept, key=lambda p: (p not in roots, p))
+
+
+def row_ranges(db: Database, mapping: FieldMapping, rows_per_range: int = ROWS_PER_RANGE) -> list[dict[str, Any]]:
+    """Id ranges of about `rows_per_range` rows ([start, end), the last open-ended) for the rows phase's workers.
+
+    Walks the ids once in keyset pages; the ranges are JSON (ids as the database returns them: ints or strings)."""
+    starts: list[Any] = []
+    for i, row in enumerate(db.iter_rows(mapping, batch_size=min(rows_per_range, 5000))):
+        if i % rows_per_range == 0:
+            starts.append(row.id)
+    if not starts:
+        return []
+    ends: list[Any] = [*starts[1:], None]
+    return [{"field": mapping.name, "start": s, "end": e} for s, e in zip(starts, ends, strict=True)]
+
+
+def parts_prefix(media_map: MediaMap, execution: str) -> str:
+    return f"{media_map.reports_prefix}{execution}/parts/"
+
+
+def write_part(steps: Steps, execution: str, name: str, result: BatchResult) -> str:
+    """One worker's outcomes as a JSON part of the execution's report. Named by what the worker was given, so
+    a retried batch overwrites its own part instead of being counted twice."""
+    key = f"{parts_prefix(steps.map, execution)}{name}.json"
+    steps.s3.put_bytes(steps.map.buckets.primary, key, json.dumps(result.to_json(), default=str).encode(), "application/json")
+    return key
+
+
+def read_parts(steps: Steps, execution: str) -> Iterator[dict[str, Any]]:
+    for obj in steps.s3.iter_objects(steps.map.buckets.primary, parts_prefix(steps.map, execution)):
+        data: dict[str, Any] = json.loads(steps.s3.get_bytes(steps.map.buckets.primary, obj.key))
+        yield data
+
+
+def _batch_name(kind: str, *parts: Any) -> str:
+    digest = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+    return f"{kind}-{digest}"
+
+
+def prepare(steps: Steps, execution: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Validate the execution's input against the media map and the database; plan the phases."""
+    media_map = steps.map
+    names = [m.name for m in media_map.fields]
+    fields = given.get("fields")
+    if fields is not None:
+        unknown = sorted(set(fields) - set(names))
+        if unknown:
+            raise PermanentError(f"unknown field(s) {unknown}: the media map has {names}")
+    phases = given.get("phases") or list(PHASES)
+    unknown_phases = sorted(set(phases) - {*PHASES, "prepare"})
+    if unknown_phases:
+        raise PermanentError(f"unknown phase(s) {unknown_phases}: use some of {list(PHASES)}")
+    max_deletes = given.get("maxDeletes", DEFAULT_MAX_DELETES)
+    if not isinstance(max_deletes, int) or isinstance(max_deletes, bool) or max_deletes < 0:
+        raise PermanentError(f"maxDeletes must be a non-negative integer, got {max_deletes!r}")
+    wanted = [m for m in media_map.fields if fields is None or m.name in fields]
+    for mapping in wanted:
+        steps.db.check_field(mapping)  # a schema mismatch fails the execution here, before any batch runs
+    steps.ledger.ensure()
+    prefixes = list(given["prefixes"]) if given.get("prefixes") is not None else prefixes_to_scan(media_map, fields)
+    ranges = [r for m in wanted for r in row_ranges(steps.db, m)] if "rows" in phases else []
+    return {
+        "execution": execution,
+        "dryRun": bool(given.get("dryRun", False)),
+        "maxDeletes": max_deletes,
+        "run": {phase: phase in phases for phase in PHASES},
+        "prefixes": prefixes,
+        "prefixCount": len(prefixes),
+        "prefixIndex": 0,
+        "rowRanges": ranges,
+    }
+
+
+def run_task(event: dict[str, Any], make_steps: Callable[[str], Steps]) -> dict[str, Any]:
+    """One task of the backfill state machine, chosen by the event's "action"; `make_steps(execution)` gives the
+    Steps whose ledger records that execution. Returns counts only: outcomes go to the parts in S3.
+
+    A RetryableError (whatever its subclass) leaves as a plain RetryableError, the one name the ASL retries on."""
+    action, execution = event.get("action"), str(event["execution"])
+    steps = make_steps(execution)
+    dry_run = bool(event.get("dryRun", False))
+    try:
+        if action == "prepare":
+            return prepare(steps, execution, event.get("input") or {})
+        if action == "objects":
+            keys = [item["Key"] for item in event["items"]]
+            result = process_objects(steps, keys, dry_run=dry_run)
+            write_part(steps, execution, _batch_name("objects", keys), result)
+        elif action == "rows":
+            span = event["range"]
+            mapping = steps.map.field(span["field"])
+            result = process_rows(steps, mapping, span.get("start"), span.get("end"), dry_run=dry_run)
+            write_part(steps, execution, _batch_name("rows", span["field"], span.get("start")), result)
+        elif action == "mirror":
+            result = prune_mirror(steps, dry_run=dry_run, max_deletes=int(event.get("maxDeletes", DEFAULT_MAX_DELETES)))
+            write_part(steps, execution, "mirror", result)
+        elif action == "report":
+            report = merge(read_parts(steps, execution), dry_run=dry_run)
+            written = write_report(steps, report, execution)
+            return {"line": report.line, "counts": report.counts, "keys": list(written)}
+        else:
+            raise PermanentError(f"unknown backfill action {action!r}")
+    except RetryableError as exc:
+        if type(exc) is RetryableError:
+            raise
+        raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+    return {"counts": dict(result.counts)}

@@ -1,0 +1,425 @@
+"""A backfill on this machine: the real ASL (statemachines/backfill.asl.json) on moto's Step Functions executor,
+its Lambda tasks run in this process, against the data of a moto server (`mediacanon local up`) or any S3 endpoint.
+
+Why the executor runs here and not in the `local up` server: moto runs a Lambda task by invoking a container
+(Docker, absent here) unless `LambdaFunction._invoke_lambda` is patched, and a patch only reaches the process it is
+made in. So `run_backfill` starts a ThreadedMotoServer in this process as the Step Functions + Lambda control plane
+(patched to call `mediacanon.backfill.run_task` directly), and routes the executor's own S3 calls (the
+Distributed Map's ItemReader) to `endpoint_url`, where the buckets live. The workers use `endpoint_url` and
+`database_url` too, so the data server stays a stock `moto_server`.
+
+Where moto 5.2 differs from AWS, and what is done about it (sources under moto/stepfunctions/parser/):
+- `ItemBatcher` is not in its grammar (asl/antlr/runtime/ASLParser.py): `moto_compatible` swaps it for an
+  `ItemSelector` that builds the same `{"Items": [item], "BatchInput": ...}` envelope, one item per batch.
+- its listObjectsV2 reader reads one page and fails on an empty prefix (asl/component/state/exec/state_map/
+  item_reader/eval/resource_eval_s3.py): the routed S3 client pages through and returns items as AWS shapes them.
+- tolerated failures are parsed but not enforced, and a failed child leaves the map run SUCCEEDED
+  (iteration/itemprocessor/distributed_item_processor_worker.py, tolerated_failure.py): the result applies the
+  map runs' ToleratedFailurePercentage to their describe_map_run counts itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from mediacanon.backfill import DEFAULT_MAX_DELETES, PHASES, run_task
+from mediacanon.errors import MediacanonError
+from mediacanon.mediamap import MediaMap
+
+ASL_PATH = Path(__file__).resolve().parents[3] / "statemachines" / "backfill.asl.json"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+POLL_SECONDS = 0.25
+TASK_TIMEOUT = 900  # the backfill function's Timeout in template.yaml
+FAILED_ITEM_COUNTS = ("failed", "timedOut", "aborted")
+
+
+class BackfillError(MediacanonError):
+    """The local backfill could not be started or did not finish in time."""
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    execution_arn: str
+    status: str  # the execution's, or FAILED when a map run's failures exceed its tolerance (moto does not check)
+    report_line: str | None
+    report_keys: list[str]
+    map_run_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # map run ARN -> itemCounts
+    error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed_items(self) -> int:
+        return sum(c.get(k, 0) for c in self.map_run_counts.values() for k in FAILED_ITEM_COUNTS)
+
+
+# -- the definition -------------------------------------------------------------------------------------------------
+
+
+def load_definition(substitutions: dict[str, str], path: Path = ASL_PATH) -> dict[str, Any]:
+    """The ASL with SAM's DefinitionSubstitutions applied (`${Name}` -> value)."""
+    text = path.read_text(encoding="utf-8")
+    for name, value in substitutions.items():
+        text = text.replace("${" + name + "}", value)
+    definition: dict[str, Any] = json.loads(text)
+    return definition
+
+
+def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition moto 5.2 can parse and run: every ItemBatcher becomes an ItemSelector giving each child the
+    envelope AWS gives a batch ({"Items": [...], "BatchInput": ...}), with one item. Nothing else changes."""
+    out = copy.deepcopy(definition)
+    for state in _states(out):
+        batcher = state.pop("ItemBatcher", None)
+        if batcher is None:
+            continue
+        if "ItemSelector" in state:
+            raise ValueError("a Map with both ItemBatcher and ItemSelector has no moto equivalent here")
+        state["ItemSelector"] = {"Items.$": "States.Array($$.Map.Item.Value)", "BatchInput": batcher.get("BatchInput", {})}
+    return out
+
+
+def _states(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for state in node.get("States", {}).values():
+        yield state
+        for nested in (state.get("ItemProcessor"), state.get("Iterator"), *state.get("Branches", [])):
+            if isinstance(nested, dict):
+                yield from _states(nested)
+
+
+# -- the in-process control plane -------------------------------------------------------------------------------------
+
+
+class _PagedS3:
+    """The executor's S3 client: all pages of ListObjectsV2, items shaped as AWS's ItemReader gives them."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def list_objects_v2(self, **params: Any) -> dict[str, Any]:
+        contents = []
+        for page in self._client.get_paginator("list_objects_v2").paginate(**params):
+            for obj in page.get("Contents", []):
+                contents.append(
+                    {
+                        "Etag": obj["ETag"],
+                        "Key": obj["Key"],
+                        "LastModified": int(obj["LastModified"].timestamp()),
+                        "Size": obj["Size"],
+                        "StorageClass": obj.get("StorageClass", "STANDARD"),
+                    }
+                )
+        return {"Contents": contents}
+
+
+def _client(service: str, **kwargs: Any) -> Any:
+    return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+
+
+def _data_client(endpoint_url: str | None) -> Any:
+    credentials = (
+        None if boto3.Session().get_credentials() else {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    )
+    return _client("s3", endpoint_url=endpoint_url, region_name=REGION, **(credentials or {}))
+
+
+_active: dict[str, Any] = {}  # the running local backfill's routing: one per process at a time
+_run_lock = threading.Lock()
+_installed = False
+
+
+def _install_routing() -> None:
+    """Patch moto's executor once per process: its service clients and Lambda invocations ask `_active`.
+
+    Once, and by indirection, because moto's modules bind `boto_client_for` by name when first imported, some
+    lazily during an execution: a patch undone after each run would leave those holding a stale one."""
+    global _installed
+    if _installed:
+        return
+    from moto.awslambda.models import LambdaFunction
+    from moto.stepfunctions.parser.asl.utils import boto_client as moto_boto_client
+
+    original_client_for = moto_boto_client.boto_client_for
+    original_invoke = LambdaFunction._invoke_lambda
+
+    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        if not _active:
+            return original_client_for(region, service, state_credentials)
+        if service == "s3":
+            return _PagedS3(_data_client(_active["endpoint_url"]))
+        return _client(
+            service,
+            endpoint_url=_active["control_url"],
+            region_name=region,
+            aws_access_key_id="ak",
+            aws_secret_access_key="sk",  # noqa: S106 - moto's
+            # as moto's own: no client retries (the ASL's Retry decides), and a batch may take a task's full timeout
+            config=Config(parameter_validation=False, retries={"total_max_attempts": 1}, read_timeout=TASK_TIMEOUT + 60),
+        )
+
+    def invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        if not _active:
+            return original_invoke(self, event)  # type: ignore[no-any-return]
+        try:
+            return json.dumps(_active["invoke"](self.function_name, event or {}), default=str), False, ""
+        except Exception as exc:  # a Lambda reports any exception as its function error
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": traceback.format_exc().splitlines()}
+            return json.dumps(error), True, traceback.format_exc()
+
+    LambdaFunction._invoke_lambda = invoke_lambda  # type: ignore[method-assign]
+    for module in [m for name, m in list(sys.modules.items()) if name.startswith("moto.stepfunctions.parser") and m]:
+        if getattr(module, "boto_client_for", None) is original_client_for:
+            module.boto_client_for = client_for  # type: ignore[attr-defined]
+    _installed = True
+
+
+@contextmanager
+def _control_plane(endpoint_url: str | None, invoke: Callable[[str, dict[str, Any]], Any]) -> Iterator[str]:
+    """A ThreadedMotoServer in this process, executing ASL, with Lambda invocations going to `invoke(name, event)`
+    and the executor's S3 calls to `endpoint_url`. Yields its endpoint."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    from mediacanon.embedded import _moto_config, free_port
+
+    if not _run_lock.acquire(blocking=False):
+        raise BackfillError("another local backfill runs in this process")
+    try:
+        _install_routing()
+        port = free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        control_url = f"http://127.0.0.1:{port}"
+        server.start()
+        try:
+            _active.update(endpoint_url=endpoint_url, control_url=control_url, invoke=invoke)
+            if _moto_config(control_url, {"stepfunctions": {"execute_state_machine": True}}) is None:
+                raise BackfillError(f"the in-process moto server at {control_url} refused the Step Functions config")
+            yield control_url
+        finally:
+            _active.clear()
+            server.stop()
+    finally:
+        _run_lock.release()
+
+
+# -- running a backfill ---------------------------------------------------------------------------------------------
+
+
+def run_backfill(
+    media_map: MediaMap,
+    *,
+    endpoint_url: str | None,
+    database_url: str,
+    dry_run: bool = False,
+    phases: list[str] | None = None,
+    fields: list[str] | None = None,
+    prefixes: list[str] | None = None,
+    max_deletes: int = DEFAULT_MAX_DELETES,
+    progress: bool = True,
+    name: str | None = None,
+    timeout: float | None = None,
+    max_connections: int = 12,
+) -> BackfillResult:
+    """Run the backfill state machine locally to the end; see the module docstring for how."""
+    from psycopg_pool import ConnectionPool
+
+    from mediacanon.db import Database
+    from mediacanon.ledger import Ledger
+    from mediacanon.s3 import S3Adapter
+    from mediacanon.steps import Steps
+
+    execution = name or f"backfill-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    payload: dict[str, Any] = {"dryRun": dry_run, "maxDeletes": max_deletes, "phases": list(phases or PHASES)}
+    if fields is not None:
+        payload["fields"] = list(fields)
+    if prefixes is not None:
+        payload["prefixes"] = list(prefixes)
+
+    s3 = S3Adapter(_data_client(endpoint_url))
+    # the map's children run in threads of this process, at once: one connection each, from a pool
+    with ConnectionPool(database_url, min_size=1, max_size=max_connections, kwargs={"autocommit": True}, open=True) as pool:
+        db = Database(pool)
+        ledgers: dict[str, Ledger] = {}
+        lock = threading.Lock()
+
+        def make_steps(execution_name: str) -> Steps:
+            with lock:
+                ledger = ledgers.setdefault(execution_name, Ledger(db, media_map.schema, execution=execution_name))
+            return Steps(media_map, s3, db, ledger, owner_wait_seconds=0)
+
+        function_name = f"mediacanon-backfill-{uuid.uuid4().hex[:8]}"
+
+        def invoke(called: str, event: dict[str, Any]) -> dict[str, Any]:
+            if called != function_name:
+                raise BackfillError(f"unexpected Lambda function {called!r}")
+            return run_task(event, make_steps)
+
+        with _control_plane(endpoint_url, invoke) as control_url:
+            return _execute(control_url, media_map, function_name, execution, payload, progress=progress, timeout=timeout)
+
+
+def _execute(
+    control_url: str,
+    media_map: MediaMap,
+    function_name: str,
+    execution: str,
+    payload: dict[str, Any],
+    *,
+    progress: bool,
+    timeout: float | None,
+) -> BackfillResult:
+    def client(service: str) -> Any:
+        return _client(
+            service,
+            endpoint_url=control_url,
+            region_name=REGION,
+            aws_access_key_id="ak",
+            aws_secret_access_key="sk",  # noqa: S106
+        )
+
+    iam, lam, sfn = client("iam"), client("lambda"), client("stepfunctions")
+    role_arn = iam.create_role(
+        RoleName=function_name,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+            }
+        ),
+    )["Role"]["Arn"]
+    function_arn = lam.create_function(
+        FunctionName=function_name,
+        Runtime="python3.13",
+        Role=role_arn,
+        Handler="app.lambda_handler",
+        Code={"ZipFile": _empty_zip()},  # never run: the invocation is patched to run_task in this process
+        Timeout=TASK_TIMEOUT,
+    )["FunctionArn"]
+    definition = moto_compatible(
+        load_definition({"BackfillFunctionArn": function_arn, "PrimaryBucketName": media_map.buckets.primary})
+    )
+    machine_arn = sfn.create_state_machine(
+        name=function_name, definition=json.dumps(definition), roleArn=role_arn, type="STANDARD"
+    )["stateMachineArn"]
+    execution_arn = sfn.start_execution(stateMachineArn=machine_arn, name=execution, input=json.dumps(payload))["executionArn"]
+
+    with _Progress(progress) as bar:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            described = sfn.describe_execution(executionArn=execution_arn)
+            runs = _map_runs(sfn, execution_arn)
+            bar.update(runs)
+            if described["status"] != "RUNNING":
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                sfn.stop_execution(executionArn=execution_arn, error="Timeout", cause=f"local backfill ran over {timeout}s")
+                raise BackfillError(f"{execution_arn} still running after {timeout}s: stopped")
+            time.sleep(POLL_SECONDS)
+
+    status, error = described["status"], None
+    if status != "SUCCEEDED":
+        error = _failure(sfn, execution_arn)
+    counts = {arn: run["itemCounts"] for arn, run in runs.items()}
+    for arn, run in runs.items():
+        items = run["itemCounts"]
+        failed = sum(items.get(k, 0) for k in FAILED_ITEM_COUNTS)
+        tolerated = float(run.get("toleratedFailurePercentage") or 0.0)
+        if failed and failed * 100.0 > tolerated * max(items.get("total", 0), 1) and status == "SUCCEEDED":
+            status = "FAILED"  # what AWS does (States.ExceedToleratedFailureThreshold) and moto does not
+            error = f"States.ExceedToleratedFailureThreshold: {failed} of {items.get('total')} items failed in {arn}"
+    output = json.loads(described.get("output") or "{}") if described["status"] == "SUCCEEDED" else {}
+    return BackfillResult(
+        execution_arn=execution_arn,
+        status=status,
+        report_line=output.get("line"),
+        report_keys=list(output.get("keys", [])),
+        map_run_counts=counts,
+        error=error,
+        counts=dict(output.get("counts", {})),
+    )
+
+
+def _map_runs(sfn: Any, execution_arn: str) -> dict[str, dict[str, Any]]:
+    runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
+    return {run["mapRunArn"]: sfn.describe_map_run(mapRunArn=run["mapRunArn"]) for run in runs}
+
+
+def _failure(sfn: Any, execution_arn: str) -> str:
+    """The first failure the history names (the Fail state's own error says less than the phase's)."""
+    for event in sfn.get_execution_history(executionArn=execution_arn, reverseOrder=False)["events"]:
+        for key, details in event.items():
+            if key.endswith("EventDetails") and isinstance(details, dict) and details.get("error"):
+                return f"{details['error']}: {details.get('cause', '')}"[:2000]
+    return "the execution did not succeed"
+
+
+def _empty_zip() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def lambda_handler(event, context):\n    raise NotImplementedError\n")
+    return buffer.getvalue()
+
+
+class _Progress:
+    """A bar per map run on a terminal; elsewhere a plain line whenever a map run's counts change."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.enabled = enabled
+        self.tty = enabled and self.console.is_terminal
+        self.tasks: dict[str, Any] = {}
+        self.last: dict[str, tuple[int, ...]] = {}
+        self.progress: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def update(self, runs: dict[str, dict[str, Any]]) -> None:
+        if not self.enabled:
+            return
+        for i, (arn, run) in enumerate(runs.items(), start=1):
+            items = run["itemCounts"]
+            done = items.get("succeeded", 0) + sum(items.get(k, 0) for k in FAILED_ITEM_COUNTS)
+            label = f"map run {i} ({run['status'].lower()}, {sum(items.get(k, 0) for k in FAILED_ITEM_COUNTS)} failed)"
+            if self.progress is not None:
+                if arn not in self.tasks:
+                    self.tasks[arn] = self.progress.add_task(label, total=items.get("total", 0))
+                self.progress.update(self.tasks[arn], description=label, total=items.get("total", 0), completed=done)
+                continue
+            state = (done, items.get("total", 0), hash(run["status"]))
+            if self.last.get(arn) != state:
+                self.last[arn] = state
+                self.console.print(f"{label}: {done}/{items.get('total', 0)} batches", highlight=False)

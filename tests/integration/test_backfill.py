@@ -1,0 +1,246 @@
+"""The backfill state machine, run locally: the real ASL on moto's Step Functions executor, its Lambda tasks in
+this process, against the session's moto server and PostgreSQL (mediacanon.sfnlocal)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from mediacanon import mediamap
+from mediacanon.sfnlocal import BackfillResult, run_backfill
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = """
+CREATE TABLE archive_publicationsource (
+    id serial PRIMARY KEY,
+    slug varchar(50) UNIQUE NOT NULL,
+    name varchar(200) NOT NULL DEFAULT '',
+    icon varchar(100),
+    masthead varchar(100)
+)
+"""
+ROWS = [
+    ("nytimes", "icons/nytimes_icon_v2_final.png", "mastheads/NYTimes_Masthead_FINAL (1).JPG"),  # messy names
+    ("bbc", "icons/bbc.ico", None),  # canonical already, not mirrored yet
+    ("reuters", None, None),  # empty column, canonical object exists: linked by slug
+    ("el-pais", None, None),  # empty column, a staged download holds its icon
+    ("guardian", "icons/guardian_old.png", None),  # missing from primary; the read-only legacy bucket holds it
+    ("lemonde", "icons/lemonde_gone.png", None),  # missing everywhere
+]
+PRIMARY_OBJECTS = {
+    "icons/nytimes_icon_v2_final.png": b"nyt icon",
+    "mastheads/NYTimes_Masthead_FINAL (1).JPG": b"nyt masthead",
+    "icons/bbc.ico": b"bbc icon",
+    "icons/reuters.png": b"reuters icon",
+    "downloads/el-pais/google_favicon/x.png": b"el pais staged",
+    "icons/nobody_icon.png": b"an orphan",
+}
+CANONICAL = {
+    "icons/nytimes.png": b"nyt icon",
+    "mastheads/nytimes.jpg": b"nyt masthead",
+    "icons/bbc.ico": b"bbc icon",
+    "icons/reuters.png": b"reuters icon",
+    "icons/el-pais.png": b"el pais staged",
+    "icons/guardian.png": b"guardian from legacy",
+}
+
+
+@dataclass
+class Site:
+    media_map: mediamap.MediaMap
+    map_data: dict[str, Any]
+    client: Any
+    conninfo: str
+    endpoint_url: str
+    primary: str
+    cdn: str
+    legacy: str
+
+    def run(self, **kwargs: Any) -> BackfillResult:
+        kwargs.setdefault("progress", False)
+        return run_backfill(self.media_map, endpoint_url=self.endpoint_url, database_url=self.conninfo, timeout=120, **kwargs)
+
+    def objects(self, bucket: str, *, reports: bool = False) -> dict[str, tuple[str, Any]]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return {
+            o["Key"]: (o["ETag"], o["LastModified"])
+            for page in pages
+            for o in page.get("Contents", [])
+            if reports or not o["Key"].startswith("mediacanon-reports/")
+        }
+
+    def body(self, bucket: str, key: str) -> bytes:
+        data: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return data
+
+    def rows(self) -> dict[str, tuple[Any, ...]]:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            return {r[0]: r[1:] for r in conn.execute("SELECT slug, icon, masthead FROM archive_publicationsource")}
+
+    def ledger_size(self) -> int:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            found = conn.execute("SELECT to_regclass('mediacanon.ledger')").fetchone()
+            if found is None or found[0] is None:
+                return 0
+            row = conn.execute("SELECT count(*) FROM mediacanon.ledger").fetchone()
+            return int(row[0]) if row else 0
+
+    def state(self) -> tuple[Any, ...]:
+        return (self.objects(self.primary), self.objects(self.cdn), self.objects(self.legacy), self.rows(), self.ledger_size())
+
+
+@pytest.fixture
+def site(s3_client: Any, bucket: Any, db_conninfo: str, moto_endpoint: str) -> Iterator[Site]:
+    primary, cdn, legacy = bucket("primary"), bucket("cdn"), bucket("legacy")
+    data = {
+        "buckets": {"primary": primary, "cdn": cdn, "fallbacks": [legacy]},
+        "fields": [
+            {"name": "archive.PublicationSource.icon", "table": "archive_publicationsource", "column": "icon",
+             "slug_column": "slug", "upload_to": "icons/", "canonical": "icons/{slug}{ext}",
+             "staging": ["downloads/{slug}/*favicon*/*"]},
+            {"name": "archive.PublicationSource.masthead", "table": "archive_publicationsource", "column": "masthead",
+             "slug_column": "slug", "upload_to": "mastheads/", "canonical": "mastheads/{slug}{ext}"},
+        ],
+    }  # fmt: skip
+    with psycopg.connect(db_conninfo, autocommit=True) as conn:
+        conn.execute(TABLE)
+        for slug, icon, masthead in ROWS:
+            conn.execute(
+                "INSERT INTO archive_publicationsource (slug, icon, masthead) VALUES (%s, %s, %s)", (slug, icon, masthead)
+            )
+    for key, body in PRIMARY_OBJECTS.items():
+        s3_client.put_object(Bucket=primary, Key=key, Body=body, ContentType="image/png")
+    s3_client.put_object(Bucket=legacy, Key="icons/guardian_old.png", Body=b"guardian from legacy", ContentType="image/png")
+    s3_client.put_object(Bucket=cdn, Key="icons/stale_icon_v2.png", Body=b"not canonical")
+    yield Site(mediamap.parse(data), data, s3_client, db_conninfo, moto_endpoint, primary, cdn, legacy)
+
+
+def test_backfill_makes_buckets_and_rows_agree(site: Site) -> None:
+    legacy_before = site.objects(site.legacy)
+
+    result = site.run()
+
+    assert (result.status, result.error, result.failed_items) == ("SUCCEEDED", None, 0)
+    assert result.report_line == "DONE | migrated=3 linked=1 missing=1 skipped=0 failed=0 repaired=1 mirrored=1 pruned=1 orphan=1"
+    assert len(result.map_run_counts) == 3  # one Distributed Map per prefix: icons/, mastheads/, downloads/
+    # objects canonical in both buckets, byte-identical; sources retired; the orphan kept (I5)
+    assert set(site.objects(site.primary)) == {*CANONICAL, "icons/nobody_icon.png"}
+    assert set(site.objects(site.cdn)) == set(CANONICAL)  # the stale CDN key pruned (I3)
+    for key, body in CANONICAL.items():
+        assert site.body(site.primary, key) == site.body(site.cdn, key) == body
+    assert site.rows() == {
+        "nytimes": ("icons/nytimes.png", "mastheads/nytimes.jpg"),
+        "bbc": ("icons/bbc.ico", None),
+        "reuters": ("icons/reuters.png", None),
+        "el-pais": ("icons/el-pais.png", None),
+        "guardian": ("icons/guardian.png", None),
+        "lemonde": ("icons/lemonde_gone.png", None),  # reported missing, left alone
+    }
+    assert site.objects(site.legacy) == legacy_before  # read-only source untouched (I2)
+    # the report: JSON and CSV, with per-object outcomes
+    assert sorted(result.report_keys) == sorted(
+        f"mediacanon-reports/{result.execution_arn.rsplit(':', 1)[1]}/report.{ext}" for ext in ("json", "csv")
+    )
+    report = json.loads(site.body(site.primary, next(k for k in result.report_keys if k.endswith(".json"))))
+    assert report["line"] == result.report_line
+    outcomes = {(i["key"], i["outcome"]) for i in report["items"]}
+    assert {
+        ("icons/lemonde_gone.png", "missing"),
+        ("icons/nobody_icon.png", "orphan"),
+        ("icons/stale_icon_v2.png", "pruned"),
+    } <= outcomes
+    # the ledger names the execution, so rollback can find its renames
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        executions = {r[0] for r in conn.execute("SELECT DISTINCT execution FROM mediacanon.ledger")}
+    assert executions == {result.execution_arn.rsplit(":", 1)[1]}
+
+
+def test_a_second_backfill_changes_nothing(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    site.run()
+    before = site.state()
+
+    again = site.run(progress=True)
+
+    assert again.status == "SUCCEEDED"
+    assert again.report_line == "DONE | migrated=0 linked=0 missing=1 skipped=6 failed=0 orphan=1"
+    assert site.state() == before  # no copy, no delete, no row or ledger change
+    # not a terminal: plain progress lines from describe_map_run, no bar
+    assert "map run 3 (succeeded, 0 failed):" in capsys.readouterr().err
+
+
+def test_a_dry_run_writes_nothing_but_the_report(site: Site) -> None:
+    before = site.state()
+
+    result = site.run(dry_run=True)
+
+    assert result.status == "SUCCEEDED"
+    assert result.report_line is not None and result.report_line.startswith("DRY RUN | migrated=3 linked=1 missing=1")
+    assert site.state() == before
+    reports = set(site.objects(site.primary, reports=True)) - set(site.objects(site.primary))
+    assert set(result.report_keys) <= reports
+    assert all(k.startswith(f"mediacanon-reports/{result.execution_arn.rsplit(':', 1)[1]}/") for k in reports)
+
+
+def test_phases_select_what_runs(site: Site) -> None:
+    result = site.run(phases=["mirror", "report"])
+
+    assert result.status == "SUCCEEDED"
+    assert result.map_run_counts == {}  # no objects phase
+    assert result.report_line == "DONE | migrated=0 linked=0 missing=0 skipped=0 failed=0 pruned=1"
+    assert "icons/nytimes_icon_v2_final.png" in site.objects(site.primary)
+
+
+def test_max_deletes_guards_the_mirror_and_the_report_still_runs(site: Site) -> None:
+    result = site.run(phases=["mirror", "report"], max_deletes=0)
+
+    assert result.status == "FAILED"
+    assert result.error is not None and "maxDeletes=0" in result.error
+    assert "icons/stale_icon_v2.png" in site.objects(site.cdn)  # nothing deleted
+
+
+def test_a_bad_input_fails_before_any_work(site: Site) -> None:
+    result = site.run(fields=["archive.PublicationSource.nope"])
+
+    assert result.status == "FAILED"
+    assert result.error is not None and "PermanentError" in result.error and "unknown field" in result.error
+
+
+def test_the_lambda_handler_runs_a_task(site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """functions/backfill/app.py as Lambda would run it: settings from the environment, one core call."""
+    config = tmp_path / "mediamap.yaml"
+    config.write_text(yaml.safe_dump(site.map_data))
+    monkeypatch.setenv("MEDIACANON_CONFIG", str(config))
+    monkeypatch.setenv("DATABASE_URL", site.conninfo)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", site.endpoint_url)
+    spec = importlib.util.spec_from_file_location("backfill_app", ROOT / "functions" / "backfill" / "app.py")
+    assert spec is not None and spec.loader is not None
+    app = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "backfill_app", app)
+    spec.loader.exec_module(app)
+    context = SimpleNamespace(
+        function_name="backfill", memory_limit_in_mb=1024, aws_request_id="req-1",
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:backfill",
+    )  # fmt: skip
+
+    planned = app.lambda_handler({"action": "prepare", "execution": "by-hand", "input": {"dryRun": True}}, context)
+    batch = app.lambda_handler(
+        {"action": "objects", "execution": "by-hand", "dryRun": True, "items": [{"Key": "icons/nytimes_icon_v2_final.png"}]},
+        context,
+    )
+
+    assert planned["prefixes"] == ["icons/", "mastheads/", "downloads/"]
+    assert [r["field"] for r in planned["rowRanges"]] == ["archive.PublicationSource.icon", "archive.PublicationSource.masthead"]
+    assert planned["run"] == {"objects": True, "rows": True, "mirror": True, "report": True}
+    assert batch == {"counts": {"migrated": 1}}
