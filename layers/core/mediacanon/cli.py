@@ -268,6 +268,72 @@ def verify_command(as_json: bool, config: str, database_url: str | None) -> None
     sys.exit(0 if result.ok else 1)
 
 
+@main.command("backfill")
+@click.option("--dry-run", is_flag=True, help="plan only: nothing is written anywhere but the report")
+@click.option(
+    "--phase", "phases", multiple=True, type=click.Choice(["objects", "rows", "mirror", "report"]), help="run only these phases"
+)
+@click.option("--field", "fields", multiple=True, help="only these field mappings (by name)")
+@click.option("--max-deletes", type=int, default=1000, show_default=True, help="abort the mirror prune above this many deletions")
+@click.option("--state-machine-arn", default=None, help="run on AWS: start this deployed state machine instead of the local one")
+@click.option("--timeout", type=float, default=3600, show_default=True, help="seconds to wait for the execution")
+@config_option
+@database_option
+def backfill_command(
+    dry_run: bool,
+    phases: tuple[str, ...],
+    fields: tuple[str, ...],
+    max_deletes: int,
+    state_machine_arn: str | None,
+    timeout: float,
+    config: str,
+    database_url: str | None,
+) -> None:
+    """Start a backfill of everything that already exists, show its progress, print its report line."""
+    media_map = _load_map(config)
+    if state_machine_arn:
+        from mediacanon.sfnremote import run_remote
+
+        result = run_remote(
+            state_machine_arn,
+            dry_run=dry_run,
+            phases=list(phases) or None,
+            fields=list(fields) or None,
+            max_deletes=max_deletes,
+            timeout=timeout,
+        )
+    else:
+        from mediacanon.sfnlocal import run_backfill
+
+        url = use_endpoints(database_url)
+        if not url:
+            _fail("no database: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
+        try:
+            result = run_backfill(
+                media_map,
+                endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
+                database_url=url,
+                dry_run=dry_run,
+                phases=list(phases) or None,
+                fields=list(fields) or None,
+                max_deletes=max_deletes,
+                progress=True,
+                timeout=timeout,
+            )
+        except MediacanonError as exc:
+            _fail(str(exc))
+    console.print(f"execution: {result.execution_arn}  status: {result.status}", highlight=False)
+    if result.failed_items:
+        console.print(f"[red]{result.failed_items} item(s) failed in map runs[/red] (not in the report; see the map run)")
+    if result.error:
+        console.print(f"[red]error:[/red] {result.error}", highlight=False)
+    for key in result.report_keys:
+        console.print(f"report: s3://{media_map.buckets.primary}/{key}", highlight=False)
+    if result.report_line:
+        console.print(result.report_line, highlight=False)
+    sys.exit(0 if result.status == "SUCCEEDED" else 1)
+
+
 @main.command("rollback")
 @click.argument("execution", required=False)
 @click.option("--since", "since", default=None, help="reverse every rename since this ISO time (e.g. 2026-11-21T10:00:00+00:00)")

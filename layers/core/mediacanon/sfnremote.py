@@ -1,0 +1,67 @@
+"""Run the deployed backfill state machine on AWS: start it, follow its map runs, return its report line."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from mediacanon.backfill import PHASES
+from mediacanon.errors import RetryableError
+from mediacanon.sfnlocal import BackfillResult
+
+
+def run_remote(
+    state_machine_arn: str,
+    *,
+    dry_run: bool,
+    phases: list[str] | None,
+    fields: list[str] | None,
+    max_deletes: int,
+    timeout: float,
+    client: Any = None,
+    poll_seconds: float = 5.0,
+) -> BackfillResult:
+    import boto3
+    from rich.console import Console
+
+    sfn = client or boto3.client("stepfunctions")
+    payload: dict[str, Any] = {"dryRun": dry_run, "maxDeletes": max_deletes, "phases": phases or list(PHASES)}
+    if fields:
+        payload["fields"] = fields
+    name = f"backfill-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))["executionArn"]
+    console = Console(stderr=True)
+    console.print(f"started {arn}", highlight=False)
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    while True:
+        execution = sfn.describe_execution(executionArn=arn)
+        counts = _map_run_counts(sfn, arn)
+        for run, items in counts.items():
+            line = " ".join(f"{k}={items.get(k, 0)}" for k in ("total", "succeeded", "failed", "running", "pending"))
+            if seen.get(run) != line:
+                seen[run] = line
+                console.print(f"map run {run.rsplit(':', 1)[-1]}: {line}", highlight=False)
+        if execution["status"] != "RUNNING":
+            break
+        if time.monotonic() > deadline:
+            raise RetryableError(f"{arn} still RUNNING after {timeout:.0f}s: follow it with `mediacanon report {name}` later")
+        time.sleep(poll_seconds)  # a remote execution: nothing to wait on but its status
+    output = json.loads(execution.get("output") or "{}")
+    return BackfillResult(
+        execution_arn=arn,
+        status=execution["status"],
+        report_line=output.get("line"),
+        report_keys=list(output.get("keys", [])),
+        map_run_counts=counts,
+        error=execution.get("error"),
+        counts=output.get("counts", {}),
+    )
+
+
+def _map_run_counts(sfn: Any, execution_arn: str) -> dict[str, dict[str, int]]:
+    runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
+    return {run["mapRunArn"]: sfn.describe_map_run(mapRunArn=run["mapRunArn"]).get("itemCounts", {}) for run in runs}

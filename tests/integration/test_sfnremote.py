@@ -1,0 +1,44 @@
+"""`mediacanon backfill --state-machine-arn` follows a deployed execution to its report line (here: on moto)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from mediacanon.sfnremote import run_remote
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_remote_starts_follows_and_returns_the_report_line(moto_endpoint: str) -> None:
+    requests.post(f"{moto_endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+    sfn: Any = boto3.client("stepfunctions", endpoint_url=moto_endpoint)
+    definition = {
+        "StartAt": "Report",
+        "States": {
+            "Report": {
+                "Type": "Pass",
+                "Parameters": {
+                    "line": "DONE | migrated=1 linked=0 missing=0 skipped=0 failed=0",
+                    "keys": ["r/report.json"],
+                    "dry.$": "$.dryRun",
+                    "phases.$": "$.phases",
+                },
+                "End": True,
+            }
+        },
+    }
+    arn = sfn.create_state_machine(
+        name="backfill-remote-test", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+    )["stateMachineArn"]
+    result = run_remote(
+        arn, dry_run=True, phases=["objects"], fields=None, max_deletes=5, timeout=30, client=sfn, poll_seconds=0.05
+    )
+    assert result.status == "SUCCEEDED"
+    assert result.report_line == "DONE | migrated=1 linked=0 missing=0 skipped=0 failed=0"
+    assert result.report_keys == ["r/report.json"]
+    assert result.failed_items == 0
