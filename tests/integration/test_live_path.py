@@ -14,6 +14,7 @@ import boto3
 import psycopg
 import pytest
 import yaml
+from psycopg import sql
 
 from mediacanon import localrun, mediamap
 from mediacanon.db import Database
@@ -59,19 +60,20 @@ class Live:
         kwargs.setdefault("timeout", 60)
         return localrun.run(self.stack, config=self.config, database_url=self.conninfo, progress=False, **kwargs)
 
-    def upload(self, key: str, body: bytes, *, slug: str | None = None, column: str = "icon") -> None:
+    def upload(self, key: str, body: bytes, *, slug: str | None = None) -> None:
         """As Django saves a model with a FileField: the file is stored first, then the row is committed."""
         self.s3.put_object(Bucket=self.primary, Key=key, Body=body, ContentType="image/png")
         if slug is not None:
-            self.sql(f"INSERT INTO archive_publicationsource (slug, {column}) VALUES (%s, %s)", slug, key)
+            self.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES (%s, %s)", slug, key)
 
-    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    def sql(self, query: str | sql.Composed, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            cur = conn.execute(query, params)  # type: ignore[call-overload]
+            cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
     def column(self, slug: str, column: str = "icon") -> Any:
-        return self.sql(f"SELECT {column} FROM archive_publicationsource WHERE slug = %s", slug)[0][0]
+        query = sql.SQL("SELECT {} FROM archive_publicationsource WHERE slug = %s").format(sql.Identifier(column))
+        return self.sql(query, slug)[0][0]
 
     def keys(self, bucket: str) -> set[str]:
         return {o.key for o in S3Adapter(self.s3).iter_objects(bucket)}
@@ -94,25 +96,27 @@ class Live:
 
 def moto_event(bucket: str, key: str, etag: str = "0" * 32) -> str:
     """An S3 EventBridge event as moto's server sends it (key unencoded, ``eTag``, constant sequencer)."""
-    return json.dumps({
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "account": "123456789012",
-        "time": "2026-11-22T00:00:00Z",
-        "region": "us-east-1",
-        "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {
+    return json.dumps(
+        {
             "version": "0",
-            "bucket": {"name": bucket},
-            "object": {"key": key, "size": 1, "eTag": etag, "version-id": "null", "sequencer": "617f08299329d189"},
-            "request-id": "N4N7GDK58NMKJ12R",
-            "requester": "123456789012",
-            "source-ip-address": "1.2.3.4",
-            "reason": "ObjectCreated",
-        },
-    })
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": "123456789012",
+            "time": "2026-11-22T00:00:00Z",
+            "region": "us-east-1",
+            "resources": [f"arn:aws:s3:::{bucket}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": bucket},
+                "object": {"key": key, "size": 1, "eTag": etag, "version-id": "null", "sequencer": "617f08299329d189"},
+                "request-id": "N4N7GDK58NMKJ12R",
+                "requester": "123456789012",
+                "source-ip-address": "1.2.3.4",
+                "reason": "ObjectCreated",
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -121,11 +125,23 @@ def live(moto_endpoint: str, db_conninfo: str, tmp_path: Path) -> Iterator[Live]
     data = {
         "buckets": {"primary": f"media-{suffix}", "cdn": f"cdn-{suffix}"},
         "fields": [
-            {"name": "archive.PublicationSource.icon", "table": "archive_publicationsource", "column": "icon",
-             "slug_column": "slug", "upload_to": "icons/", "canonical": "icons/{slug}{ext}",
-             "staging": ["downloads/{slug}/*favicon*/*"]},
-            {"name": "archive.PublicationSource.masthead", "table": "archive_publicationsource", "column": "masthead",
-             "slug_column": "slug", "upload_to": "mastheads/", "canonical": "mastheads/{slug}{ext}"},
+            {
+                "name": "archive.PublicationSource.icon",
+                "table": "archive_publicationsource",
+                "column": "icon",
+                "slug_column": "slug",
+                "upload_to": "icons/",
+                "canonical": "icons/{slug}{ext}",
+                "staging": ["downloads/{slug}/*favicon*/*"],
+            },
+            {
+                "name": "archive.PublicationSource.masthead",
+                "table": "archive_publicationsource",
+                "column": "masthead",
+                "slug_column": "slug",
+                "upload_to": "mastheads/",
+                "canonical": "mastheads/{slug}{ext}",
+            },
         ],
     }
     config = tmp_path / "mediamap.yaml"
@@ -134,24 +150,29 @@ def live(moto_endpoint: str, db_conninfo: str, tmp_path: Path) -> Iterator[Live]
     with psycopg.connect(db_conninfo, autocommit=True) as conn:
         conn.execute(TABLE)
     stack = localrun.provision_media_map(media_map, TEMPLATE, endpoint_url=moto_endpoint, stack_name=f"mc-{suffix}")
-    kw = {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}
-    yield Live(stack, media_map, config, db_conninfo, boto3.client("s3", **kw), boto3.client("sqs", **kw))
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+    yield Live(stack, media_map, config, db_conninfo, s3, sqs)
     localrun.shutdown()  # closes the handlers' database connection before the test database is dropped
 
 
 def test_provision_builds_the_template_topology_and_is_idempotent(live: Live, moto_endpoint: str) -> None:
     stack = live.stack
     assert stack.function_queues == {
-        "NormalizeFunction": "NormalizeQueue", "ReplicateFunction": "ReplicateQueue", "LinkFunction": "LinkQueue",
+        "NormalizeFunction": "NormalizeQueue",
+        "ReplicateFunction": "ReplicateQueue",
+        "LinkFunction": "LinkQueue",
     }
     assert stack.dead_letter_queues() == {
-        "NormalizeQueue": "NormalizeDeadLetterQueue", "ReplicateQueue": "ReplicateDeadLetterQueue",
+        "NormalizeQueue": "NormalizeDeadLetterQueue",
+        "ReplicateQueue": "ReplicateDeadLetterQueue",
         "LinkQueue": "LinkDeadLetterQueue",
     }
     attributes = live.sqs.get_queue_attributes(QueueUrl=stack.queue_urls["LinkQueue"], AttributeNames=["All"])["Attributes"]
     assert attributes["VisibilityTimeout"] == "400"
     assert json.loads(attributes["RedrivePolicy"]) == {
-        "deadLetterTargetArn": stack.queue_arns["LinkDeadLetterQueue"], "maxReceiveCount": 5,
+        "deadLetterTargetArn": stack.queue_arns["LinkDeadLetterQueue"],
+        "maxReceiveCount": 5,
     }
     assert live.s3.get_bucket_versioning(Bucket=live.primary)["Status"] == "Enabled"
     events = boto3.client("events", endpoint_url=moto_endpoint, region_name="us-east-1")
@@ -248,7 +269,12 @@ def test_replaying_every_event_after_the_state_settled_changes_nothing(live: Liv
     assert replay.records == len(first.deliveries) > 0
     assert replay.line == "DONE | normalized=0 mirrored=0 linked=0 retired=0 refused=0 failed=0", replay
     assert sum(replay.copies.values()) == 0
-    assert (live.sql("SELECT * FROM archive_publicationsource"), live.keys(live.primary), live.keys(live.cdn), live.versions()) == settled
+    assert (
+        live.sql("SELECT * FROM archive_publicationsource"),
+        live.keys(live.primary),
+        live.keys(live.cdn),
+        live.versions(),
+    ) == settled
     assert live.verified()
 
 
@@ -285,7 +311,7 @@ def test_upload_whose_row_never_comes_is_left_unowned_not_dead_lettered(live: Li
 
     report = live.run(owner_wait=2)
 
-    assert report.count(localrun.Outcome.UNOWNED) == 1 and report.failed == 0
+    assert report.count(localrun.Outcome.UNOWNED) == 1 and report.failed == 0, report
     assert live.keys(live.primary) == {"icons/orphan_icon.png"}  # never lost (I5)
     with pytest.raises(ValueError, match="owner_wait"):
         live.run(owner_wait=5)  # 5 s >= 1 s x (maxReceiveCount 5 - 1): it would dead-letter instead

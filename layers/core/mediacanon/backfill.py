@@ -67,7 +67,8 @@ def process_objects(steps: Steps, keys: Sequence[str], *, dry_run: bool) -> Batc
     """Normalize, replicate and link each object of a batch of primary keys."""
     result = BatchResult()
     if dry_run:
-        for item in build_plan_for_keys(steps.map, steps.s3, steps.db, keys):
+        media = [key for key in keys if not key.startswith(steps.map.reports_prefix)]
+        for item in build_plan_for_keys(steps.map, steps.s3, steps.db, media):
             count = _DRY_RUN_COUNTS[item.action]
             result.add(count, item.key, f"would: {item.action.value}; {item.reason}", item.canonical_key)
         return result
@@ -93,6 +94,8 @@ _DRY_RUN_COUNTS = {
 
 
 def _process_object(steps: Steps, key: str, result: BatchResult) -> None:
+    if key.startswith(steps.map.reports_prefix):
+        return  # mediacanon's own reports: not media, not counted
     primary = steps.map.buckets.primary
     normalized = steps.normalize(_event(primary, key))
     if normalized.outcome == Outcome.REFUSED:

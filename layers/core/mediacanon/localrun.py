@@ -380,6 +380,14 @@ def functions_for(stack: LocalStack, environment: Mapping[str, str]) -> InProces
     return _functions
 
 
+def shutdown() -> None:
+    """Close the warm handlers' resources (their database connection); the next run starts cold."""
+    global _functions
+    if _functions is not None:
+        _functions.close()
+        _functions = None
+
+
 def local_environment(
     config: str | Path, database_url: str, *, endpoint_url: str | None, owner_wait: float = DEFAULT_OWNER_WAIT
 ) -> dict[str, str]:

@@ -91,7 +91,7 @@ def decide(
         )
     canonical = owner_canonical or resolution.canonical_key
     owner_key = naming.key_for_value(mapping, owner.value, owner.tenant) if owner.value else None
-    if owner.matched_by == "slug" and owner_key not in (None, key, canonical) and owner_key in primary:
+    if owner.matched_by == "slug" and owner_key not in (None, key) and owner_key in primary:
         return PlanItem(key, Action.ORPHAN, f"row {owner.id} already references {owner_key!r}", mapping.name, canonical, owner)
     if key != canonical:
         if canonical in primary and primary[canonical] != primary[key]:

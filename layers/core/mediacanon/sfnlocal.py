@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import sys
 import threading
 import time
@@ -245,6 +246,11 @@ def run_backfill(
     from mediacanon.s3 import S3Adapter
     from mediacanon.steps import Steps
 
+    # moto's executor logs every evaluated exception (IsPresent on a missing path included) and werkzeug logs
+    # every request: the progress display is the signal here, the execution history has the details
+    logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("moto").setLevel(logging.CRITICAL)  # the control plane only: its request errors are ours to report
     execution = name or f"backfill-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     payload: dict[str, Any] = {"dryRun": dry_run, "maxDeletes": max_deletes, "phases": list(phases or PHASES)}
     if fields is not None:
@@ -322,9 +328,12 @@ def _execute(
 
     with _Progress(progress) as bar:
         deadline = None if timeout is None else time.monotonic() + timeout
+        runs: dict[str, dict[str, Any]] = {}
         while True:
+            # map runs first: moto drops an execution's map-run records when it ends, so a run read after a
+            # RUNNING status may already be gone; the status read second decides whether to go on
+            runs = _map_runs(sfn, execution_arn) or runs
             described = sfn.describe_execution(executionArn=execution_arn)
-            runs = _map_runs(sfn, execution_arn)
             bar.update(runs)
             if described["status"] != "RUNNING":
                 break
@@ -357,8 +366,13 @@ def _execute(
 
 
 def _map_runs(sfn: Any, execution_arn: str) -> dict[str, dict[str, Any]]:
-    runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
-    return {run["mapRunArn"]: sfn.describe_map_run(mapRunArn=run["mapRunArn"]) for run in runs}
+    from botocore.exceptions import ClientError
+
+    try:
+        runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
+        return {run["mapRunArn"]: sfn.describe_map_run(mapRunArn=run["mapRunArn"]) for run in runs}
+    except ClientError:  # the execution ended between the two calls (see _execute)
+        return {}
 
 
 def _failure(sfn: Any, execution_arn: str) -> str:

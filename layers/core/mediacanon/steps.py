@@ -153,7 +153,9 @@ class Steps:
             return StepResult(Outcome.SKIPPED, key, f"canonical for row {owner.id}", key)
         if owner.matched_by == "slug" and owner.value:
             owner_key = naming.key_for_value(res.field, owner.value, owner.tenant)
-            if owner_key != canonical and self.s3.head(self.primary, owner_key) is not None:
+            # the row holds another file that exists (its canonical one included): this one is a duplicate,
+            # unless the row is about to point at it (Django saves the file before the row), hence the wait
+            if owner_key != key and self.s3.head(self.primary, owner_key) is not None:
                 return self._unowned(event, f"row {owner.id} references {owner_key!r}, not this key")
         return self._copy_to_canonical(key, head, canonical, owner, res)
 
