@@ -34,15 +34,21 @@ $(BIN)/.installed: requirements/dev.txt pyproject.toml
 
 setup: $(BIN)/.installed .venv-pg/.installed
 
-# The main job on the embedded default: a fresh local stack, the sample's messy media uploaded the way
-# Django would, then the plan.
+# The main job on the embedded default: a fresh local stack provisioned from template.yaml; the sample's
+# messy media uploaded the way Django would (the plan shows the mess); the live path settles it
+# (normalize -> replicate -> link, in-process handlers on the SQS queues); verify; then a backfill of what
+# the live path cannot see (rows pointing at missing keys, legacy files), its report line, and verify again.
+DEMO_ENV = set -e; eval "$$($(BIN)/mediacanon local env)"; export MEDIACANON_CONFIG=sample/mediamap.yaml
 demo: setup
-	$(BIN)/mediacanon local up --fresh
-	set -e; eval "$$($(BIN)/mediacanon local env)"; export MEDIACANON_CONFIG=sample/mediamap.yaml; \
+	MEDIACANON_CONFIG=sample/mediamap.yaml $(BIN)/mediacanon local up --fresh
+	$(DEMO_ENV); $(BIN)/mediacanon check-config; \
 	$(BIN)/python sample/manage.py migrate --verbosity 0; \
 	$(BIN)/python sample/manage.py generate_archive --count 300 --seed 42; \
-	$(BIN)/mediacanon check-config; \
-	$(BIN)/mediacanon plan
+	echo "== the plan (dry run) before the live path"; $(BIN)/mediacanon plan --limit 25; \
+	echo "== the live path"; $(BIN)/mediacanon local run --until-idle; \
+	echo "== verify after the live path"; $(BIN)/mediacanon verify; \
+	echo "== backfill"; $(BIN)/mediacanon backfill; \
+	echo "== verify after the backfill"; $(BIN)/mediacanon verify
 
 test: setup lint typecheck sam-validate sam-build
 	$(BIN)/pytest

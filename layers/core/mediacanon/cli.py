@@ -6,6 +6,7 @@ unset and `mediacanon local up` has started the embedded default, its endpoints 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -403,17 +404,81 @@ def local() -> None:
 
 @local.command("up")
 @click.option("--fresh", is_flag=True, help="stop and wipe the previous local stack first (its buckets and database)")
-def local_up(fresh: bool) -> None:
-    """Start (or reuse) the moto server and PostgreSQL; print their endpoints."""
+@click.option("--template", default="template.yaml", show_default=True, type=click.Path(dir_okay=False))
+@config_option
+def local_up(fresh: bool, template: str, config: str) -> None:
+    """Start (or reuse) the moto server and PostgreSQL; create template.yaml's buckets, rules and queues on it."""
     import shutil
 
-    from mediacanon import embedded
+    from mediacanon import embedded, localrun
 
     if fresh and _state_dir().exists():
         embedded.down(_state_dir())
         shutil.rmtree(_state_dir())
     endpoints = embedded.up(_state_dir())
     console.print(f"AWS_ENDPOINT_URL={endpoints.endpoint_url}\nDATABASE_URL={endpoints.database_url}", highlight=False)
+    if Path(config).exists():
+        use_endpoints()
+        stack = localrun.provision_media_map(_load_map(config), template, endpoint_url=endpoints.endpoint_url)
+        console.print(
+            f"provisioned from {template}: buckets {', '.join(stack.buckets)}; queues {', '.join(stack.queue_urls)}",
+            highlight=False,
+        )
+    else:
+        console.print(f"no media map at {config}: buckets and queues not provisioned (pass --config)", highlight=False)
+
+
+@local.command("run")
+@click.option("--until-idle/--follow", default=True, help="stop when the queues are empty, or keep polling")
+@click.option("--timeout", type=float, default=None, help="seconds (default 600 with --until-idle, none with --follow)")
+@click.option("--owner-wait", type=float, default=3.0, show_default=True, help="seconds an upload waits for its row")
+@click.option("--retry-delay", type=int, default=1, show_default=True, help="seconds before a failed record returns")
+@click.option("--template", default="template.yaml", show_default=True, type=click.Path(exists=True, dir_okay=False))
+@config_option
+@database_option
+def local_run(
+    until_idle: bool,
+    timeout: float | None,
+    owner_wait: float,
+    retry_delay: int,
+    template: str,
+    config: str,
+    database_url: str | None,
+) -> None:
+    """Feed the live path's queues to the three handlers, in this process, as Lambda's SQS event sources would."""
+    from mediacanon import localrun
+
+    url = use_endpoints(database_url)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not url or not endpoint:  # never provision or poll a real account from here
+        _fail("the local stack is not up: run `mediacanon local up`")
+    stack = localrun.provision_media_map(_load_map(config), template, endpoint_url=endpoint)  # idempotent
+    # the handlers' structured logs and EMF metrics go where CloudWatch would keep them: a file, not the terminal
+    _state_dir().mkdir(parents=True, exist_ok=True)
+    log_path = _state_dir() / "lambda-logs.jsonl"
+    try:
+        with log_path.open("a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+            report = localrun.run(
+                stack,
+                config=config,
+                database_url=url,
+                owner_wait=owner_wait,
+                until_idle=until_idle,
+                timeout=timeout if timeout is not None else (600.0 if until_idle else None),
+                retry_delay=retry_delay,
+            )
+    except localrun.IdleTimeout as exc:
+        console.print(exc.report.line, highlight=False)
+        _fail(str(exc))
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        localrun.shutdown()
+    console.print(f"handler logs and metrics: {log_path}", highlight=False)
+    for (step, outcome), n in sorted(report.outcomes.items()):
+        console.print(f"  {step:<9} {outcome:<11} {n}", highlight=False)
+    console.print(report.line, highlight=False)
+    sys.exit(1 if report.failed else 0)
 
 
 @local.command("down")
