@@ -328,3 +328,15 @@ def test_rollback_restores_names_and_rows_and_has_a_dry_run(world: World) -> Non
     assert restored.metadata["uploaded-by"] == "django"
     # a second rollback finds nothing left to reverse
     assert rollback(steps.map, world.s3, steps.db, steps.ledger, since=since).entries == 0
+
+
+def test_a_name_with_no_ascii_slug_is_named_by_the_row_that_references_it(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('kathimerini', 'icons/Η_Καθημερινή.ico')")
+    world.put("icons/Η_Καθημερινή.ico", b"k")
+    world.put("icons/Ελληνική_Εφημερίδα.ico", b"unreferenced")  # no row: the name alone cannot place it
+    assert world.run_all("icons/Η_Καθημερινή.ico")[0] == Outcome.NORMALIZED
+    assert world.row("kathimerini")[0] == "icons/kathimerini.ico"
+    assert "icons/kathimerini.ico" in world.keys(world.cdn)
+    refused = world.steps.normalize(world.event(world.primary, "icons/Ελληνική_Εφημερίδα.ico"))
+    assert refused.outcome == Outcome.REFUSED
+    assert "icons/Ελληνική_Εφημερίδα.ico" in world.keys(world.primary)

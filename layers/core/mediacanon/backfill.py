@@ -166,6 +166,8 @@ def process_rows(steps: Steps, mapping: FieldMapping, start_id: Any = None, end_
         linked = steps.link(_event(steps.map.buckets.cdn, canonical))
         if linked.rows_changed:
             result.add("repaired", key, f"row {row.id} -> {canonical}", canonical, phase="rows")
+        elif key == canonical and s3.head(primary, key) is not None and s3.head(steps.map.buckets.cdn, key) is not None:
+            result.add("repaired", key, f"row {row.id}: its file is back in both buckets", canonical, phase="rows")
         else:
             result.add("missing", key, f"row {row.id}: {linked.detail}", canonical, phase="rows")
     return result

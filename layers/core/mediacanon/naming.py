@@ -237,6 +237,45 @@ def check_canonical(canonical_key: str, mapping: FieldMapping, source_key: str, 
         )
 
 
+def resolve_for_row(
+    media_map: MediaMap, key: str, slug: str, tenant: str | None = None, mapping: FieldMapping | None = None
+) -> Resolution:
+    """The resolution a row gives a key whose name alone cannot (a Greek or Japanese file name has no ASCII slug):
+    the row that references the key names it, as Django's upload_to would."""
+    check_key(key)
+    hit = mapping_for(media_map, key, tenant) if mapping is None else (mapping, tenant)
+    if hit is None:
+        raise UnmappedKeyError(key)
+    mapping, key_tenant = hit
+    _, ext, ext_note = split_ext(key.rsplit("/", 1)[-1], mapping.extension_aliases)
+    canonical = canonical_key_for_row(mapping, slug, key, key_tenant)
+    steps = [
+        f"field {mapping.name} by upload_to {mapping.location + mapping.upload_to!r}",
+        f"the name gives no slug: the referencing row's slug {slug!r} names it",
+    ]
+    if ext_note:
+        steps.append(ext_note)
+    steps.append(f"canonical key {canonical!r}")
+    return Resolution(
+        key=key,
+        canonical_key=canonical,
+        field=mapping,
+        slug=row_slug(slug),
+        ext=ext,
+        tenant=key_tenant,
+        rule="row reference",
+        steps=tuple(steps),
+    )
+
+
+def mapping_for(media_map: MediaMap, key: str, tenant: str | None = None) -> tuple[FieldMapping, str | None] | None:
+    """The field whose location and upload_to hold the key (include/exclude applied), and its tenant."""
+    for mapping, key_tenant, rest in _prefix_matches(media_map, key, tenant):
+        if _included(mapping, rest.rsplit("/", 1)[-1]):
+            return mapping, key_tenant
+    return None
+
+
 def resolve(media_map: MediaMap, key: str, tenant: str | None = None) -> Resolution:
     """Which field a key belongs to, and its canonical key, from the name alone.
 

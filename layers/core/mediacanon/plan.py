@@ -183,7 +183,11 @@ def _plan_page(
         try:
             resolved.append((key, naming.resolve(media_map, key)))
         except UnsafeKeyError as exc:
-            yield PlanItem(key, Action.REFUSE, exc.reason)
+            by_row = resolve_by_reference(media_map, db, key)
+            if by_row is None:
+                yield PlanItem(key, Action.REFUSE, exc.reason)
+            else:
+                resolved.append((key, by_row))
         except UnmappedKeyError as exc:
             yield PlanItem(key, Action.SKIP, exc.reason)
     owners = find_owners(db, [(key, res) for key, res in resolved])
@@ -197,6 +201,20 @@ def _plan_page(
                 yield PlanItem(key, Action.REFUSE, exc.reason, res.field.name, None, owner)
                 continue
         yield decide(key, res, owner, primary, cdn, owner_canonical)
+
+
+def resolve_by_reference(media_map: MediaMap, db: Database, key: str) -> naming.Resolution | None:
+    """For a key whose name gives no slug: the resolution its referencing row gives, if a row references it."""
+    try:
+        hit = naming.mapping_for(media_map, key)
+        if hit is None:
+            return None
+        mapping, tenant = hit
+        value = naming.column_value(mapping, key, tenant)
+        row = _same_tenant(db.rows_referencing(mapping, [value]).get(value, []), tenant)
+        return None if row is None else naming.resolve_for_row(media_map, key, row.slug, row.tenant, mapping=mapping)
+    except (UnsafeKeyError, UnmappedKeyError):
+        return None
 
 
 def find_owners(db: Database, resolved: Iterable[tuple[str, naming.Resolution]]) -> dict[str, Owner]:

@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote
 from mediacanon import naming
 from mediacanon.errors import PermanentError, PreconditionFailed, RetryableError, UnmappedKeyError, UnsafeKeyError
 from mediacanon.mediamap import FieldMapping, MediaMap
-from mediacanon.plan import Owner, find_owners
+from mediacanon.plan import Owner, find_owners, resolve_by_reference
 
 if TYPE_CHECKING:
     from mediacanon.db import Database, Swap
@@ -136,7 +136,10 @@ class Steps:
             return StepResult(Outcome.SKIPPED, key, "deletions are replicate's business")
         res = self._resolve(key)
         if isinstance(res, StepResult):
-            return res
+            by_row = resolve_by_reference(self.map, self.db, key) if res.outcome == Outcome.REFUSED else None
+            if by_row is None:
+                return res
+            res = by_row  # the name gives no slug, but a row references the key: the row names it
         if res.is_canonical:
             return StepResult(Outcome.SKIPPED, key, "already canonical", key)
         head = self.s3.head(self.primary, key)
