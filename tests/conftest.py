@@ -93,3 +93,43 @@ def bucket(s3_client: Any) -> Callable[[str], str]:
         return name
 
     return make
+
+
+# The sample's archive.PublicationSource, as Django's migration creates it, and its media map: shared by the
+# integration tests that need a Django-like table and a media map over their own buckets.
+ARCHIVE_TABLE = """
+CREATE TABLE archive_publicationsource (
+    id serial PRIMARY KEY,
+    slug varchar(50) UNIQUE NOT NULL,
+    name varchar(200) NOT NULL DEFAULT '',
+    icon varchar(100),
+    masthead varchar(100)
+)
+"""
+
+
+@pytest.fixture
+def archive_map() -> Callable[..., dict[str, Any]]:
+    """archive_map(primary, cdn, fallbacks=[...]) -> the media map (as YAML data) of the archive's two fields."""
+
+    def make(primary: str, cdn: str, fallbacks: list[str] | None = None) -> dict[str, Any]:
+        field = {"table": "archive_publicationsource", "slug_column": "slug"}
+        return {
+            "buckets": {"primary": primary, "cdn": cdn, "fallbacks": fallbacks or []},
+            "fields": [
+                {**field, "name": "archive.PublicationSource.icon", "column": "icon", "upload_to": "icons/",
+                 "canonical": "icons/{slug}{ext}", "staging": ["downloads/{slug}/*favicon*/*"]},
+                {**field, "name": "archive.PublicationSource.masthead", "column": "masthead", "upload_to": "mastheads/",
+                 "canonical": "mastheads/{slug}{ext}"},
+            ],
+        }  # fmt: skip
+
+    return make
+
+
+@pytest.fixture
+def archive_db(db_conninfo: str) -> str:
+    """A fresh database holding an empty archive_publicationsource table; returns its conninfo."""
+    with psycopg.connect(db_conninfo, autocommit=True) as conn:
+        conn.execute(ARCHIVE_TABLE)
+    return db_conninfo

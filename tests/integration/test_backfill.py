@@ -22,15 +22,6 @@ from mediacanon.sfnlocal import BackfillResult, run_backfill
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLE = """
-CREATE TABLE archive_publicationsource (
-    id serial PRIMARY KEY,
-    slug varchar(50) UNIQUE NOT NULL,
-    name varchar(200) NOT NULL DEFAULT '',
-    icon varchar(100),
-    masthead varchar(100)
-)
-"""
 ROWS = [
     ("nytimes", "icons/nytimes_icon_v2_final.png", "mastheads/NYTimes_Masthead_FINAL (1).JPG"),  # messy names
     ("bbc", "icons/bbc.ico", None),  # canonical already, not mirrored yet
@@ -102,20 +93,11 @@ class Site:
 
 
 @pytest.fixture
-def site(s3_client: Any, bucket: Any, db_conninfo: str, moto_endpoint: str) -> Iterator[Site]:
+def site(s3_client: Any, bucket: Any, archive_db: str, archive_map: Any, moto_endpoint: str) -> Iterator[Site]:
+    db_conninfo = archive_db
     primary, cdn, legacy = bucket("primary"), bucket("cdn"), bucket("legacy")
-    data = {
-        "buckets": {"primary": primary, "cdn": cdn, "fallbacks": [legacy]},
-        "fields": [
-            {"name": "archive.PublicationSource.icon", "table": "archive_publicationsource", "column": "icon",
-             "slug_column": "slug", "upload_to": "icons/", "canonical": "icons/{slug}{ext}",
-             "staging": ["downloads/{slug}/*favicon*/*"]},
-            {"name": "archive.PublicationSource.masthead", "table": "archive_publicationsource", "column": "masthead",
-             "slug_column": "slug", "upload_to": "mastheads/", "canonical": "mastheads/{slug}{ext}"},
-        ],
-    }  # fmt: skip
+    data = archive_map(primary, cdn, [legacy])
     with psycopg.connect(db_conninfo, autocommit=True) as conn:
-        conn.execute(TABLE)
         for slug, icon, masthead in ROWS:
             conn.execute(
                 "INSERT INTO archive_publicationsource (slug, icon, masthead) VALUES (%s, %s, %s)", (slug, icon, masthead)

@@ -18,30 +18,19 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def stack(
-    s3_client: Any, bucket: Any, db_conninfo: str, moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_client: Any,
+    bucket: Any,
+    archive_db: str,
+    archive_map: Any,
+    moto_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
+    db_conninfo = archive_db
     primary, cdn, legacy = bucket("primary"), bucket("cdn"), bucket("legacy")
     config = tmp_path / "mediamap.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "buckets": {"primary": primary, "cdn": cdn, "fallbacks": [legacy]},
-                "fields": [
-                    {
-                        "name": "archive.PublicationSource.icon",
-                        "table": "archive_publicationsource",
-                        "column": "icon",
-                        "slug_column": "slug",
-                        "upload_to": "icons/",
-                        "canonical": "icons/{slug}{ext}",
-                        "staging": ["downloads/{slug}/*favicon*/*"],
-                    }
-                ],
-            }
-        )
-    )
+    config.write_text(yaml.safe_dump(archive_map(primary, cdn, [legacy])))
     with psycopg.connect(db_conninfo, autocommit=True) as conn:
-        conn.execute("CREATE TABLE archive_publicationsource (id serial PRIMARY KEY, slug varchar(50) UNIQUE, icon varchar(100))")
         conn.execute(
             "INSERT INTO archive_publicationsource (slug, icon) VALUES "
             "('nytimes', 'icons/nytimes_icon_v2_final.png'), ('el-pais', NULL), ('bbc', 'icons/bbc.ico'), "

@@ -28,16 +28,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 
-TABLE = """
-CREATE TABLE archive_publicationsource (
-    id serial PRIMARY KEY,
-    slug varchar(50) UNIQUE NOT NULL,
-    name varchar(200) NOT NULL DEFAULT '',
-    icon varchar(100),
-    masthead varchar(100)
-)
-"""
-
 
 @dataclass
 class Live:
@@ -120,35 +110,13 @@ def moto_event(bucket: str, key: str, etag: str = "0" * 32) -> str:
 
 
 @pytest.fixture
-def live(moto_endpoint: str, db_conninfo: str, tmp_path: Path) -> Iterator[Live]:
+def live(moto_endpoint: str, archive_db: str, archive_map: Any, tmp_path: Path) -> Iterator[Live]:
+    db_conninfo = archive_db
     suffix = uuid.uuid4().hex[:8]
-    data = {
-        "buckets": {"primary": f"media-{suffix}", "cdn": f"cdn-{suffix}"},
-        "fields": [
-            {
-                "name": "archive.PublicationSource.icon",
-                "table": "archive_publicationsource",
-                "column": "icon",
-                "slug_column": "slug",
-                "upload_to": "icons/",
-                "canonical": "icons/{slug}{ext}",
-                "staging": ["downloads/{slug}/*favicon*/*"],
-            },
-            {
-                "name": "archive.PublicationSource.masthead",
-                "table": "archive_publicationsource",
-                "column": "masthead",
-                "slug_column": "slug",
-                "upload_to": "mastheads/",
-                "canonical": "mastheads/{slug}{ext}",
-            },
-        ],
-    }
+    data = archive_map(f"media-{suffix}", f"cdn-{suffix}")
     config = tmp_path / "mediamap.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     media_map = mediamap.parse(data, source=str(config))
-    with psycopg.connect(db_conninfo, autocommit=True) as conn:
-        conn.execute(TABLE)
     stack = localrun.provision_media_map(media_map, TEMPLATE, endpoint_url=moto_endpoint, stack_name=f"mc-{suffix}")
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")

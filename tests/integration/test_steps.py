@@ -22,16 +22,6 @@ from mediacanon.verify import verify
 
 pytestmark = pytest.mark.integration
 
-TABLE = """
-CREATE TABLE archive_publicationsource (
-    id serial PRIMARY KEY,
-    slug varchar(50) UNIQUE NOT NULL,
-    name varchar(200) NOT NULL DEFAULT '',
-    icon varchar(100),
-    masthead varchar(100)
-)
-"""
-
 
 @dataclass
 class Clock:
@@ -91,34 +81,10 @@ class World:
 
 
 @pytest.fixture
-def world(s3_client: Any, bucket: Any, db_conninfo: str) -> Iterator[World]:
+def world(s3_client: Any, bucket: Any, archive_db: str, archive_map: Any) -> Iterator[World]:
+    db_conninfo = archive_db
     primary, cdn = bucket("primary"), bucket("cdn")
-    media_map = mediamap.parse(
-        {
-            "buckets": {"primary": primary, "cdn": cdn},
-            "fields": [
-                {
-                    "name": "archive.PublicationSource.icon",
-                    "table": "archive_publicationsource",
-                    "column": "icon",
-                    "slug_column": "slug",
-                    "upload_to": "icons/",
-                    "canonical": "icons/{slug}{ext}",
-                    "staging": ["downloads/{slug}/*favicon*/*"],
-                },
-                {
-                    "name": "archive.PublicationSource.masthead",
-                    "table": "archive_publicationsource",
-                    "column": "masthead",
-                    "slug_column": "slug",
-                    "upload_to": "mastheads/",
-                    "canonical": "mastheads/{slug}{ext}",
-                },
-            ],
-        }
-    )
-    with psycopg.connect(db_conninfo, autocommit=True) as conn:
-        conn.execute(TABLE)
+    media_map = mediamap.parse(archive_map(primary, cdn))
     s3 = S3Adapter(s3_client)
     clock = Clock()
     with Database(db_conninfo) as db:
