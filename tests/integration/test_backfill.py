@@ -47,6 +47,15 @@ CANONICAL = {
     "icons/guardian.png": b"guardian from legacy",
 }
 
+FINAL_ROWS = {
+    "nytimes": ("icons/nytimes.png", "mastheads/nytimes.jpg"),
+    "bbc": ("icons/bbc.ico", None),
+    "reuters": ("icons/reuters.png", None),
+    "el-pais": ("icons/el-pais.png", None),
+    "guardian": ("icons/guardian.png", None),
+    "lemonde": ("icons/lemonde_gone.png", None),  # reported missing, left alone
+}
+
 
 @dataclass
 class Site:
@@ -122,14 +131,7 @@ def test_backfill_makes_buckets_and_rows_agree(site: Site) -> None:
     assert set(site.objects(site.cdn)) == set(CANONICAL)  # the stale CDN key pruned (I3)
     for key, body in CANONICAL.items():
         assert site.body(site.primary, key) == site.body(site.cdn, key) == body
-    assert site.rows() == {
-        "nytimes": ("icons/nytimes.png", "mastheads/nytimes.jpg"),
-        "bbc": ("icons/bbc.ico", None),
-        "reuters": ("icons/reuters.png", None),
-        "el-pais": ("icons/el-pais.png", None),
-        "guardian": ("icons/guardian.png", None),
-        "lemonde": ("icons/lemonde_gone.png", None),  # reported missing, left alone
-    }
+    assert site.rows() == FINAL_ROWS
     assert site.objects(site.legacy) == legacy_before  # read-only source untouched (I2)
     # the report: JSON and CSV, with per-object outcomes
     assert sorted(result.report_keys) == sorted(
@@ -226,3 +228,56 @@ def test_the_lambda_handler_runs_a_task(site: Site, tmp_path: Path, monkeypatch:
     assert [r["field"] for r in planned["rowRanges"]] == ["archive.PublicationSource.icon", "archive.PublicationSource.masthead"]
     assert planned["run"] == {"objects": True, "rows": True, "mirror": True, "report": True}
     assert batch == {"counts": {"migrated": 1}}
+
+
+def test_a_backfill_killed_midway_and_run_again_ends_in_the_same_state(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mediacanon.steps import Steps
+
+    real_link = Steps.link
+    calls = {"n": 0}
+
+    def dies_after_two(self: Steps, event: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 2:  # the worker process dies mid-batch: after its copies, before the rows commit
+            raise RuntimeError("the worker crashed")
+        return real_link(self, event)
+
+    monkeypatch.setattr(Steps, "link", dies_after_two)
+    killed = site.run()
+    assert killed.status == "FAILED" or killed.failed_items > 0
+    monkeypatch.setattr(Steps, "link", real_link)
+    assert site.rows() != FINAL_ROWS  # really midway: some rows were never linked
+
+    again = site.run()
+
+    assert again.status == "SUCCEEDED"
+    assert set(site.objects(site.primary)) == {*CANONICAL, "icons/nobody_icon.png"}
+    assert set(site.objects(site.cdn)) == set(CANONICAL)
+    for key, body in CANONICAL.items():
+        assert site.body(site.primary, key) == site.body(site.cdn, key) == body
+    assert site.rows() == FINAL_ROWS
+
+
+def test_rollback_restores_the_names_and_rows_of_an_execution(site: Site) -> None:
+    from mediacanon.db import Database
+    from mediacanon.ledger import Ledger
+    from mediacanon.rollback import rollback
+    from mediacanon.s3 import S3Adapter
+
+    rows_before = site.rows()
+    result = site.run()
+    execution = result.execution_arn.rsplit(":", 1)[1]
+    assert site.rows() != rows_before
+
+    with Database(site.conninfo) as db:
+        ledger = Ledger(db, site.media_map.schema)
+        undone = rollback(site.media_map, S3Adapter(site.client), db, ledger, execution=execution)
+
+    assert undone.rows_changed_since == []
+    # every row is back where it was, and every key a row pointed at before exists again, with its bytes
+    rows_after = site.rows()
+    assert rows_after["nytimes"] == rows_before["nytimes"]
+    assert rows_after["el-pais"] == rows_before["el-pais"]
+    assert site.body(site.primary, "icons/nytimes_icon_v2_final.png") == b"nyt icon"
+    assert site.body(site.primary, "mastheads/NYTimes_Masthead_FINAL (1).JPG") == b"nyt masthead"
+    assert rows_after == rows_before

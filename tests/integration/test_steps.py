@@ -306,3 +306,31 @@ def test_a_name_with_no_ascii_slug_is_named_by_the_row_that_references_it(world:
     refused = world.steps.normalize(world.event(world.primary, "icons/Ελληνική_Εφημερίδα.ico"))
     assert refused.outcome == Outcome.REFUSED
     assert "icons/Ελληνική_Εφημερίδα.ico" in world.keys(world.primary)
+
+
+@pytest.mark.parametrize("backfill_first", [False, True], ids=["live-then-backfill", "backfill-then-live"])
+def test_backfill_and_live_path_never_fight(world: World, backfill_first: bool) -> None:
+    from mediacanon.backfill import process_objects
+
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('nytimes', 'icons/nytimes_icon_v2_final.png')")
+    world.put("icons/nytimes_icon_v2_final.png", b"nyt-bytes")
+    backfill = Steps(world.steps.map, world.s3, world.steps.db, world.steps.ledger, owner_wait_seconds=0)
+    live_events = [
+        (world.steps.normalize, world.event(world.primary, "icons/nytimes_icon_v2_final.png")),
+        (world.steps.replicate, world.event(world.primary, "icons/nytimes.png")),
+        (world.steps.link, world.event(world.cdn, "icons/nytimes.png")),
+    ]
+    if backfill_first:
+        assert process_objects(backfill, ["icons/nytimes_icon_v2_final.png"], dry_run=False).counts == {"migrated": 1}
+        for step, event in live_events:  # the upload's events arrive late
+            step(event)
+    else:
+        live_events[0][0](live_events[0][1])  # the live path has copied; replicate and link are still queued
+        assert process_objects(backfill, ["icons/nytimes_icon_v2_final.png"], dry_run=False).counts == {"migrated": 1}
+        for step, event in live_events[1:]:
+            step(event)
+
+    assert world.row("nytimes")[0] == "icons/nytimes.png"
+    assert world.keys(world.primary) == world.keys(world.cdn) == {"icons/nytimes.png"}
+    assert len(world.copies) == 2, world.copies  # one canonical copy, one CDN copy: nobody copies twice
+    assert world.sql("SELECT sum(rows_changed) FROM mediacanon.ledger")[0][0] == 1

@@ -54,7 +54,7 @@ class Row:
 class Swap(NamedTuple):
     row_id: Any
     old: str | None  # what the row must still hold; None or '' for an empty column
-    new: str
+    new: str | None  # None empties the column again (a rollback of a link by slug)
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,7 @@ class Database:
         checked = self._checked_for(mapping, conn)
         max_length = checked.max_length
         for change in changes:
-            if len(change.new) > max_length:
+            if change.new is not None and len(change.new) > max_length:
                 raise PermanentError(
                     f"field {mapping.name}: {change.new!r} is {len(change.new)} characters, longer than "
                     f"{mapping.table}.{mapping.column} max_length {max_length}: raise max_length or shorten the name"
