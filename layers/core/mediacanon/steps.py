@@ -92,6 +92,13 @@ def sequencer_newer(a: str | None, b: str | None) -> bool:
     return int(a, 16) > int(b, 16)
 
 
+def _not_canonical(result: StepResult) -> StepResult:
+    """For replicate and link a refused key is simply not canonical: normalize is the one that reports it."""
+    if result.outcome == Outcome.REFUSED:
+        return StepResult(Outcome.SKIPPED, result.key, f"not canonical ({result.detail})")
+    return result
+
+
 class Steps:
     def __init__(
         self,
@@ -205,7 +212,7 @@ class Steps:
         key = event.key
         res = self._resolve(key)
         if isinstance(res, StepResult):
-            return res
+            return _not_canonical(res)
         head = self.s3.head(self.primary, key)
         if head is None:
             if event.created:
@@ -239,7 +246,7 @@ class Steps:
             return StepResult(Outcome.SKIPPED, key, "link acts on CDN creations only")
         res = self._resolve(key)
         if isinstance(res, StepResult):
-            return res
+            return _not_canonical(res)
         mirrored = self.s3.head(self.cdn, key)
         if mirrored is None:
             return StepResult(Outcome.SKIPPED, key, "no longer in the CDN bucket (stale event)")
