@@ -334,3 +334,19 @@ def test_backfill_and_live_path_never_fight(world: World, backfill_first: bool) 
     assert world.keys(world.primary) == world.keys(world.cdn) == {"icons/nytimes.png"}
     assert len(world.copies) == 2, world.copies  # one canonical copy, one CDN copy: nobody copies twice
     assert world.sql("SELECT sum(rows_changed) FROM mediacanon.ledger")[0][0] == 1
+
+
+def test_an_older_sequencer_than_the_ledger_holds_is_a_stale_event(world: World) -> None:
+    from mediacanon.steps import sequencer_newer
+
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('bbc', 'icons/bbc_icon.png')")
+    world.put("icons/bbc_icon.png", b"bbc")
+    world.steps.normalize(world.event(world.primary, "icons/bbc_icon.png"))
+    world.steps.replicate(world.event(world.primary, "icons/bbc.png"))
+    newer = ObjectEvent(bucket=world.cdn, key="icons/bbc.png", created=True, sequencer="0067334A1B2C3D4E5F")
+    older = ObjectEvent(bucket=world.cdn, key="icons/bbc.png", created=True, sequencer="0067334A1B2C3D4E00")
+    assert world.steps.link(newer).outcome == Outcome.LINKED
+    stale = world.steps.link(older)
+    assert stale.outcome == Outcome.SKIPPED and "stale" in stale.detail
+    assert sequencer_newer("0067334A1B2C3D4E5F", "0067334A1B2C3D4E00")
+    assert not sequencer_newer("0067334A1B2C3D4E00", "0067334A1B2C3D4E00")  # a duplicate is not stale: it is redone
