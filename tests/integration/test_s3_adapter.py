@@ -61,8 +61,20 @@ def test_copy_with_a_stale_source_head_refuses_other_bytes(s3_client: Any, bucke
     stale = adapter.head(src, "a.png")
     adapter.put_bytes(src, "a.png", b"new, other bytes", "image/png")
     assert stale is not None
-    # the managed copy's own HEAD carries If-Match: our ETag (moto checks it; moto ignores CopyObject's
-    # x-amz-copy-source-if-match, which real S3 checks too)
+    # S3 refuses the CopyObject through x-amz-copy-source-if-match; moto ignores that header and copies, so
+    # here the adapter's own check of the returned ETag is what raises (the caller's retry redoes the copy)
+    with pytest.raises(PreconditionFailed):
+        adapter.copy(src, "a.png", src, "b.png", source_head=stale)
+
+
+def test_copy_above_the_threshold_with_a_stale_source_head_writes_nothing(s3_client: Any, bucket: Callable[[str], str]) -> None:
+    src = bucket("src")
+    adapter = S3Adapter(s3_client, transfer_config=TransferConfig(multipart_threshold=1, multipart_chunksize=5 * MiB))
+    adapter.put_bytes(src, "a.png", b"old", "image/png")
+    stale = adapter.head(src, "a.png")
+    adapter.put_bytes(src, "a.png", b"new, other bytes", "image/png")
+    assert stale is not None
+    # the managed copy's own HEAD carries If-Match: our ETag, which moto checks too: nothing is written
     with pytest.raises(PreconditionFailed):
         adapter.copy(src, "a.png", src, "b.png", source_head=stale)
     assert adapter.head(src, "b.png") is None
