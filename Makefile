@@ -14,7 +14,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: help setup demo test lint format typecheck unit integration sam-validate sam-build clean local-up local-down
+.PHONY: bench help setup demo test lint format typecheck unit integration sam-validate sam-build clean local-up local-down
 
 help:
 	@echo "make demo      set up and run the main job on the embedded default (moto server + embedded PostgreSQL)"
@@ -94,6 +94,11 @@ local-up: setup
 
 local-down: $(BIN)/.installed
 	$(BIN)/mediacanon local down
+
+# Benchmarks: mediacanon against a peer, side by side, as ratios (bench/README.md); results in bench/results/.
+BENCH_ARGS ?= --objects 2000 20000
+bench: setup
+	$(BIN)/python bench/backfill_bench.py $(BENCH_ARGS)
 
 clean: local-down
 	rm -rf .local .aws-sam
