@@ -350,3 +350,23 @@ def test_an_older_sequencer_than_the_ledger_holds_is_a_stale_event(world: World)
     assert stale.outcome == Outcome.SKIPPED and "stale" in stale.detail
     assert sequencer_newer("0067334A1B2C3D4E5F", "0067334A1B2C3D4E00")
     assert not sequencer_newer("0067334A1B2C3D4E00", "0067334A1B2C3D4E00")  # a duplicate is not stale: it is redone
+
+
+def test_a_backfilled_object_costs_seven_s3_requests(world: World) -> None:
+    from mediacanon.backfill import process_objects
+
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('nytimes', 'icons/nytimes_icon_v2_final.png')")
+    world.put("icons/nytimes_icon_v2_final.png", b"nyt-bytes")
+    sent: list[str] = []
+    world.client.meta.events.register("before-call.s3.*", lambda model, **_: sent.append(model.name))
+    backfill = Steps(world.steps.map, world.s3, world.steps.db, world.steps.ledger, owner_wait_seconds=0)
+
+    assert process_objects(backfill, ["icons/nytimes_icon_v2_final.png"], dry_run=False).counts == {"migrated": 1}
+
+    # HEAD the source and the free canonical key, copy; HEAD the CDN key, copy; HEAD the source again before
+    # retiring it (I5), delete. What replicate and link would re-read is what this worker just wrote.
+    assert sorted(sent) == sorted(
+        ["HeadObject", "HeadObject", "CopyObject", "HeadObject", "CopyObject", "HeadObject", "DeleteObjects"]
+    )
+    assert world.row("nytimes")[0] == "icons/nytimes.png"
+    assert world.keys(world.primary) == world.keys(world.cdn) == {"icons/nytimes.png"}

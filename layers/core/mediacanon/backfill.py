@@ -8,6 +8,7 @@ for that object and the batch goes on.
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
@@ -15,7 +16,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -27,6 +28,7 @@ from mediacanon.steps import SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Step
 if TYPE_CHECKING:
     from mediacanon.db import Database
     from mediacanon.mediamap import FieldMapping, MediaMap
+    from mediacanon.s3 import DeleteResult, ObjectHead, S3Adapter
 
 # where an object came from when a row's missing file is copied in from a read-only fallback bucket
 FALLBACK_SOURCE = "mediacanon-fallback-source"
@@ -93,9 +95,54 @@ _DRY_RUN_COUNTS = {
 }
 
 
+class _WrittenHeads:
+    """The S3 adapter for the steps of one object: a HEAD of a key these steps have just copied is answered from
+    what the copy sent (its source's headers and size, the merged metadata, the ETag S3 returned), so replicate
+    and link do not re-read what normalize and replicate wrote a moment ago. Everything else goes to S3,
+    the retire step's check of the source included."""
+
+    def __init__(self, s3: S3Adapter) -> None:
+        self._s3 = s3
+        self._written: dict[tuple[str, str], ObjectHead] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def head(self, bucket: str, key: str) -> ObjectHead | None:
+        written = self._written.get((bucket, key))
+        return written if written is not None else self._s3.head(bucket, key)
+
+    def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        metadata: dict[str, str] | None = None,
+        source_head: ObjectHead | None = None,
+        drop_metadata: Iterable[str] = (),
+    ) -> str:
+        head = source_head if source_head is not None else self.head(src_bucket, src_key)
+        drop = set(drop_metadata)
+        etag = self._s3.copy(src_bucket, src_key, dst_bucket, dst_key, metadata=metadata, source_head=head, drop_metadata=drop)
+        if head is not None:
+            merged = {k: v for k, v in {**head.metadata, **(metadata or {})}.items() if k not in drop}
+            self._written[(dst_bucket, dst_key)] = replace(head, key=dst_key, etag=etag, metadata=merged, version_id=None)
+        return etag
+
+    def delete_many(self, bucket: str, keys: Iterable[str]) -> DeleteResult:
+        keys = list(keys)
+        for key in keys:
+            self._written.pop((bucket, key), None)
+        return self._s3.delete_many(bucket, keys)
+
+
 def _process_object(steps: Steps, key: str, result: BatchResult) -> None:
     if key.startswith(steps.map.reports_prefix):
         return  # mediacanon's own reports: not media, not counted
+    steps = copy.copy(steps)
+    steps.s3 = _WrittenHeads(steps.s3)  # type: ignore[assignment]  # the same interface, one object's memory
     primary = steps.map.buckets.primary
     normalized = steps.normalize(_event(primary, key))
     if normalized.outcome == Outcome.REFUSED:
