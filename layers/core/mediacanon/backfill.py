@@ -16,13 +16,14 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mediacanon import naming
 from mediacanon.errors import PermanentError, RetryableError, UnmappedKeyError, UnsafeKeyError
 from mediacanon.plan import Action, build_plan_for_keys
+from mediacanon.s3 import copied_metadata
 from mediacanon.steps import SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps
 
 if TYPE_CHECKING:
@@ -124,10 +125,10 @@ class _WrittenHeads:
         drop_metadata: Iterable[str] = (),
     ) -> str:
         head = source_head if source_head is not None else self.head(src_bucket, src_key)
-        drop = set(drop_metadata)
+        drop = tuple(drop_metadata)
         etag = self._s3.copy(src_bucket, src_key, dst_bucket, dst_key, metadata=metadata, source_head=head, drop_metadata=drop)
         if head is not None:
-            merged = {k: v for k, v in {**head.metadata, **(metadata or {})}.items() if k not in drop}
+            merged = copied_metadata(head, metadata, drop)
             self._written[(dst_bucket, dst_key)] = replace(head, key=dst_key, etag=etag, metadata=merged, version_id=None)
         return etag
 
@@ -231,10 +232,10 @@ def prune_mirror(steps: Steps, *, dry_run: bool, max_deletes: int) -> BatchResul
         )
     extra: list[tuple[str, str]] = []
     for obj in s3.iter_objects(media_map.buckets.cdn):
-        policy = _mirror_policy(media_map, obj.key)
+        canonical, policy = _mirror_view(media_map, obj.key)
         if obj.key not in primary_keys:
             extra.append((obj.key, policy))
-        elif not _is_canonical(media_map, obj.key):
+        elif not canonical:
             head = s3.head(media_map.buckets.primary, obj.key)
             if head is None or (SOURCE_ETAG not in head.metadata and FALLBACK_SOURCE not in head.metadata):
                 extra.append((obj.key, policy))
@@ -254,18 +255,13 @@ def prune_mirror(steps: Steps, *, dry_run: bool, max_deletes: int) -> BatchResul
     return result
 
 
-def _is_canonical(media_map: Any, key: str) -> bool:
+def _mirror_view(media_map: MediaMap, key: str) -> tuple[bool, str]:
+    """(is the CDN key canonical by its name, its field's mirror_deletes policy)."""
     try:
-        return naming.resolve(media_map, key).is_canonical
+        res = naming.resolve(media_map, key)
     except (UnsafeKeyError, UnmappedKeyError):
-        return False
-
-
-def _mirror_policy(media_map: Any, key: str) -> str:
-    try:
-        return naming.resolve(media_map, key).field.policies.mirror_deletes
-    except (UnsafeKeyError, UnmappedKeyError):
-        return "delete"  # nothing outside the media map belongs in the CDN bucket
+        return False, "delete"  # nothing outside the media map belongs in the CDN bucket
+    return res.is_canonical, res.field.policies.mirror_deletes
 
 
 @dataclass(frozen=True)
@@ -310,10 +306,6 @@ def write_report(steps: Steps, report: Report, execution: str) -> tuple[str, str
     )
     steps.s3.put_bytes(steps.map.buckets.primary, base + ".csv", report.to_csv().encode(), "text/csv")
     return base + ".json", base + ".csv"
-
-
-def batch_to_json(result: BatchResult) -> dict[str, Any]:
-    return asdict(result) | {"counts": dict(result.counts)}
 
 
 # -- the state machine's tasks (statemachines/backfill.asl.json) ---------------------------------------------------

@@ -148,7 +148,7 @@ def explain(
     for step in out["why"]:
         console.print(f"  - {step}", highlight=False)
     console.print(
-        f"  owner: {out['owner'] or 'no database given (name alone)' if not url else out['owner'] or 'no row owns it'}",
+        f"  owner: {out['owner'] or ('no row owns it' if url else 'no database given (name alone)')}",
         highlight=False,
     )
 

@@ -225,12 +225,12 @@ def find_owners(db: Database, resolved: Iterable[tuple[str, naming.Resolution]])
     owners: dict[str, Owner] = {}
     for group in by_field.values():
         mapping = group[0][1].field
+        by_key = dict(group)
         values = {naming.column_value(mapping, key, res.tenant): key for key, res in group}
         referencing = db.rows_referencing(mapping, list(values))
         for value, rows in referencing.items():
             key = values[value]
-            res = dict(group)[key]
-            row = _same_tenant(rows, res.tenant)
+            row = _same_tenant(rows, by_key[key].tenant)
             if row is not None:
                 owners[key] = _owner(row, "reference")
         for tenant in {res.tenant for _, res in group}:

@@ -133,6 +133,12 @@ def _etag(raw: str) -> str:
     return raw.strip('"')
 
 
+def copied_metadata(head: ObjectHead, metadata: dict[str, str] | None, drop: Iterable[str] = ()) -> dict[str, str]:
+    """The user metadata a copy carries: the source's, plus `metadata`, less `drop`."""
+    dropped = set(drop)
+    return {k: v for k, v in {**head.metadata, **(metadata or {})}.items() if k not in dropped}
+
+
 class S3Adapter:
     def __init__(self, client: S3Client | None = None, *, transfer_config: TransferConfig | None = None) -> None:
         self.client: S3Client = client if client is not None else boto3.client("s3")
@@ -193,7 +199,7 @@ class S3Adapter:
             raise NotFoundError(f"s3://{src_bucket}/{src_key}")
         extra: dict[str, Any] = {
             "MetadataDirective": "REPLACE",
-            "Metadata": {k: v for k, v in {**head.metadata, **(metadata or {})}.items() if k not in set(drop_metadata)},
+            "Metadata": copied_metadata(head, metadata, drop_metadata),
             # the headers and the recorded ETag describe these bytes: if the source changed since, fail (412)
             # rather than copy other bytes under them
             "CopySourceIfMatch": f'"{head.etag}"',
