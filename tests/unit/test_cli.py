@@ -82,3 +82,25 @@ def test_plan_without_a_database_says_how_to_get_one(run: CliRunner, monkeypatch
     result = run.invoke(main, ["plan", "--config", SAMPLE_MAP])
     assert result.exit_code == 1
     assert "DATABASE_URL" in result.output
+
+
+def test_upload_needs_exactly_one_source(run: CliRunner, tmp_path: Path) -> None:
+    neither = run.invoke(main, ["upload", "--config", SAMPLE_MAP])
+    both = run.invoke(main, ["upload", str(tmp_path), "--from-media-root", str(tmp_path), "--config", SAMPLE_MAP])
+    for result in (neither, both):
+        assert result.exit_code == 1
+        assert "exactly one" in result.output
+
+
+def test_upload_from_media_root_without_a_database_says_how_to_get_one(run: CliRunner, tmp_path: Path) -> None:
+    result = run.invoke(main, ["upload", "--from-media-root", str(tmp_path), "--config", SAMPLE_MAP])
+    assert result.exit_code == 1
+    assert "DATABASE_URL" in result.output
+
+
+def test_upload_manifest_is_for_a_staging_tree_only(run: CliRunner, tmp_path: Path) -> None:
+    manifest = tmp_path / "audit.csv"
+    manifest.write_text("slug,audit_status\n")
+    result = run.invoke(main, ["upload", "--from-media-root", str(tmp_path), "--manifest", str(manifest), "--config", SAMPLE_MAP])
+    assert result.exit_code == 1
+    assert "--manifest applies to a staging DIRECTORY" in result.output

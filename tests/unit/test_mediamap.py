@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mediacanon.errors import ConfigError, PermanentError
-from mediacanon.mediamap import Buckets, FieldMapping, MediaMap, Policies, load, parse
+from mediacanon.mediamap import Buckets, FieldMapping, MediaMap, Policies, StagingManifest, load, parse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "sample" / "mediamap.yaml"
@@ -313,3 +313,47 @@ def test_error_in_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(path)
     assert str(info.value).startswith(f"{path}: {FIELD}.table: 'x; drop table' is not a valid PostgreSQL identifier")
+
+
+# -- staging_manifest: the audit CSV of `mediacanon upload DIR --manifest` ------------------------------------
+
+
+def test_sample_map_names_its_audit_columns() -> None:
+    assert load(SAMPLE).staging_manifest == StagingManifest(
+        slug_column="slug", audit_column="audit_status", accepted=("passed", "approved")
+    )
+
+
+def test_staging_manifest_defaults_when_absent() -> None:
+    assert parse(_valid()).staging_manifest == StagingManifest(
+        slug_column="slug", audit_column="audit_status", accepted=("passed",)
+    )
+
+
+def test_staging_manifest_values_are_trimmed() -> None:
+    data = _valid()
+    data["staging_manifest"] = {"slug_column": " publication ", "audit_column": "qa", "accepted": [" ok ", "Yes"]}
+    assert parse(data).staging_manifest == StagingManifest(slug_column="publication", audit_column="qa", accepted=("ok", "Yes"))
+
+
+@pytest.mark.parametrize(
+    ("manifest", "where", "problem"),
+    [
+        ({"audit": "x"}, "staging_manifest.audit", "is not a known setting"),
+        ({"audit_column": ""}, "staging_manifest.audit_column", "must be a non-empty column name"),
+        ({"slug_column": 3}, "staging_manifest.slug_column", "must be a non-empty column name"),
+        ({"audit_column": "slug"}, "staging_manifest.audit_column", "is the same column as slug_column"),
+        ({"accepted": []}, "staging_manifest.accepted", "lists no verdict"),
+        ({"accepted": "passed"}, "staging_manifest.accepted", "must be a list"),
+        ({"accepted": ["passed", " "]}, "staging_manifest.accepted", "lists no verdict"),
+        ("passed", "staging_manifest", "must be a mapping"),
+    ],
+)
+def test_bad_staging_manifest_names_the_place_and_the_fix(manifest: Any, where: str, problem: str) -> None:
+    data = _valid()
+    data["staging_manifest"] = manifest
+    with pytest.raises(ConfigError) as info:
+        parse(data, source=SOURCE)
+    assert (info.value.path, info.value.where) == (SOURCE, where)
+    assert problem in info.value.problem
+    assert info.value.fix

@@ -397,6 +397,163 @@ def report_command(execution: str, as_csv: bool, config: str) -> None:
     console.print(data["line"], highlight=False)
 
 
+UPLOAD_LISTED = ("invalid", "conflict", "missing", "failed", "unmapped")  # outcomes printed one line each
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # `kill` is cancelled like Ctrl-C: in-flight multipart uploads are aborted
+
+
+@main.command("upload")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None, help="audit CSV: only its passed slugs go in"
+)
+@click.option("--from-media-root", "media_root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="upload the files rows name that S3 lacks, from this MEDIA_ROOT")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="decide and report, upload nothing")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write per-file outcomes to this CSV",
+)
+@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True, help="parallel reads and uploads")
+@click.option("--key-prefix", default=None, help="key prefix of the tree's files (default: found from the staging patterns)")
+@click.option("--slug-column", default=None, help="manifest column holding the slug (default: the media map's staging_manifest)")
+@click.option("--audit-column", default=None, help="manifest column holding the audit verdict")
+@click.option("--accept", "accepted", multiple=True, help="an audit value that lets a slug in (repeatable)")
+@click.option("--field", "fields", multiple=True, help="--from-media-root: only these field mappings (by name)")
+@click.option("--verbose", "-v", is_flag=True, help="print every file's outcome, not only the problems")
+@click.option(
+    "--show", type=click.IntRange(0), default=10, show_default=True, help="problem lines printed per outcome (all in --report)"
+)
+@config_option
+@database_option
+def upload_command(
+    directory: Path | None,
+    manifest: Path | None,
+    media_root: Path | None,
+    dry_run: bool,
+    report_path: Path | None,
+    workers: int,
+    key_prefix: str | None,
+    slug_column: str | None,
+    audit_column: str | None,
+    accepted: tuple[str, ...],
+    fields: tuple[str, ...],
+    verbose: bool,
+    show: int,
+    config: str,
+    database_url: str | None,
+) -> None:
+    """Upload a local staging tree (DIRECTORY, with --manifest) or MEDIA_ROOT files rows name (--from-media-root)
+    into the primary bucket; the live path then canonicalizes, mirrors and links them. Never overwrites or deletes."""
+    import dataclasses
+    import signal
+
+    import boto3
+    from botocore.config import Config
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mediacanon import upload
+    from mediacanon.s3 import S3Adapter
+
+    if (directory is None) == (media_root is None):
+        _fail("pass a staging DIRECTORY or --from-media-root PATH (exactly one)")
+    if media_root is not None and manifest is not None:
+        _fail("--manifest applies to a staging DIRECTORY, not to --from-media-root")
+    media_map = _load_map(config)
+    url = use_endpoints(database_url)
+    # one connection per worker for the HEADs and as many for the transfer manager's parts
+    s3 = S3Adapter(boto3.client("s3", config=Config(max_pool_connections=2 * workers + 2)))
+    early: list[upload.Item]
+    try:
+        if directory is not None:
+            parsed = None
+            if manifest is not None:
+                settings = media_map.staging_manifest
+                settings = dataclasses.replace(
+                    settings,
+                    slug_column=slug_column or settings.slug_column,
+                    audit_column=audit_column or settings.audit_column,
+                    accepted=tuple(accepted) or settings.accepted,
+                )
+                parsed = upload.read_manifest(manifest, settings)
+            early, tasks, prefix = upload.staging_tasks(media_map, s3, directory, manifest=parsed, key_prefix=key_prefix)
+            what = f"{directory} -> s3://{media_map.buckets.primary}/{prefix}"
+        else:
+            assert media_root is not None
+            if not url:
+                _fail("--from-media-root reads the rows: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
+            if not media_root.is_dir():
+                _fail(f"MEDIA_ROOT {media_root} is not a folder (fix: pass Django's settings.MEDIA_ROOT)")
+            from mediacanon.db import Database
+
+            with Database(url) as db:
+                early, tasks = upload.media_root_tasks(media_map, s3, db, media_root, fields=fields)
+            what = f"{media_root} (MEDIA_ROOT) -> s3://{media_map.buckets.primary}"
+    except MediacanonError as exc:
+        _fail(str(exc))
+
+    report = upload.CsvReport(report_path) if report_path else None
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[sent]}"),
+        TimeElapsedColumn(), console=console, disable=not console.is_terminal,
+    )  # fmt: skip
+    bar = progress.add_task(("dry run " if dry_run else "uploading ") + what, total=len(tasks), sent="")
+    sent = 0
+    shown: Counter[str] = Counter()
+
+    def on_item(item: upload.Item) -> None:
+        if report:
+            report.write(item)
+        if verbose or item.outcome.value in UPLOAD_LISTED:
+            shown[item.outcome.value] += 1
+            if verbose or shown[item.outcome.value] <= show:
+                line = f"{item.outcome.value}: {item.source}: {item.reason}"
+                progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    def on_bytes(n: int) -> None:
+        nonlocal sent
+        sent += n
+        progress.update(bar, sent=f"{sent / 1e6:.1f} MB")
+
+    uploader = upload.Uploader(
+        s3,
+        media_map.buckets.primary,
+        workers=workers,
+        dry_run=dry_run,
+        on_item=on_item,
+        on_bytes=on_bytes,
+        on_task_done=lambda: progress.advance(bar),
+    )
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with progress:
+            for item in early:
+                uploader.emit(item)
+            summary = uploader.run(tasks)
+    except KeyboardInterrupt:
+        console.print(uploader.summary.line, highlight=False)
+        _fail("interrupted: what landed stays; run the same command again to resume", code=130)
+    except MediacanonError as exc:
+        _fail(str(exc))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if report:
+            report.close()
+    for outcome, n in sorted(shown.items()):
+        if not verbose and n > show:
+            more = f"see {report_path}" if report_path else "pass --report FILE or --show N to see them"
+            console.print(f"... {n - show} more {outcome} ({more})", highlight=False)
+    if report_path:
+        console.print(f"report: {report_path}", highlight=False)
+    console.print(summary.line, highlight=False)
+    sys.exit(0 if summary.ok else 1)
+
+
 @main.group()
 def local() -> None:
     """The embedded default: a moto server and an embedded PostgreSQL on this machine."""

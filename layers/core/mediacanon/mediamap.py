@@ -85,12 +85,23 @@ class Buckets:
 
 
 @dataclass(frozen=True)
+class StagingManifest:
+    """The audit CSV of a local staging tree (`mediacanon upload DIR --manifest audit.csv`): which column holds
+    the slug, which the audit verdict, and the verdicts that let a slug's files into the primary bucket."""
+
+    slug_column: str = "slug"
+    audit_column: str = "audit_status"
+    accepted: tuple[str, ...] = ("passed",)  # compared case-insensitively, surrounding spaces ignored
+
+
+@dataclass(frozen=True)
 class MediaMap:
     buckets: Buckets
     fields: tuple[FieldMapping, ...]
     schema: str = "mediacanon"  # the project's own schema (ledger) in the Django database
     reports_prefix: str = "mediacanon-reports/"
     source: str = "<memory>"
+    staging_manifest: StagingManifest = StagingManifest()
 
     def field(self, name: str) -> FieldMapping:
         for mapping in self.fields:
@@ -120,7 +131,7 @@ def parse(data: Any, source: str = "<memory>") -> MediaMap:
     v = _Validator(source)
     if not isinstance(data, dict):
         v.fail("file", "must be a mapping with 'buckets' and 'fields'", "start from the sample mediamap.yaml")
-    v.known_keys("file", data, {"version", "buckets", "fields", "defaults", "schema", "reports_prefix"})
+    v.known_keys("file", data, {"version", "buckets", "fields", "defaults", "schema", "reports_prefix", "staging_manifest"})
     if data.get("version", 1) != 1:
         v.fail("version", f"unsupported version {data.get('version')!r}", "set 'version: 1'")
 
@@ -162,7 +173,27 @@ def parse(data: Any, source: str = "<memory>") -> MediaMap:
         schema=schema,
         reports_prefix=reports_prefix,
         source=source,
+        staging_manifest=_parse_staging_manifest(v, data.get("staging_manifest", {})),
     )
+
+
+def _parse_staging_manifest(v: _Validator, data: Any) -> StagingManifest:
+    where = "staging_manifest"
+    data = v.mapping(where, data)
+    v.known_keys(where, data, {"slug_column", "audit_column", "accepted"})
+    default = StagingManifest()
+    columns = {}
+    for key in ("slug_column", "audit_column"):
+        value = data.get(key, getattr(default, key))
+        if not isinstance(value, str) or not value.strip():
+            v.fail(f"{where}.{key}", f"{value!r} must be a non-empty column name", "name the CSV header, e.g. 'audit_status'")
+        columns[key] = value.strip()
+    if columns["slug_column"] == columns["audit_column"]:
+        v.fail(f"{where}.audit_column", "is the same column as slug_column", "name the column holding the audit verdict")
+    accepted = tuple(a.strip() for a in v.strings(f"{where}.accepted", data.get("accepted", list(default.accepted))))
+    if not accepted or not all(accepted):
+        v.fail(f"{where}.accepted", "lists no verdict", "list the audit values that let a slug in, e.g. [passed, approved]")
+    return StagingManifest(slug_column=columns["slug_column"], audit_column=columns["audit_column"], accepted=accepted)
 
 
 def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any]) -> FieldMapping:
