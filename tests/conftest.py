@@ -56,7 +56,7 @@ def database_url() -> Iterator[str]:
         return
     # under the repo, not /tmp/pytest-of-*: pgserver runs postgres as another OS user when root, and the data
     # dir's parents must be traversable by it; and a short path keeps the unix socket under its length limit
-    parent = REPO / ".local"
+    parent = REPO / ".local-test"  # not .local: `mediacanon local up --fresh` wipes that one
     parent.mkdir(exist_ok=True)
     datadir = Path(tempfile.mkdtemp(prefix="test-pg-", dir=parent))
     shutil.rmtree(datadir)  # pgserver creates it itself (and owns it)

@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
     # under the repo's .local (see conftest.database_url): pgserver's postgres runs as another OS user when root
-    (REPO / ".local").mkdir(exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="test-embedded-", dir=REPO / ".local"))
+    (REPO / ".local-test").mkdir(exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="test-embedded-", dir=REPO / ".local-test"))
     yield path
     embedded.down(path, repo=REPO)  # also when an assertion failed half-way
     shutil.rmtree(path, ignore_errors=True)
