@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
-    # under the repo's .local (see conftest.database_url): pgserver's postgres runs as another OS user when root
+    # under the repo's .local-test (see conftest.database_url): pgserver's postgres runs as another OS user when root
     (REPO / ".local-test").mkdir(exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix="test-embedded-", dir=REPO / ".local-test"))
     yield path
