@@ -35,7 +35,8 @@ $(BIN)/.installed: requirements/dev.txt pyproject.toml
 setup: $(BIN)/.installed .venv-pg/.installed
 
 # The main job on the embedded default: a fresh local stack provisioned from template.yaml; the sample's
-# messy media uploaded the way Django would (the plan shows the mess); the live path settles it
+# messy media uploaded the way Django would, plus a staging upload of local files (a nested scrape with its
+# audit CSV, a MEDIA_ROOT); the plan shows the mess; the live path settles it
 # (normalize -> replicate -> link, in-process handlers on the SQS queues); verify; then a backfill of what
 # the live path cannot see (rows pointing at missing keys, legacy files), its report line, and verify again.
 DEMO_ENV = set -e; eval "$$($(BIN)/mediacanon local env)"; export MEDIACANON_CONFIG=sample/mediamap.yaml
@@ -44,19 +45,27 @@ demo: setup
 	$(DEMO_ENV); $(BIN)/mediacanon check-config; \
 	$(BIN)/python sample/manage.py migrate --verbosity 0; \
 	$(BIN)/python sample/manage.py generate_archive --count 300 --seed 42; \
+	echo "== staging uploads: a nested scrape with its audit CSV, and a MEDIA_ROOT that never reached S3"; \
+	staging="$${MEDIACANON_STATE_DIR:-.local}/staging"; \
+	$(BIN)/python sample/manage.py generate_staging --out "$$staging" --count 40 --seed 7; \
+	$(BIN)/mediacanon upload "$$staging/scrape/downloads" --manifest "$$staging/scrape/audit.csv" --report "$$staging/scrape-outcomes.csv"; \
+	$(BIN)/mediacanon upload --from-media-root "$$staging/media" --report "$$staging/media-root-outcomes.csv"; \
+	echo "== the same staging upload again: nothing left to upload"; \
+	set -o pipefail; $(BIN)/mediacanon upload "$$staging/scrape/downloads" --manifest "$$staging/scrape/audit.csv" | tail -n 1; \
 	echo "== the plan (dry run) before the live path"; $(BIN)/mediacanon plan --limit 25; \
 	echo "== the live path"; $(BIN)/mediacanon local run --until-idle; \
 	echo "== verify after the live path"; $(BIN)/mediacanon verify; \
 	echo "== backfill"; $(BIN)/mediacanon backfill; \
 	echo "== verify after the backfill"; $(BIN)/mediacanon verify
 
-test: setup lint typecheck sam-validate sam-build
+test: setup lint typecheck sam-validate sam-build cfn-lint checkov
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory acceptance-django6
 
-unit: setup
+unit: setup .venv-sam/.installed
 	$(BIN)/pytest tests/unit
 
-integration: setup
+integration: setup .venv-sam/.installed
 	$(BIN)/pytest tests/integration
 
 lint: $(BIN)/.installed
@@ -89,16 +98,55 @@ sam-validate: .venv-sam/.installed
 sam-build: .venv-sam/.installed
 	PATH="$(dir $(SAM_PYTHON)):$$PATH" $(SAM) build
 
+# cfn-lint on its own (sam validate --lint runs it too, with the SAM CLI's pins): the project's pinned cfn-lint.
+.PHONY: cfn-lint
+cfn-lint: $(BIN)/.installed
+	$(BIN)/cfn-lint --regions us-east-1 -- template.yaml
+
+# checkov, a security linter, in its own virtualenv: its pins conflict with the project's (requirements/checkov.txt).
+# Settings and every skipped check, with its reason, in .checkov.yaml. About 20 s to install, 10 s to run.
+.venv-checkov/.installed: requirements/checkov.txt
+	$(SAM_PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install $(PIP_FLAGS) -r requirements/checkov.txt
+	touch $@
+
+.PHONY: checkov
+checkov: .venv-checkov/.installed
+	.venv-checkov/bin/checkov --config-file .checkov.yaml
+
 local-up: setup
 	$(BIN)/mediacanon local up
 
 local-down: $(BIN)/.installed
 	$(BIN)/mediacanon local down
 
-# Benchmarks: mediacanon against a peer, side by side, as ratios (bench/README.md); results in bench/results/.
-BENCH_ARGS ?= --objects 2000 20000
+# Benchmarks, not part of `make test`: mediacanon beside aws s3 sync, rclone and Django's save()/bulk_update, in one
+# run on one moto server and one PostgreSQL (bench/README.md); writes bench/RESULTS.md. BENCH_ARGS="--objects 2000 --rows 10000"
+# for a shorter run.
+BENCH_ARGS ?=
 bench: setup
-	$(BIN)/python bench/backfill_bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 clean: local-down
 	rm -rf .local .aws-sam
+
+# The acceptance tests (real Django projects: tests/acceptance) again under the newest Django 6.x, beside the
+# project's Django 5.2 LTS: .venv-django6 is requirements/dev.txt with Django overridden by requirements/django6.txt
+# (Django 6 needs Python >= 3.12; $(PYTHON313) is the project's interpreter).
+.venv-django6/.installed: requirements/dev.txt requirements/django6.txt pyproject.toml
+	$(PYTHON313) -m venv .venv-django6
+	.venv-django6/bin/pip install $(PIP_FLAGS) -r requirements/dev.txt
+	.venv-django6/bin/pip install $(PIP_FLAGS) -r requirements/django6.txt
+	.venv-django6/bin/pip install $(PIP_FLAGS) --no-deps -e .
+	touch $@
+
+.PHONY: acceptance-django6
+acceptance-django6: .venv-django6/.installed .venv-pg/.installed
+	.venv-django6/bin/pytest tests/acceptance
+
+# The long reliability run: 1,000 random schedules per property test (live path; live path + backfill) with
+# duplicates, reorders, concurrent workers and crashes at every step boundary, each checked against I1-I5.
+# CI runs the same tests derandomized with 25 examples each (HYPOTHESIS_PROFILE=ci, the default).
+.PHONY: reliability-long
+reliability-long: setup
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/property -k schedules_keep_every_invariant -p no:cacheprovider --hypothesis-show-statistics

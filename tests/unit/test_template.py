@@ -147,12 +147,28 @@ def test_each_queue_accepts_only_its_own_rule(template: dict[str, Any], topology
 
 
 def _statements(template: dict[str, Any], resolver: Resolver, logical_id: str) -> list[dict[str, Any]]:
-    policies = template["Resources"][logical_id]["Properties"]["Policies"]
-    # explicit statements only: SAM policy templates (S3CrudPolicy...) grant more than a step needs
-    assert all(isinstance(p, dict) and "Statement" in p for p in policies)
-    statements = [s for p in policies for s in resolver.resolve(p)["Statement"]]
+    props = template["Resources"][logical_id]["Properties"]
+    # a role of its own: no SAM policy templates (S3CrudPolicy...) and no SAM-generated role, whose
+    # AWSLambdaSQSQueueExecutionRole would let the step consume every queue
+    assert "Policies" not in props
+    role_id = props["Role"]["Fn::GetAtt"][0]
+    role = template["Resources"][role_id]["Properties"]
+    assert all(resolver.resolve(arn).endswith(("/AWSLambdaBasicExecutionRole", "/AWSLambdaVPCAccessExecutionRole"))
+               for arn in resolver.resolve(role["ManagedPolicyArns"]))  # fmt: skip
+    statements = [s for p in role["Policies"] for s in resolver.resolve(_queue_arns(p["PolicyDocument"]))["Statement"]]
     assert all(s["Effect"] == "Allow" for s in statements)
     return statements
+
+
+def _queue_arns(value: Any) -> Any:
+    """``!GetAtt Queue.Arn`` as the queue's ARN would read once deployed (the resolver leaves GetAtt to a stack)."""
+    if isinstance(value, list):
+        return [_queue_arns(v) for v in value]
+    if isinstance(value, dict):
+        if list(value) == ["Fn::GetAtt"] and value["Fn::GetAtt"][1] == "Arn":
+            return f"arn:aws:sqs:us-east-1:123456789012:{value['Fn::GetAtt'][0]}"
+        return {k: _queue_arns(v) for k, v in value.items()}
+    return value
 
 
 def _as_list(value: Any) -> list[str]:
@@ -194,7 +210,7 @@ GRANTS = {
 
 
 @pytest.mark.parametrize("logical_id", STEPS)
-def test_iam_is_scoped_to_the_step(template: dict[str, Any], resolver: Resolver, logical_id: str) -> None:
+def test_iam_is_scoped_to_the_step(template: dict[str, Any], resolver: Resolver, topology: Topology, logical_id: str) -> None:
     statements = _statements(template, resolver, logical_id)
     for action, resource in GRANTS[logical_id]["allowed"]:
         assert _allows(statements, action, resource), f"{logical_id} needs {action} on {resource}"
@@ -202,7 +218,13 @@ def test_iam_is_scoped_to_the_step(template: dict[str, Any], resolver: Resolver,
         assert not _allows(statements, action, resource), f"{logical_id} must not {action} on {resource}"
     assert _allows(statements, "secretsmanager:GetSecretValue", SECRET)
     assert _allows(statements, "ssm:GetParameter", MEDIA_MAP_ARN)
+    queue = topology.function(logical_id).queue_logical_id
+    (consume,) = [s for s in statements if any(a.startswith("sqs:") for a in _as_list(s["Action"]))]
+    assert consume["Resource"] == f"arn:aws:sqs:us-east-1:123456789012:{queue}", "its own queue, no other"
     for s in statements:
+        if s.get("Sid") == "XRay":  # X-Ray takes no resource-level permissions
+            assert all(a.startswith("xray:Put") for a in _as_list(s["Action"]))
+            continue
         assert "*" not in _as_list(s["Resource"]) and "*" not in _as_list(s["Action"])
         assert not any(a.lower() == "s3:*" for a in _as_list(s["Action"]))
 
@@ -254,7 +276,8 @@ def test_bucket_is_private_versioned_tls_only_and_on_eventbridge(
         if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": logical_id}
     ]
     assert policy.get("Condition") == resource.get("Condition"), "the policy exists exactly when the bucket does"
-    (deny,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    # an Fn::If statement (the distribution's read access) has no Effect until resolved: test_cloudfront_* covers it
+    (deny,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Effect") == "Deny"]
     assert deny["Principal"] == "*" and deny["Action"] == "s3:*"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert {"Fn::GetAtt": [logical_id, "Arn"]} in deny["Resource"]
@@ -327,3 +350,67 @@ def test_a_required_parameter_must_be_given() -> None:
 def test_an_undeclared_parameter_is_refused() -> None:
     with pytest.raises(TopologyError, match="PrimaryBucket"):
         load_topology(TEMPLATE, {**PARAMETERS, "PrimaryBucket": PRIMARY})
+
+
+# -- optional production resources: conditional, and invisible to the local topology ------------------------
+
+
+def test_the_production_parameter_set_still_reads_as_the_live_path() -> None:
+    production = {
+        **PARAMETERS,
+        "VpcSubnetIds": "subnet-1,subnet-2",
+        "VpcSecurityGroupIds": "sg-1",
+        "VpcId": "vpc-1",
+        "VpcRouteTableIds": "rtb-1",
+        "DatabaseProxyTarget": "archive-db",
+        "CreateDistribution": "true",
+        "AlarmEmail": "ops@example.com",
+    }
+    topology = load_topology(TEMPLATE, production)
+    assert {f.logical_id for f in topology.functions} == set(STEPS)
+    replicate = topology.function("ReplicateFunction").environment
+    # only a deployed stack knows the distribution's id and the proxy's endpoint: left out, never guessed
+    assert "MEDIACANON_CDN_DISTRIBUTION_ID" not in replicate and "MEDIACANON_DB_HOST" not in replicate
+    assert replicate["MEDIACANON_DB_SECRET_ARN"] == SECRET
+
+
+def test_local_defaults_create_no_optional_resource(template: dict[str, Any], resolver: Resolver) -> None:
+    optional = {
+        "AWS::CloudFront::Distribution",
+        "AWS::CloudFront::OriginAccessControl",
+        "AWS::EC2::VPCEndpoint",
+        "AWS::RDS::DBProxy",
+        "AWS::RDS::DBProxyTargetGroup",
+        "AWS::SNS::Topic",
+        "AWS::SNS::Subscription",
+    }
+    found = {k: r for k, r in template["Resources"].items() if r["Type"] in optional}
+    assert {r["Type"] for r in found.values()} == optional
+    assert not [k for k, r in found.items() if resolver.resource_enabled(r)], "off unless its parameters are given"
+
+
+def _rules_broken(template: dict[str, Any], parameters: dict[str, str]) -> list[str]:
+    """The template's Rules evaluated as CloudFormation does before a deploy: the names whose assertion fails."""
+    resolver = Resolver(template, {**PARAMETERS, **parameters})
+    return [
+        name
+        for name, rule in template["Rules"].items()
+        if resolver.resolve(rule.get("RuleCondition", True))
+        and not all(resolver.resolve(a["Assert"]) for a in rule["Assertions"])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "broken"),
+    [
+        ({}, []),
+        ({"VpcSubnetIds": "subnet-1", "VpcId": "vpc-1", "VpcRouteTableIds": "rtb-1", "DatabaseProxyTarget": "db"}, []),
+        ({"DatabaseProxyTarget": "db"}, ["DatabaseProxyNeedsTheVpc"]),
+        ({"VpcRouteTableIds": "rtb-1", "VpcSubnetIds": "subnet-1"}, ["S3GatewayEndpointNeedsTheVpc"]),
+        ({"VpcRouteTableIds": "rtb-1", "VpcId": "vpc-1"}, ["S3GatewayEndpointNeedsTheVpc"]),
+    ],
+)
+def test_half_given_network_options_fail_the_deploy(
+    template: dict[str, Any], parameters: dict[str, str], broken: list[str]
+) -> None:
+    assert _rules_broken(template, parameters) == broken

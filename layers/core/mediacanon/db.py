@@ -125,7 +125,7 @@ class Database:
                 conninfo = self._conninfo
                 if "connect_timeout" not in conninfo_to_dict(conninfo):  # an unreachable host fails fast, not in minutes
                     conninfo = make_conninfo(conninfo, connect_timeout=self._connect_timeout)
-                self._conn = psycopg.connect(conninfo, autocommit=True)
+                self._conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)  # RDS Proxy: no pinning
             assert self._conn is not None
             yield self._conn
 

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from mediacanon.db import Database, Swap
 
 _DDL = """
-CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE IF NOT EXISTS {schema}.claims (
     canonical_key text PRIMARY KEY,
     source_key text NOT NULL,
@@ -71,6 +70,7 @@ class Ledger:
     def __init__(self, db: Database, schema: str = "mediacanon", execution: str | None = None) -> None:
         self.db = db
         self.schema = sql.Identifier(schema)
+        self.schema_name = schema
         self.execution = execution
         self._ready = False
 
@@ -84,6 +84,10 @@ class Ledger:
         with self.db.connection() as conn, conn.transaction():
             # one creator at a time: concurrent CREATE ... IF NOT EXISTS can still collide in the catalog
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('mediacanon.ledger.ddl'))")
+            # CREATE SCHEMA checks CREATE on the database even when the schema exists: skip it then, so a role
+            # granted only this schema (mediacanon db grants) can run the rest
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema_name,)).fetchone() is None:
+                conn.execute(self._q("CREATE SCHEMA IF NOT EXISTS {schema}"))
             conn.execute(self._q(_DDL))
         self._ready = True
 

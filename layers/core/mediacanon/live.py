@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
+from urllib.parse import quote
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -29,10 +30,15 @@ StepName = Literal["normalize", "replicate", "link"]
 observers: list[Callable[[str, StepResult], None]] = []
 
 
+# How long a cold start's secret and media map stay cached (Powertools parameters): a rotated password or an
+# edited map reaches a warm environment within this, without a call per invocation.
+PARAMETER_MAX_AGE = 300
+
+
 @dataclass(frozen=True)
 class Settings:
     media_map: mediamap.MediaMap
-    database_url: str
+    database_url: str = field(repr=False)  # holds the password when built from the secret: never in a log line
     owner_wait_seconds: float
 
 
@@ -45,7 +51,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         from aws_lambda_powertools.utilities import parameters
 
         name = env["MEDIACANON_MEDIA_MAP_PARAMETER"]
-        media_map = mediamap.parse(_yaml(parameters.get_parameter(name, max_age=300)), source=f"ssm:{name}")
+        media_map = mediamap.parse(_yaml(parameters.get_parameter(name, max_age=PARAMETER_MAX_AGE)), source=f"ssm:{name}")
     else:
         raise ConfigError(
             "environment",
@@ -58,8 +64,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     elif env.get("MEDIACANON_DB_SECRET_ARN"):
         from aws_lambda_powertools.utilities import parameters
 
-        secret = parameters.get_secret(env["MEDIACANON_DB_SECRET_ARN"], transform="json", max_age=300)
-        database_url = _conninfo_from_secret(secret)
+        secret = parameters.get_secret(env["MEDIACANON_DB_SECRET_ARN"], transform="json", max_age=PARAMETER_MAX_AGE)
+        database_url = _conninfo_from_secret(secret, host=env.get("MEDIACANON_DB_HOST") or None)
     else:
         raise ConfigError(
             "environment",
@@ -76,15 +82,18 @@ def _yaml(text: Any) -> Any:
     return yaml.safe_load(str(text))
 
 
-def _conninfo_from_secret(secret: Any) -> str:
-    """An RDS / Secrets Manager database secret (host, port, username, password, dbname) as a conninfo."""
+def _conninfo_from_secret(secret: Any, host: str | None = None) -> str:
+    """An RDS / Secrets Manager database secret (host, port, username, password, dbname) as a conninfo; `host`
+    (an RDS Proxy endpoint, MEDIACANON_DB_HOST) replaces the secret's own."""
     from psycopg.conninfo import make_conninfo
 
-    missing = [k for k in ("host", "username", "password") if k not in secret]
-    if missing:
+    if not isinstance(secret, dict):
+        raise ConfigError("MEDIACANON_DB_SECRET_ARN", "secret", "is not a JSON object", "store an RDS-style JSON secret")
+    missing = [k for k in ("username", "password") if k not in secret] + ([] if host or "host" in secret else ["host"])
+    if missing:  # names the keys only: the secret's values never reach an error message
         raise ConfigError("MEDIACANON_DB_SECRET_ARN", "secret", f"lacks {missing}", "store an RDS-style JSON secret")
     return make_conninfo(
-        host=secret["host"],
+        host=host or secret["host"],
         port=str(secret.get("port", 5432)),
         user=secret["username"],
         password=secret["password"],
@@ -92,18 +101,47 @@ def _conninfo_from_secret(secret: Any) -> str:
     )
 
 
+_built_from: list[Settings] = []  # the settings the cached Steps was built from
+
+
 @cache
 def steps() -> Steps:
-    """The Steps of this execution environment, built once (adapters, pool) and reused across invocations."""
+    """The Steps of this execution environment, built once (adapters, one database connection) and reused
+    across invocations; refresh_steps() rebuilds it when its settings change."""
     from mediacanon.db import Database
     from mediacanon.ledger import Ledger
     from mediacanon.s3 import S3Adapter
 
     settings = load_settings()
+    _built_from[:] = [settings]
     db = Database(settings.database_url)
     return Steps(
         settings.media_map, S3Adapter(), db, Ledger(db, settings.media_map.schema), owner_wait_seconds=settings.owner_wait_seconds
     )
+
+
+def refresh_steps(logger: Logger | None = None) -> None:
+    """Rebuild the cached Steps when its settings changed, so a rotated database secret or an edited media map
+    reaches a warm environment once Powertools' cache expires (PARAMETER_MAX_AGE), not at its next cold start.
+    Between changes this reads the cached parameters only: no AWS call, the same connection.
+
+    When the new settings cannot be read (SSM or Secrets Manager unreachable, a media map edited into an
+    invalid one), the environment keeps working with the settings it has: a cold start would fail loudly."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
+    if not steps.cache_info().currsize:
+        return
+    try:
+        fresh = load_settings()
+    except (GetParameterError, TransformParameterError, ConfigError) as exc:
+        if logger is not None:
+            logger.warning("settings not refreshed; keeping the current ones", extra={"error": str(exc)})
+        return
+    if _built_from and fresh == _built_from[0]:
+        return
+    steps().db.close()
+    steps.cache_clear()
+    steps()
 
 
 def event_from_record(record: SQSRecord) -> ObjectEvent:
@@ -150,6 +188,53 @@ def run_record(step: StepName, record: SQSRecord, logger: Logger, metrics: Metri
     return result
 
 
+def replaced_on_cdn(result: StepResult) -> bool:
+    """Whether a step changed what the CDN serves under an existing path (so a cached copy may be stale).
+
+    StepResult does not say yet whether a mirror overwrote an existing CDN object or created a new one, so every
+    mirror counts: a new key's path is invalidated needlessly, a replaced one is never left stale.
+    """
+    return result.outcome in (Outcome.MIRRORED, Outcome.UNMIRRORED)
+
+
+def cdn_path(key: str) -> str:
+    """The distribution's path of a CDN-bucket key, quoted as Django's storage quotes it in URLs (filepath_to_uri),
+    so the invalidation names the URL viewers requested."""
+    return "/" + quote(key, safe="/~!*()'")
+
+
+class CdnInvalidations:
+    """The CDN paths one SQS batch replaced or removed, invalidated with one CreateInvalidation at its end
+    (CloudFront bills per path and limits invalidations in progress, so never one request per record)."""
+
+    def __init__(self, distribution_id: str, client: Any | None = None) -> None:
+        self.distribution_id = distribution_id
+        self._client = client
+        self._paths: set[str] = set()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("cloudfront")
+        return self._client
+
+    def add(self, result: StepResult) -> None:
+        if replaced_on_cdn(result):
+            self._paths.add(cdn_path(result.key))
+
+    def flush(self, reference: str) -> list[str]:
+        """Invalidate the collected paths (if any) and forget them; `reference` makes the request unique."""
+        paths, self._paths = sorted(self._paths), set()
+        if paths:
+            self.client.create_invalidation(
+                DistributionId=self.distribution_id,
+                InvalidationBatch={"Paths": {"Quantity": len(paths), "Items": paths}, "CallerReference": reference},
+            )
+        return paths
+
+
 def lambda_handler_for(step: StepName) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The Lambda handler of one step: Powertools' logger, tracer and metrics around a partial-batch SQS processor.
 
@@ -160,16 +245,51 @@ def lambda_handler_for(step: StepName) -> Callable[[dict[str, Any], LambdaContex
     metrics = Metrics()
     processor = BatchProcessor(event_type=EventType.SQS)
     steps()  # cold start: read and validate the media map and settings now, not at the first record
+    distribution = os.environ.get("MEDIACANON_CDN_DISTRIBUTION_ID") if step == "replicate" else None
+    invalidations = CdnInvalidations(distribution) if distribution else None
 
     @tracer.capture_method
     def record_handler(record: SQSRecord) -> None:
         logger.set_correlation_id(record.message_id)
-        run_record(step, record, logger, metrics)
+        logger.remove_keys(["key", "bucket", "sequencer"])  # the previous record's: they must not label this one
+        try:
+            result = run_record(step, record, logger, metrics)
+        except Exception as exc:
+            # SQS moves a message to the DLQ as it is: its reason is this line, under its message id (re-raised,
+            # so the batch processor reports the record failed and SQS redelivers it)
+            logger.warning("record failed", extra={"error": f"{type(exc).__name__}: {exc}"}, exc_info=True)
+            raise
+        if invalidations is not None:
+            invalidations.add(result)
 
     @logger.inject_lambda_context
     @tracer.capture_lambda_handler
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context))
+        refresh_steps(logger)
+        try:
+            return dict(
+                process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+            )
+        finally:
+            if invalidations is not None:
+                _invalidate(invalidations, context.aws_request_id, logger, metrics)
 
     return lambda_handler
+
+
+def _invalidate(invalidations: CdnInvalidations, reference: str, logger: Logger, metrics: Metrics) -> None:
+    """The batch's objects are in place whatever CloudFront answers (I3 holds): a failed invalidation only leaves
+    a cached copy until it expires. Retrying the records could not help (they are mirrored now, so the retry
+    would find nothing to invalidate), hence an error log and the InvalidationFailed metric its alarm watches."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        paths = invalidations.flush(f"mediacanon-{reference}")
+    except (BotoCoreError, ClientError):
+        logger.exception("cdn invalidation failed", extra={"distribution": invalidations.distribution_id})
+        metrics.add_metric(name="InvalidationFailed", unit=MetricUnit.Count, value=1)
+        return
+    if paths:
+        logger.info("cdn invalidated", extra={"distribution": invalidations.distribution_id, "paths": paths})
+        metrics.add_metric(name="InvalidatedPaths", unit=MetricUnit.Count, value=len(paths))

@@ -9,7 +9,10 @@ id where the wiring needs it, and left unresolved otherwise.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -438,8 +441,13 @@ def _function(resolver: Resolver, template: Mapping[str, Any], logical_id: str, 
 
     env: dict[str, str] = {}
     for layer in (defaults, props):
-        variables = resolver.resolve((layer.get("Environment") or {}).get("Variables") or {})
-        env.update({k: str(v) for k, v in variables.items()})
+        for name, raw in ((layer.get("Environment") or {}).get("Variables") or {}).items():
+            try:
+                value = resolver.resolve(raw)
+            except Unresolved:  # a created resource's id (the distribution, the proxy endpoint): not known locally
+                continue
+            if value is not _DROP:
+                env[name] = str(value)
 
     return Function(
         logical_id=logical_id,
@@ -463,3 +471,62 @@ def _logical_id_of_arn(value: Any, where: str) -> str:
     if isinstance(value, dict) and isinstance(value.get("Fn::GetAtt"), list) and value["Fn::GetAtt"][1:] == ["Arn"]:
         return str(value["Fn::GetAtt"][0])
     raise TopologyError(f"{where}: expected !GetAtt <LogicalId>.Arn, got {value!r}")
+
+
+# -- the template as CloudFormation receives it -----------------------------------------------------------------
+
+# Runs in the SAM CLI's own virtualenv: its aws-sam-translator is the one `sam deploy` applies, and its pins
+# (pydantic ~= 2.13) cannot join the project's. Local code paths become the S3 locations `sam package` would
+# upload them to, and the state machine's ASL is inlined (moto's CloudFormation reads DefinitionString only).
+_EXPAND = r"""
+import json, sys
+from pathlib import Path
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+path, parameters, bucket = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+template = yaml_parse(path.read_text(encoding="utf-8"))
+for logical_id, resource in template["Resources"].items():
+    props = resource.get("Properties") or {}
+    kind = resource["Type"]
+    if kind == "AWS::Serverless::Function":
+        props["CodeUri"] = f"s3://{bucket}/{logical_id}.zip"
+    elif kind == "AWS::Serverless::LayerVersion":
+        props["ContentUri"] = f"s3://{bucket}/{logical_id}.zip"
+    elif kind == "AWS::Lambda::Function" and isinstance(props.get("Code"), str):
+        props["Code"] = {"S3Bucket": bucket, "S3Key": f"{logical_id}.zip"}
+    elif kind == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
+        props["Definition"] = json.loads((path.parent / props.pop("DefinitionUri")).read_text(encoding="utf-8"))
+
+class NoManagedPolicies:  # the template names managed policies by ARN only
+    def load(self):
+        return {}
+
+print(json.dumps(transform(template, parameters, NoManagedPolicies())))
+"""
+
+
+def expand(
+    template_path: str | Path, parameters: Mapping[str, str], *, artifact_bucket: str, sam_python: str | Path | None = None
+) -> dict[str, Any]:
+    """The template after the SAM transform: plain CloudFormation, as ``sam deploy`` hands it over.
+
+    Function and layer code are expected as ``s3://<artifact_bucket>/<LogicalId>.zip``. ``sam_python`` is the
+    SAM CLI virtualenv's interpreter (default: ``.venv-sam/bin/python`` beside the template).
+    """
+    path = Path(template_path).resolve()
+    python = Path(sam_python) if sam_python is not None else path.parent / ".venv-sam" / "bin" / "python"
+    if not python.exists():
+        raise TopologyError(f"{python}: no SAM CLI virtualenv to expand the template with (run `make .venv-sam/.installed`)")
+    region = str(parameters.get("AWS::Region", PSEUDO_PARAMETERS["AWS::Region"]))
+    done = subprocess.run(
+        [str(python), "-c", _EXPAND, str(path), json.dumps(dict(parameters)), artifact_bucket],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AWS_DEFAULT_REGION": region},
+        check=False,
+    )
+    if done.returncode != 0:
+        raise TopologyError(f"the SAM transform of {path} failed: {done.stderr.strip()[-2000:]}")
+    expanded: dict[str, Any] = json.loads(done.stdout)
+    return expanded
