@@ -146,7 +146,7 @@ acceptance-django6: .venv-django6/.installed .venv-pg/.installed
 
 # The long reliability run: 1,000 random schedules per property test (live path; live path + backfill) with
 # duplicates, reorders, concurrent workers and crashes at every step boundary, each checked against I1-I5.
-# CI runs the same tests derandomized with 25 examples each (HYPOTHESIS_PROFILE=ci, the default).
+# CI runs the same tests derandomized with 50 examples each (HYPOTHESIS_PROFILE=ci, the default).
 .PHONY: reliability-long
 reliability-long: setup
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/property -k schedules_keep_every_invariant -p no:cacheprovider --hypothesis-show-statistics

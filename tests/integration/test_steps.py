@@ -364,9 +364,25 @@ def test_a_backfilled_object_costs_seven_s3_requests(world: World) -> None:
     assert process_objects(backfill, ["icons/nytimes_icon_v2_final.png"], dry_run=False).counts == {"migrated": 1}
 
     # HEAD the source and the free canonical key, copy; HEAD the CDN key, copy; HEAD the source again before
-    # retiring it (I5), delete. What replicate and link would re-read is what this worker just wrote.
+    # retiring it (I5), delete it only if it still holds those bytes (If-Match). What replicate and link would
+    # re-read is what this worker just wrote.
     assert sorted(sent) == sorted(
-        ["HeadObject", "HeadObject", "CopyObject", "HeadObject", "CopyObject", "HeadObject", "DeleteObjects"]
+        ["HeadObject", "HeadObject", "CopyObject", "HeadObject", "CopyObject", "HeadObject", "DeleteObject"]
     )
     assert world.row("nytimes")[0] == "icons/nytimes.png"
     assert world.keys(world.primary) == world.keys(world.cdn) == {"icons/nytimes.png"}
+
+
+def test_a_key_refused_for_itself_is_refused_without_asking_the_database(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a key with a NUL byte made normalize look for a referencing row, and PostgreSQL's refusal of NUL
+    in text surfaced as a PermanentError (the record dead-lettered) instead of a refusal naming the key."""
+    world.put("icons/a\x00b.png", b"nul")
+    asked: list[Any] = []
+    real = world.steps.db.rows_referencing
+    monkeypatch.setattr(world.steps.db, "rows_referencing", lambda *a, **k: asked.append(a) or real(*a, **k))
+
+    result = world.steps.normalize(world.event(world.primary, "icons/a\x00b.png"))
+
+    assert (result.outcome, result.detail) == (Outcome.REFUSED, "contains control characters")
+    assert asked == []
+    assert world.keys(world.primary) == {"icons/a\x00b.png"}

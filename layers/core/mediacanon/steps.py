@@ -92,6 +92,15 @@ def sequencer_newer(a: str | None, b: str | None) -> bool:
     return int(a, 16) > int(b, 16)
 
 
+def _safe(key: str) -> bool:
+    """True when the key itself passes naming's checks (its name may still give no slug)."""
+    try:
+        naming.check_key(key)
+    except UnsafeKeyError:
+        return False
+    return True
+
+
 def _not_canonical(result: StepResult) -> StepResult:
     """For replicate and link a refused key is simply not canonical: normalize is the one that reports it."""
     if result.outcome == Outcome.REFUSED:
@@ -143,7 +152,9 @@ class Steps:
             return StepResult(Outcome.SKIPPED, key, "deletions are replicate's business")
         res = self._resolve(key)
         if isinstance(res, StepResult):
-            by_row = resolve_by_reference(self.map, self.db, key) if res.outcome == Outcome.REFUSED else None
+            # only a name without a slug can be named by its row: a key refused for itself (a control character,
+            # '..', too long) stays refused, and is never sent to the database (PostgreSQL text cannot hold NUL)
+            by_row = resolve_by_reference(self.map, self.db, key) if res.outcome == Outcome.REFUSED and _safe(key) else None
             if by_row is None:
                 return res
             res = by_row  # the name gives no slug, but a row references the key: the row names it
@@ -309,7 +320,9 @@ class Steps:
             return False
         if source.etag != canonical.metadata.get(SOURCE_ETAG):
             return False  # overwritten since the copy: those newer bytes are not under the canonical key
-        # the primary bucket is versioned (template.yaml), so this leaves a delete marker, not a loss
-        self.s3.delete_many(self.primary, [source_key]).raise_for_errors(self.primary)
+        # the primary bucket is versioned (template.yaml), so this leaves a delete marker, not a loss; and it is
+        # conditional on the ETag just checked: bytes uploaded under the key since then are not deleted with it
+        if not self.s3.delete_if_match(self.primary, source_key, source.etag):
+            return False
         self.ledger.mark_retired(source_key, key=canonical.key)
         return True

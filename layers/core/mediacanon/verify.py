@@ -1,22 +1,23 @@
-"""The three-way check: primary bucket x CDN bucket x database.
+"""The three-way check behind `mediacanon verify`: primary bucket x CDN bucket x database (and the ledger).
 
-Broken promises (non-zero exit):
+Its core is `mediacanon.invariants.check_invariants`; this module keeps the command's shape. Broken promises
+(non-zero exit):
 - I1: a row mediacanon changed (it is in the ledger) points at a key missing from the primary or the CDN bucket;
-- I3: a CDN key that is not a canonical primary key, or a CDN object whose bytes differ from its primary object.
+- I2: a row points at a key mediacanon retired, and the key is gone;
+- I3: a CDN key that is not a canonical primary key, or a CDN object whose bytes differ from its primary object;
+- I5 is proven by the test suites' histories (every original's bytes kept): from the state alone, a retired
+  source whose canonical copy is gone is reported, since it may have been deleted on purpose since.
 Reported, not broken: rows that pointed at a missing key before mediacanon touched them, objects waiting for a
 rename, and orphans (I5: reported, deleted only on explicit request).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mediacanon import naming
-from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
+from mediacanon.invariants import InvariantReport, Violation, check_invariants
 from mediacanon.mediamap import MediaMap
-from mediacanon.steps import SOURCE_KEY, same_bytes
 
 if TYPE_CHECKING:
     from mediacanon.db import Database
@@ -29,103 +30,62 @@ class Verification:
     broken_i1: list[dict[str, Any]] = field(default_factory=list)  # changed rows pointing at a 404
     broken_i3_extra: list[str] = field(default_factory=list)  # CDN keys that are not canonical primary keys
     broken_i3_differs: list[str] = field(default_factory=list)  # CDN bytes differ from primary
+    broken_i2: list[dict[str, Any]] = field(default_factory=list)  # rows pointing at a key mediacanon retired
+    broken_i5: list[dict[str, Any]] = field(default_factory=list)  # only with a baseline (see invariants)
     missing: list[dict[str, Any]] = field(default_factory=list)  # rows pointing at keys no bucket holds
     unmirrored: list[str] = field(default_factory=list)  # canonical referenced keys not yet in the CDN
     pending: list[str] = field(default_factory=list)  # referenced but not canonical: a rename is due
     orphans: list[str] = field(default_factory=list)  # mapped objects no row references
     refused: list[str] = field(default_factory=list)
+    retired_copy_gone: list[dict[str, Any]] = field(default_factory=list)  # retired sources whose copy is gone
     counts: dict[str, int] = field(default_factory=dict)
+    invariants: InvariantReport | None = None  # the structured violations this was built from
 
     @property
     def ok(self) -> bool:
-        return not (self.broken_i1 or self.broken_i3_extra or self.broken_i3_differs)
+        return not (self.broken_i1 or self.broken_i3_extra or self.broken_i3_differs or self.broken_i2 or self.broken_i5)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "i1_never_a_404": {"ok": not self.broken_i1, "broken": self.broken_i1},
+            "i2_delete_last": {"ok": not self.broken_i2, "broken": self.broken_i2},
             "i3_exact_mirror": {
                 "ok": not (self.broken_i3_extra or self.broken_i3_differs),
                 "not_canonical_primary_keys": self.broken_i3_extra,
                 "bytes_differ": self.broken_i3_differs,
             },
+            "i5_nothing_lost": {"ok": not self.broken_i5, "broken": self.broken_i5},
             "report": {
                 "missing": self.missing,
                 "unmirrored": self.unmirrored,
                 "pending_rename": self.pending,
                 "orphans": self.orphans,
                 "refused": self.refused,
+                "retired_copy_gone": self.retired_copy_gone,
             },
             "counts": self.counts,
         }
 
 
 def verify(media_map: MediaMap, s3: S3Adapter, db: Database, ledger: Ledger) -> Verification:
-    result = Verification()
-    primary = {o.key: o for o in s3.iter_objects(media_map.buckets.primary)}
-    cdn = {o.key: o for o in s3.iter_objects(media_map.buckets.cdn)}
-    changed_rows: dict[str, set[Any]] = defaultdict(set)
-    for entry in ledger.entries():
-        if entry.rolled_back_at is None:
-            changed_rows[entry.field].update(c["id"] for c in entry.changes)
-
-    referenced: set[str] = set()
-    rows = 0
-    for mapping in media_map.fields:
-        db.check_field(mapping)
-        for row in db.iter_rows(mapping):
-            rows += 1
-            if not row.value or (mapping.tenant_scoped and not row.tenant):
-                continue
-            key = naming.key_for_value(mapping, row.value, row.tenant)
-            referenced.add(key)
-            in_primary, in_cdn = key in primary, key in cdn
-            if in_primary and in_cdn:
-                continue
-            where = {"field": mapping.name, "row": row.id, "key": key, "in_primary": in_primary, "in_cdn": in_cdn}
-            if row.id in changed_rows[mapping.name]:
-                result.broken_i1.append(where)
-            elif not in_primary:
-                result.missing.append(where)
-            else:
-                canonical = _canonical(media_map, key)
-                (result.unmirrored if canonical == key else result.pending).append(key)
-
-    canonical_primary: set[str] = set()
-    for key in primary:
-        if key.startswith(media_map.reports_prefix):
-            continue
-        try:
-            res = naming.resolve(media_map, key)
-        except UnsafeKeyError:
-            result.refused.append(key)
-            continue
-        except UnmappedKeyError:
-            continue
-        if res.is_canonical:
-            canonical_primary.add(key)
-        if key not in referenced:
-            result.orphans.append(key)
-
-    for key, obj in cdn.items():
-        if key not in primary:
-            result.broken_i3_extra.append(key)
-            continue
-        if key not in canonical_primary:
-            head = s3.head(media_map.buckets.primary, key)
-            if head is None or SOURCE_KEY not in head.metadata:
-                result.broken_i3_extra.append(key)
-                continue
-        if obj.etag != primary[key].etag:
-            p_head, c_head = s3.head(media_map.buckets.primary, key), s3.head(media_map.buckets.cdn, key)
-            if p_head is None or c_head is None or not same_bytes(p_head, c_head):
-                result.broken_i3_differs.append(key)
-    result.counts = {"primary_objects": len(primary), "cdn_objects": len(cdn), "rows": rows, "referenced_keys": len(referenced)}
-    return result
+    checked = check_invariants(media_map, s3, db, ledger)
+    return Verification(
+        broken_i1=[v.data for v in checked.broken("I1")],
+        broken_i3_extra=[v.key for v in checked.broken("I3") if v.kind in ("cdn_key_not_in_primary", "cdn_key_not_canonical")],
+        broken_i3_differs=[v.key for v in checked.broken("I3") if v.kind == "cdn_bytes_differ"],
+        broken_i2=[_entry(v) for v in checked.broken("I2")],
+        broken_i5=[_entry(v) for v in checked.broken("I5")],
+        missing=checked.missing,
+        unmirrored=checked.unmirrored,
+        pending=checked.pending,
+        orphans=checked.orphans,
+        refused=checked.refused,
+        retired_copy_gone=checked.retired_copy_gone,
+        counts=checked.counts,
+        invariants=checked,
+    )
 
 
-def _canonical(media_map: MediaMap, key: str) -> str | None:
-    try:
-        return naming.resolve(media_map, key).canonical_key
-    except (UnsafeKeyError, UnmappedKeyError):
-        return None
+def _entry(violation: Violation) -> dict[str, Any]:
+    return {"kind": violation.kind, "key": violation.key, "detail": violation.detail, **violation.data}

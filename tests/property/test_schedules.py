@@ -1,0 +1,623 @@
+"""Generated schedules over the live path and the backfill, checked against the five invariants.
+
+A schedule is a small site (rows, their messy uploads, staged files, orphans, a file only the read-only legacy
+bucket holds) and a run of deliveries drawn by hypothesis: which pending event goes next (reordered, delayed),
+whether it is delivered again (duplicated), whether two workers take it at once (concurrent, threads on one key),
+and where workers crash (after the claim, after the copy, after the mirror, after the commit, before the retire),
+each crash followed by the redelivery SQS would make. Events come from what S3 would emit: every copy the steps
+make emits its own event, even when the worker dies right after it.
+
+The real `Steps` run against the session's moto server and PostgreSQL; crashes are injected at adapter calls, so
+the library code runs unchanged. At the end every pending event is drained without faults and:
+- History (I1, I2): no row moved to a key a bucket lacked at that moment; no primary key deleted while a row
+  referenced it; nothing written to or deleted from the read-only bucket.
+- State (I1, I2, I3, I5): `check_invariants` with the baseline taken before the schedule.
+- I4: the final state equals the fault-free outcome, and replaying every delivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import event as hypothesis_event
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
+from psycopg import sql
+
+from mediacanon import mediamap, naming
+from mediacanon.backfill import process_objects, process_rows
+from mediacanon.db import Database, Swap
+from mediacanon.errors import RetryableError
+from mediacanon.invariants import Baseline, History, check_invariants, snapshot, take_baseline
+from mediacanon.ledger import Ledger
+from mediacanon.mediamap import FieldMapping
+from mediacanon.s3 import S3Adapter
+from mediacanon.steps import ObjectEvent, Steps
+from mediacanon.verify import verify
+
+pytestmark = pytest.mark.integration
+
+BOUNDARIES = ("after_claim", "after_copy", "after_mirror", "after_commit", "before_retire")
+# not a crash: Django saves new bytes under the source key (AWS_S3_FILE_OVERWRITE) just before the retire deletes it
+OVERWRITE = "overwrite_before_retire"
+SLUGS = ("nytimes", "bbc", "reuters", "el-pais", "guardian", "lemonde")
+MAX_DELIVERIES = 80  # the drawn part of a schedule; the fault-free drain after it is bounded by DRAIN_LIMIT
+DRAIN_LIMIT = 400
+
+
+class Crash(Exception):
+    """A worker dying at a step boundary (Lambda timeout, out of memory): the record fails, SQS redelivers it."""
+
+
+# -- the site a schedule runs on ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """One piece of the site: `kind` says how it is set up and where its bytes must end."""
+
+    kind: str  # messy | canonical | staged | masthead | orphan | legacy
+    slug: str
+
+    @property
+    def body(self) -> bytes:
+        return f"{self.kind}:{self.slug}".encode()
+
+    @property
+    def source_key(self) -> str:
+        return {
+            "messy": f"icons/{self.slug}_icon_v2_FINAL (1).png",
+            "canonical": f"icons/{self.slug}.png",
+            "staged": f"downloads/{self.slug}/google_favicon/google_icon.png",
+            "masthead": f"mastheads/{self.slug.title()}_Masthead.JPG",
+            "orphan": f"icons/nobody-{self.slug}_logo.png",
+            "legacy": f"icons/{self.slug}_old.png",
+        }[self.kind]
+
+    @property
+    def canonical_key(self) -> str:
+        return f"mastheads/{self.slug}.jpg" if self.kind == "masthead" else f"icons/{self.slug}.png"
+
+
+@st.composite
+def sites(draw: st.DrawFn, *, legacy: bool) -> list[Item]:
+    """Up to four rows with distinct slugs (so no two items race for one canonical key) and maybe an orphan."""
+    kinds = ["messy", "canonical", "staged", "masthead", *(["legacy"] if legacy else [])]
+    slugs = draw(st.lists(st.sampled_from(SLUGS), min_size=1, max_size=4, unique=True))
+    items = [Item(draw(st.sampled_from(kinds)), slug) for slug in slugs]
+    if draw(st.booleans()):
+        items.append(Item("orphan", draw(st.sampled_from(SLUGS))))
+    return items
+
+
+def expected_state(
+    items: list[Item], overwritten: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, str | None]]]:
+    """The fault-free outcome: (primary key -> ETag, CDN key -> ETag, field -> slug -> column). A source overwritten
+    after its row moved stays, with the new bytes, as an orphan no row references (reported, never deleted)."""
+    primary: dict[str, str] = dict(overwritten)
+    cdn: dict[str, str] = {}
+    rows: dict[str, dict[str, str | None]] = {"archive.PublicationSource.icon": {}, "archive.PublicationSource.masthead": {}}
+    for item in items:
+        md5 = hashlib.md5(item.body).hexdigest()  # noqa: S324 - S3's ETag of a single-part object
+        if item.kind == "orphan":
+            primary[item.source_key] = md5  # kept, reported (I5)
+            continue
+        primary[item.canonical_key] = cdn[item.canonical_key] = md5
+        if item.kind == "masthead":
+            rows["archive.PublicationSource.icon"][item.slug] = None
+            rows["archive.PublicationSource.masthead"][item.slug] = item.canonical_key  # location "": value = key
+        else:
+            rows["archive.PublicationSource.icon"][item.slug] = item.canonical_key
+            rows["archive.PublicationSource.masthead"][item.slug] = None
+    return primary, cdn, rows
+
+
+# -- deliveries, faults and the audited adapters -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    step: str  # normalize | replicate | link | backfill-objects | backfill-rows
+    bucket: str
+    key: str
+    created: bool = True
+    sequencer: str | None = None
+
+
+@dataclass
+class Faults:
+    """Crash at the Nth time a named boundary is reached (1-based), as planned; counted across threads."""
+
+    plan: dict[str, frozenset[int]] = field(default_factory=dict)
+    reached: Counter[str] = field(default_factory=Counter)
+    fired: list[str] = field(default_factory=list)
+    enabled: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def due(self, action: str) -> bool:
+        """True when the planned action (not a crash) is due at this occurrence."""
+        with self.lock:
+            self.reached[action] += 1
+            due = self.enabled and self.reached[action] in self.plan.get(action, frozenset())
+            if due:
+                self.fired.append(action)
+        return due
+
+    def at(self, boundary: str) -> None:
+        with self.lock:
+            self.reached[boundary] += 1
+            crash = self.enabled and self.reached[boundary] in self.plan.get(boundary, frozenset())
+            if crash:
+                self.fired.append(boundary)
+        if crash:
+            raise Crash(boundary)
+
+
+class Schedule:
+    """One schedule's buckets, queue, faults and history."""
+
+    def __init__(self, world: World, items: list[Item], faults: Faults) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        self.world = world
+        self.items = items
+        self.primary, self.cdn, self.legacy = f"primary-{suffix}", f"cdn-{suffix}", f"legacy-{suffix}"
+        client = world.client
+        for name in (self.primary, self.cdn, self.legacy):
+            client.create_bucket(Bucket=name)
+        # as template.yaml: the primary bucket is versioned, so a retire leaves a delete marker
+        client.put_bucket_versioning(Bucket=self.primary, VersioningConfiguration={"Status": "Enabled"})
+        self.map = mediamap.parse(world.archive_map(self.primary, self.cdn, [self.legacy]))
+        self.faults = faults
+        self.history = History(self.map)
+        self.queue: list[Delivery] = []
+        self.delivered: list[Delivery] = []
+        self.overwritten: dict[str, str] = {}  # source key -> ETag of the bytes Django saved over it
+        self.lock = threading.Lock()
+        self.seq = itertools.count(1)
+        self.s3 = S3Adapter(client)
+        world.reset_tables()
+        for item in items:
+            self._set_up(item)
+        self.baseline: Baseline = take_baseline(self.map, self.s3)
+
+    def _set_up(self, item: Item) -> None:
+        client = self.world.client
+        bucket = self.legacy if item.kind == "legacy" else self.primary
+        client.put_object(Bucket=bucket, Key=item.source_key, Body=item.body, ContentType="image/png")
+        if item.kind == "orphan":
+            pass
+        elif item.kind == "masthead":
+            self.world.sql("INSERT INTO archive_publicationsource (slug, masthead) VALUES (%s, %s)", item.slug, item.source_key)
+        elif item.kind == "staged":
+            self.world.sql("INSERT INTO archive_publicationsource (slug) VALUES (%s)", item.slug)
+        else:
+            self.world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES (%s, %s)", item.slug, item.source_key)
+        if bucket == self.primary:
+            self.emit_created(self.primary, item.source_key)
+        if item.kind == "legacy":  # no event covers it: only the backfill's rows phase can bring it back
+            self.queue.append(Delivery("backfill-rows", self.primary, "archive.PublicationSource.icon"))
+        else:
+            self.queue.append(Delivery("backfill-objects", self.primary, item.source_key))
+
+    # what S3 -> EventBridge would deliver for a write: normalize and replicate for the primary, link for the CDN
+    def emit_created(self, bucket: str, key: str) -> None:
+        seq = f"{next(self.seq):016X}"
+        with self.lock:
+            if bucket == self.primary:
+                self.queue.append(Delivery("normalize", bucket, key, True, seq))
+                self.queue.append(Delivery("replicate", bucket, key, True, seq))
+            elif bucket == self.cdn:
+                self.queue.append(Delivery("link", bucket, key, True, seq))
+
+    def overwrite(self, key: str) -> None:
+        """A new upload under the key (the user re-saved the file): its bytes must never be lost (I5)."""
+        body = f"overwritten {key}".encode()
+        self.world.client.put_object(Bucket=self.primary, Key=key, Body=body, ContentType="image/png")
+        etag = hashlib.md5(body).hexdigest()  # noqa: S324 - S3's ETag of a single-part object
+        self.overwritten[key] = etag
+        assert isinstance(self.baseline.originals, dict)
+        self.baseline.originals[f"{key} (overwritten)"] = etag
+        self.emit_created(self.primary, key)
+
+    def emit_deleted(self, bucket: str, key: str) -> None:
+        if bucket == self.primary:
+            with self.lock:
+                self.queue.append(Delivery("replicate", bucket, key, False, f"{next(self.seq):016X}"))
+
+    def referencing_rows(self, key: str) -> list[Any]:
+        ids: list[Any] = []
+        for mapping in self.map.fields:
+            if key.startswith(mapping.location + mapping.upload_to):
+                query = sql.SQL("SELECT id FROM archive_publicationsource WHERE {} = %s").format(sql.Identifier(mapping.column))
+                ids += [row[0] for row in self.world.sql(query, naming.column_value(mapping, key))]
+        return ids
+
+    def steps(self, db: Database, *, backfill: bool = False) -> Steps:
+        ledger = AuditedLedger(self, db, self.map.schema, execution="backfill" if backfill else None)
+        return Steps(self.map, AuditedS3(self, S3Adapter(self.world.client)), db, ledger, owner_wait_seconds=0)  # type: ignore[arg-type]
+
+
+class AuditedS3:
+    """The S3 adapter as the steps see it: records every write and delete (with the rows referencing the key at that
+    moment), emits the events S3 would, and crashes where the schedule says."""
+
+    def __init__(self, schedule: Schedule, inner: S3Adapter) -> None:
+        self.schedule = schedule
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **kwargs: Any) -> str:
+        s = self.schedule
+        s.history.write(dst_bucket, dst_key)
+        etag = self.inner.copy(src_bucket, src_key, dst_bucket, dst_key, **kwargs)
+        s.emit_created(dst_bucket, dst_key)  # S3 emits the event whether or not the worker survives the next line
+        s.faults.at("after_copy" if dst_bucket == s.primary else "after_mirror")
+        return etag
+
+    def put_bytes(self, bucket: str, key: str, body: bytes, *args: Any, **kwargs: Any) -> str:
+        self.schedule.history.write(bucket, key)
+        return self.inner.put_bytes(bucket, key, body, *args, **kwargs)
+
+    def delete_many(self, bucket: str, keys: Any) -> Any:
+        s = self.schedule
+        keys = list(keys)
+        if bucket == s.primary:
+            s.faults.at("before_retire")
+            if s.faults.due(OVERWRITE):
+                s.overwrite(keys[0])
+        for key in keys:
+            s.history.delete(bucket, key, s.referencing_rows(key) if bucket == s.primary else ())
+        result = self.inner.delete_many(bucket, keys)
+        for key in keys:
+            s.emit_deleted(bucket, key)
+        return result
+
+    def delete_if_match(self, bucket: str, key: str, etag: str) -> bool:
+        s = self.schedule
+        if bucket == s.primary:
+            s.faults.at("before_retire")
+            if s.faults.due(OVERWRITE):
+                s.overwrite(key)
+        s.history.delete(bucket, key, s.referencing_rows(key) if bucket == s.primary else ())
+        deleted = self.inner.delete_if_match(bucket, key, etag)
+        if deleted:
+            s.emit_deleted(bucket, key)
+        return deleted
+
+
+class AuditedLedger(Ledger):
+    """The ledger, with a crash after the claim and after the commit, and I1's check at the moment of each swap."""
+
+    def __init__(self, schedule: Schedule, db: Database, schema: str, execution: str | None) -> None:
+        super().__init__(db, schema, execution)
+        self.schedule = schedule
+
+    def claim(self, canonical_key: str, source_key: str, source_etag: str | None, *, take_over: bool = False) -> str:
+        holder = super().claim(canonical_key, source_key, source_etag, take_over=take_over)
+        self.schedule.faults.at("after_claim")
+        return holder
+
+    def record_link(self, mapping: FieldMapping, swaps: Any, **kwargs: Any) -> int:
+        s = self.schedule
+        for swap in swaps:
+            assert isinstance(swap, Swap)
+            if swap.new:
+                key = naming.key_for_value(mapping, swap.new)
+                s.history.swap(key, in_primary=s.s3.head(s.primary, key) is not None, in_cdn=s.s3.head(s.cdn, key) is not None)
+        changed = super().record_link(mapping, swaps, **kwargs)
+        s.faults.at("after_commit")
+        return changed
+
+
+# -- running a schedule ------------------------------------------------------------------------------------------
+
+
+def note(what: str) -> None:
+    """Counted in --hypothesis-show-statistics (the parametrized tests run outside hypothesis: nothing to count)."""
+    if currently_in_test_context():
+        hypothesis_event(what)
+
+
+def run_delivery(steps: Steps, delivery: Delivery) -> None:
+    if delivery.step == "backfill-objects":
+        process_objects(steps, [delivery.key], dry_run=False)
+    elif delivery.step == "backfill-rows":
+        process_rows(steps, steps.map.field(delivery.key), dry_run=False)
+    else:
+        event = ObjectEvent(delivery.bucket, delivery.key, delivery.created, sequencer=delivery.sequencer)
+        getattr(steps, delivery.step)(event)
+
+
+def attempt(schedule: Schedule, steps: Steps, delivery: Delivery) -> bool:
+    """One delivery to one worker; False when the worker failed it (crashed or a retryable error): SQS redelivers."""
+    try:
+        run_delivery(steps, delivery)
+    except (Crash, RetryableError):
+        return False
+    return True
+
+
+def concurrently(schedule: Schedule, workers: list[Steps], delivery: Delivery) -> list[bool]:
+    """The same delivery taken by two workers at once (SQS at-least-once, or two events for one key)."""
+    barrier = threading.Barrier(len(workers))
+    results: list[bool | BaseException] = [False] * len(workers)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = attempt(schedule, workers[i], delivery)
+        except BaseException as exc:  # surfaced below: an unexpected error is a finding, not a retry
+            results[i] = exc
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return [bool(r) for r in results]
+
+
+@dataclass(frozen=True)
+class Move:
+    """One drawn delivery: which pending event (`pick` modulo the queue's length), duplicate it, race two workers.
+
+    Drawn up front, independent of the queue, so hypothesis replays and shrinks a schedule by its moves (threads
+    make the queue's exact contents after a race nondeterministic; the moves stay the same)."""
+
+    pick: int = 0
+    duplicate: bool = False
+    concurrent: bool = False
+
+
+moves = st.lists(
+    st.builds(Move, st.integers(0, 10_000), st.integers(0, 4).map(lambda n: n == 4), st.integers(0, 3).map(lambda n: n == 3)),
+    min_size=5,
+    max_size=MAX_DELIVERIES,
+)
+
+
+def play(schedule: Schedule, workers: list[Steps], backfill: Steps, plan: list[Move]) -> None:
+    """The drawn part: the next delivery, maybe duplicated, maybe raced by two workers; failed ones return to the queue."""
+    for move in plan:
+        if not schedule.queue:
+            return
+        with schedule.lock:
+            delivery = schedule.queue.pop(move.pick % len(schedule.queue))
+            if move.duplicate:  # delivered again later
+                schedule.queue.append(delivery)
+        schedule.delivered.append(delivery)
+        if delivery.step.startswith("backfill"):
+            ok = [attempt(schedule, backfill, delivery)]
+        elif move.concurrent:
+            note("two workers on one delivery")
+            ok = concurrently(schedule, workers, delivery)
+        else:
+            ok = [attempt(schedule, workers[0], delivery)]
+        if not any(ok):
+            with schedule.lock:
+                schedule.queue.append(delivery)
+
+
+def drain(schedule: Schedule, steps: Steps, backfill: Steps) -> None:
+    """Every pending delivery, in order, no faults: what SQS and Step Functions redrive until the queues are empty."""
+    schedule.faults.enabled = False
+    for _ in range(DRAIN_LIMIT):
+        if not schedule.queue:
+            return
+        with schedule.lock:
+            delivery = schedule.queue.pop(0)
+        schedule.delivered.append(delivery)
+        if not attempt(schedule, backfill if delivery.step.startswith("backfill") else steps, delivery):
+            schedule.queue.append(delivery)
+    raise AssertionError(f"not settled after {DRAIN_LIMIT} deliveries; still queued: {schedule.queue[:10]}")
+
+
+def check(schedule: Schedule, steps: Steps, backfill: Steps) -> None:
+    db = steps.db
+    for boundary in sorted(set(schedule.faults.fired)):  # --hypothesis-show-statistics: which crashes the run hit
+        note(f"crashed {boundary}")
+    violations = schedule.history.violations()
+    assert not violations, [v.to_json() for v in violations]
+    report = check_invariants(schedule.map, schedule.s3, db, Ledger(db, schedule.map.schema), baseline=schedule.baseline)
+    assert report.ok, report.summary()
+    # I4: the state every fault-free order reaches
+    primary, cdn, rows = expected_state(schedule.items, schedule.overwritten)
+    settled = snapshot(schedule.map, schedule.s3, db)
+    assert dict(settled.primary) == primary
+    assert dict(settled.cdn) == cdn
+    slug_of = {r[0]: r[1] for r in schedule.world.sql("SELECT id, slug FROM archive_publicationsource")}
+    assert {f: {slug_of[i]: v for i, v in values} for f, values in settled.rows.items()} == rows
+    # I4: a replay of every delivery (in the order they were made) writes nothing and changes nothing
+    writes = sum(1 for f in schedule.history.facts if f.action in ("write", "delete"))
+    for delivery in list(schedule.delivered):
+        assert attempt(schedule, backfill if delivery.step.startswith("backfill") else steps, delivery), delivery
+    assert snapshot(schedule.map, schedule.s3, db) == settled
+    new = [f for f in schedule.history.facts if f.action in ("write", "delete")][writes:]
+    assert [f for f in new if f.bucket != schedule.primary or not f.key.startswith("mediacanon-reports/")] == []
+
+
+# -- fixtures and tests ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    client: Any
+    conninfo: str
+    archive_map: Callable[..., dict[str, Any]]
+    dbs: list[Database]
+
+    def sql(self, query: str | sql.Composed, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            cur = conn.execute(query, params)  # type: ignore[arg-type]  # literals and sql.Composed only
+            return cur.fetchall() if cur.description else []
+
+    def reset_tables(self) -> None:
+        self.sql("TRUNCATE archive_publicationsource RESTART IDENTITY")
+        self.sql("CREATE SCHEMA IF NOT EXISTS mediacanon")
+        if self.sql("SELECT to_regclass('mediacanon.ledger')")[0][0] is not None:
+            self.sql("TRUNCATE mediacanon.ledger, mediacanon.claims")
+
+
+@pytest.fixture
+def world(s3_client: Any, archive_db: str, archive_map: Any) -> Iterator[World]:
+    dbs = [Database(archive_db) for _ in range(3)]  # two live workers and the backfill: a connection each
+    yield World(s3_client, archive_db, archive_map, dbs)
+    for db in dbs:
+        db.close()
+
+
+def run_schedule(world: World, items: list[Item], faults: Faults, plan: list[Move], *, live_only: bool = False) -> Schedule:
+    schedule = Schedule(world, items, faults)
+    if live_only:
+        schedule.queue = [d for d in schedule.queue if not d.step.startswith("backfill")]
+    workers = [schedule.steps(world.dbs[0]), schedule.steps(world.dbs[1])]
+    backfill = schedule.steps(world.dbs[2], backfill=True)
+    play(schedule, workers, backfill, plan)
+    drain(schedule, workers[0], backfill)
+    check(schedule, workers[0], backfill)
+    return schedule
+
+
+crash_plans = st.dictionaries(
+    st.sampled_from((*BOUNDARIES, OVERWRITE)), st.frozensets(st.integers(1, 4), min_size=1, max_size=2), max_size=len(BOUNDARIES)
+)
+
+
+@given(items=sites(legacy=False), plan=crash_plans, schedule=moves)
+def test_live_path_schedules_keep_every_invariant(
+    world: World, items: list[Item], plan: dict[str, frozenset[int]], schedule: list[Move]
+) -> None:
+    """The live path alone (the backfill's deliveries dropped): duplicates, reorders, concurrency and crashes."""
+    run_schedule(world, items, Faults(plan), schedule, live_only=True)
+
+
+@given(items=sites(legacy=True), plan=crash_plans, schedule=moves)
+def test_live_path_and_backfill_schedules_keep_every_invariant(
+    world: World, items: list[Item], plan: dict[str, frozenset[int]], schedule: list[Move]
+) -> None:
+    """The backfill's batches (objects and rows) interleaved with the live path's events, crashes in both."""
+    run_schedule(world, items, Faults(plan), schedule)
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("nth", [1, 2])
+def test_a_crash_at_each_step_boundary_then_retries_converge(world: World, boundary: str, nth: int) -> None:
+    """Every boundary, crashed at its first and second occurrence, in the plain delivery order, then retried."""
+    items = [Item("messy", "nytimes"), Item("staged", "el-pais"), Item("masthead", "bbc"), Item("legacy", "guardian")]
+    faults = Faults({boundary: frozenset({nth})})
+    run_schedule(world, items, faults, [Move()] * MAX_DELIVERIES)  # always the first pending delivery, no duplicate
+    assert faults.fired == [boundary], faults  # the crash really happened where it was planned
+
+
+def test_an_upload_over_the_source_just_before_its_retire_is_kept(world: World) -> None:
+    """Regression: retire read the source's ETag, then deleted the key unconditionally; bytes Django saved under
+    that key in between were deleted with it (I5). The delete is now conditional on the ETag it checked."""
+    items = [Item("messy", "nytimes"), Item("staged", "el-pais")]
+    faults = Faults({OVERWRITE: frozenset({1, 2})})
+    schedule = run_schedule(world, items, faults, [Move()] * MAX_DELIVERIES)
+    assert faults.fired.count(OVERWRITE) == 2
+    assert set(schedule.overwritten) == {Item("messy", "nytimes").source_key, Item("staged", "el-pais").source_key}
+
+
+# -- the checker itself: each kind of broken promise is caught ----------------------------------------------------
+
+
+def settled_site(world: World) -> tuple[Schedule, Steps, Steps]:
+    items = [Item("messy", "nytimes"), Item("legacy", "guardian")]
+    schedule = Schedule(world, items, Faults())
+    steps, backfill = schedule.steps(world.dbs[0]), schedule.steps(world.dbs[2], backfill=True)
+    drain(schedule, steps, backfill)
+    return schedule, steps, backfill
+
+
+def state_violations(schedule: Schedule, steps: Steps) -> set[tuple[str, str, str]]:
+    report = check_invariants(
+        schedule.map, schedule.s3, steps.db, Ledger(steps.db, schedule.map.schema), baseline=schedule.baseline
+    )
+    return {(v.invariant, v.kind, v.key) for v in report.violations}
+
+
+def test_the_checker_passes_a_settled_site_and_names_each_broken_promise(world: World) -> None:
+    schedule, steps, _ = settled_site(world)
+    client, cdn = world.client, schedule.cdn
+    assert state_violations(schedule, steps) == set()
+
+    client.put_object(Bucket=cdn, Key="icons/stray_icon.png", Body=b"x")  # I3: not a canonical primary key
+    client.put_object(Bucket=cdn, Key="icons/guardian.png", Body=b"other bytes")  # I3: differs from primary
+    client.put_object(Bucket=schedule.legacy, Key="icons/new.png", Body=b"x")  # I2: a read-only source written
+    client.delete_object(Bucket=cdn, Key="icons/nytimes.png")  # I1: a row mediacanon moved now points at a 404
+    assert state_violations(schedule, steps) == {
+        ("I3", "cdn_key_not_in_primary", "icons/stray_icon.png"),
+        ("I3", "cdn_bytes_differ", "icons/guardian.png"),
+        ("I2", "read_only_source_changed", "icons/new.png"),
+        ("I1", "row_points_at_missing_key", "icons/nytimes.png"),
+    }
+
+
+def test_the_checker_names_a_lost_original_and_a_row_left_on_a_retired_key(world: World) -> None:
+    schedule, steps, _ = settled_site(world)
+    source = Item("messy", "nytimes").source_key
+    # a row mediacanon never touched points at the key it retired (a 404 of mediacanon's making) ...
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('nyt-archive', %s)", source)
+    # ... and the canonical copy of that retired source is deleted from both buckets (the bytes are gone)
+    world.client.delete_object(Bucket=schedule.primary, Key="icons/nytimes.png")
+    world.client.delete_object(Bucket=schedule.cdn, Key="icons/nytimes.png")
+
+    assert state_violations(schedule, steps) == {
+        ("I2", "retired_while_referenced", source),
+        ("I1", "row_points_at_missing_key", "icons/nytimes.png"),  # the row mediacanon moved there
+        ("I5", "retired_source_without_copy", source),
+        ("I5", "original_bytes_lost", source),
+    }
+    # `mediacanon verify` (no baseline): I1 and I2 broken, exit 1; the gone copy reported, not broken (it may have
+    # been deleted on purpose: only a baseline or a history can tell)
+    result = verify(schedule.map, schedule.s3, steps.db, Ledger(steps.db, schedule.map.schema))
+    data = result.to_json()
+    assert not result.ok
+    assert [b["key"] for b in data["i2_delete_last"]["broken"]] == [source]
+    assert [b["key"] for b in data["i1_never_a_404"]["broken"]] == ["icons/nytimes.png"]
+    assert data["i5_nothing_lost"] == {"ok": True, "broken": []}
+    assert [r["key"] for r in data["report"]["retired_copy_gone"]] == [source]
+
+
+class RetiresBeforeTheCommit(Steps):
+    """A deliberately broken link: the source is deleted before the rows move (what I2 forbids)."""
+
+    def link_rows(self, key: str, res: Any, source_key: str | None, primary: Any, sequencer: str | None) -> Any:
+        if source_key and source_key != key:
+            self.s3.delete_many(self.primary_bucket, [source_key])
+        return super().link_rows(key, res, source_key, primary, sequencer)
+
+    @property
+    def primary_bucket(self) -> str:
+        return self.map.buckets.primary
+
+
+def test_the_history_catches_a_delete_that_the_final_state_cannot_show(world: World) -> None:
+    schedule = Schedule(world, [Item("messy", "nytimes")], Faults())
+    good = schedule.steps(world.dbs[0])
+    broken = RetiresBeforeTheCommit(schedule.map, good.s3, good.db, good.ledger, owner_wait_seconds=0)
+    schedule.queue = [d for d in schedule.queue if not d.step.startswith("backfill")]
+    drain(schedule, broken, broken)
+
+    # the end state is the right one: rows moved, source gone, mirror exact; only the history shows the order
+    assert state_violations(schedule, broken) == set()
+    assert {(v.invariant, v.kind, v.key) for v in schedule.history.violations()} == {
+        ("I2", "deleted_while_referenced", Item("messy", "nytimes").source_key)
+    }
