@@ -7,6 +7,8 @@ import importlib.util
 import json
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -281,3 +283,148 @@ def test_rollback_restores_the_names_and_rows_of_an_execution(site: Site) -> Non
     assert site.body(site.primary, "icons/nytimes_icon_v2_final.png") == b"nyt icon"
     assert site.body(site.primary, "mastheads/NYTimes_Masthead_FINAL (1).JPG") == b"nyt masthead"
     assert rows_after == rows_before
+
+
+# -- the batch worker on listed objects (what the ItemReader gives it: key, ETag, size) --------------------------------
+
+
+@contextmanager
+def worker(site: Site) -> Iterator[Any]:
+    from mediacanon.db import Database
+    from mediacanon.ledger import Ledger
+    from mediacanon.s3 import S3Adapter
+    from mediacanon.steps import Steps
+
+    with Database(site.conninfo) as db:
+        ledger = Ledger(db, site.media_map.schema, execution="by-hand")
+        ledger.ensure()
+        yield Steps(site.media_map, S3Adapter(site.client), db, ledger, owner_wait_seconds=0)
+
+
+def listing(site: Site, prefix: str) -> list[Any]:
+    from mediacanon.backfill import Listed
+
+    pages = site.client.get_paginator("list_objects_v2").paginate(Bucket=site.primary, Prefix=prefix)
+    return [Listed(o["Key"], o["ETag"].strip('"'), o["Size"]) for page in pages for o in page.get("Contents", [])]
+
+
+def sent_requests(site: Site) -> list[str]:
+    sent: list[str] = []
+    site.client.meta.events.register("before-call.s3.*", lambda model, **_: sent.append(model.name))
+    return sent
+
+
+def test_a_listed_batch_costs_two_copies_per_object_and_no_head(site: Site) -> None:
+    from mediacanon.backfill import process_listed
+
+    for i in range(40):
+        site.client.put_object(Bucket=site.primary, Key=f"icons/paper-{i:03d}_icon_v2_final.png", Body=f"p{i}".encode())
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        for i in range(40):
+            conn.execute(
+                "INSERT INTO archive_publicationsource (slug, icon) VALUES (%s, %s)",
+                (f"paper-{i:03d}", f"icons/paper-{i:03d}_icon_v2_final.png"),
+            )
+    items = [item for item in listing(site, "icons/paper-")]
+    sent = sent_requests(site)
+
+    with worker(site) as steps:
+        result = process_listed(steps, items, dry_run=False)
+
+    assert result.counts == {"migrated": 40}
+    # 2 copies each; the canonical and CDN keys' state and the sources' before retiring from one listing page
+    # each; one DeleteObjects: no HEAD, no GET
+    assert sorted(set(sent)) == ["CopyObject", "DeleteObjects", "ListObjectsV2"]
+    assert (sent.count("CopyObject"), sent.count("DeleteObjects"), sent.count("ListObjectsV2")) == (80, 1, 3)
+    rows = site.rows()
+    for i in range(40):
+        key = f"icons/paper-{i:03d}.png"
+        assert rows[f"paper-{i:03d}"][0] == key
+        assert site.body(site.primary, key) == site.body(site.cdn, key) == f"p{i}".encode()
+        assert site.client.head_object(Bucket=site.primary, Key=key)["ContentType"] == "binary/octet-stream"  # kept
+    assert not [k for k in site.objects(site.primary) if k.startswith("icons/paper-") and "_icon_v2" in k]
+    # where each copy came from is in the ledger: the claim (source and ETag) and the link, for rollback
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        claims = dict(conn.execute("SELECT canonical_key, source_key FROM mediacanon.claims").fetchall())
+        links = conn.execute("SELECT count(*) FROM mediacanon.ledger WHERE retired_at IS NOT NULL").fetchone()
+    assert claims == {f"icons/paper-{i:03d}.png": f"icons/paper-{i:03d}_icon_v2_final.png" for i in range(40)}
+    assert links == (40,)
+
+
+def test_a_listed_object_that_changed_since_the_listing_goes_through_the_steps(site: Site) -> None:
+    from mediacanon.backfill import Listed, process_listed
+
+    [item] = listing(site, "icons/nytimes_icon_v2_final.png")
+    site.client.put_object(Bucket=site.primary, Key=item.key, Body=b"nyt icon, newer bytes")
+
+    with worker(site) as steps:
+        result = process_listed(steps, [Listed(item.key, item.etag, item.size)], dry_run=False)
+
+    assert result.counts == {"migrated": 1}
+    assert site.body(site.primary, "icons/nytimes.png") == site.body(site.cdn, "icons/nytimes.png") == b"nyt icon, newer bytes"
+    assert site.rows()["nytimes"][0] == "icons/nytimes.png"
+
+
+def test_a_source_overwritten_before_its_retirement_is_kept(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mediacanon import backfill
+
+    real_link = backfill._link_and_retire
+
+    def overwritten_then_link(steps: Any, moves: Any, result: Any) -> None:
+        site.client.put_object(Bucket=site.primary, Key="icons/nytimes_icon_v2_final.png", Body=b"a newer upload")
+        real_link(steps, moves, result)
+
+    monkeypatch.setattr(backfill, "_link_and_retire", overwritten_then_link)
+    items = listing(site, "icons/nytimes_icon_v2_final.png")
+    with worker(site) as steps:
+        backfill.process_listed(steps, items, dry_run=False)
+
+    assert site.rows()["nytimes"][0] == "icons/nytimes.png"  # the row moved to the bytes it referenced
+    assert site.body(site.primary, "icons/nytimes_icon_v2_final.png") == b"a newer upload"  # I5: not deleted
+
+
+def test_a_backfill_killed_while_linking_listed_batches_converges(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mediacanon.ledger import Ledger
+
+    real = Ledger.record_link
+    calls = {"n": 0}
+
+    def dies_after_one(self: Ledger, *args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] > 1:  # the worker dies after the copies of its batch, with one row linked
+            raise RuntimeError("the worker crashed")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Ledger, "record_link", dies_after_one)
+    killed = site.run()
+    assert killed.status == "FAILED" or killed.failed_items > 0
+    monkeypatch.setattr(Ledger, "record_link", real)
+    assert site.rows() != FINAL_ROWS
+
+    again = site.run()
+
+    assert again.status == "SUCCEEDED"
+    assert set(site.objects(site.primary)) == {*CANONICAL, "icons/nobody_icon.png"}
+    assert set(site.objects(site.cdn)) == set(CANONICAL)
+    for key, body in CANONICAL.items():
+        assert site.body(site.primary, key) == site.body(site.cdn, key) == body
+    assert site.rows() == FINAL_ROWS
+
+
+@pytest.mark.parametrize("stride", [1, 7, 400], ids=["dense", "spread", "sparse"])
+def test_present_answers_from_listing_pages_and_heads_where_a_page_would_not_pay(site: Site, stride: int) -> None:
+    from mediacanon.backfill import present
+    from mediacanon.s3 import S3Adapter
+
+    keys = [f"bulk/{i:05d}.png" for i in range(0, 2400)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: site.client.put_object(Bucket=site.cdn, Key=k, Body=b"x"), keys))
+    wanted = [*keys[::stride][:30], "bulk/absent.png", "bulk/00001.png.old", "other/00001.png"]
+    sent = sent_requests(site)
+
+    found = present(S3Adapter(site.client), site.cdn, wanted)
+
+    assert set(found) == set(wanted)
+    assert {k for k, v in found.items() if v is not None} == set(keys[::stride][:30])
+    pages, heads = sent.count("ListObjectsV2"), sent.count("HeadObject")
+    assert pages + heads <= {1: 2, 7: 3, 400: 33}[stride], (pages, heads)

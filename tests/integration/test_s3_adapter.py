@@ -140,3 +140,16 @@ def test_ensure_bucket_is_idempotent(s3_client: Any) -> None:
     adapter.ensure_bucket(name)
     adapter.ensure_bucket(name)
     assert adapter.put_bytes(name, "k", b"x", "text/plain") == hashlib.md5(b"x").hexdigest()  # noqa: S324
+
+
+def test_delete_if_match_deletes_only_the_bytes_it_was_told_about(s3_client: Any, bucket: Callable[[str], str]) -> None:
+    name = bucket("primary")
+    s3 = S3Adapter(s3_client)
+    old = s3.put_bytes(name, "icons/a_icon.png", b"old")
+    new = s3.put_bytes(name, "icons/a_icon.png", b"new")  # saved over it after the ETag was read
+
+    assert s3.delete_if_match(name, "icons/a_icon.png", old) is False
+    assert s3.get_bytes(name, "icons/a_icon.png") == b"new"
+    assert s3.delete_if_match(name, "icons/a_icon.png", new) is True
+    assert s3.head(name, "icons/a_icon.png") is None
+    assert s3.delete_if_match(name, "icons/a_icon.png", new) is False  # gone already

@@ -17,7 +17,7 @@ from moto import mock_aws
 
 from mediacanon import mediamap
 from mediacanon.backfill import prefixes_to_scan
-from mediacanon.sfnlocal import ASL_PATH, load_definition, moto_compatible
+from mediacanon.sfnlocal import ASL_PATH, item_batch_size, load_definition, moto_compatible
 from mediacanon.topology import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,10 +124,9 @@ def test_moto_compatible_only_turns_the_batcher_into_the_same_envelope(definitio
     compatible, definition = moto_compatible(definition), copy.deepcopy(definition)
     objects, original = compatible["States"]["Objects"], definition["States"]["Objects"]
     assert "ItemBatcher" not in objects
-    assert objects["ItemSelector"] == {
-        "Items.$": "States.Array($$.Map.Item.Value)",
-        "BatchInput": original["ItemBatcher"]["BatchInput"],
-    }
+    # each item the local reader hands the map is already a batch (sfnlocal._PagedS3, item_batch_size)
+    assert objects["ItemSelector"] == {"Items.$": "$$.Map.Item.Value", "BatchInput": original["ItemBatcher"]["BatchInput"]}
+    assert item_batch_size(definition) == original["ItemBatcher"]["MaxItemsPerBatch"] == 250
     del objects["ItemSelector"]
     del original["ItemBatcher"]
     assert compatible == definition

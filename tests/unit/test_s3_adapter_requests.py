@@ -257,3 +257,25 @@ def test_listing_is_lazy_one_page_per_request(client: Any, stub: Stubber, sent: 
     assert (first.key, first.etag, len(sent)) == ("a", "1", 1)
     assert [o.etag for o in objects] == ["2-3"]
     assert len(sent) == 2
+
+
+def test_delete_if_match_sends_the_etag_condition_and_reports_a_changed_or_missing_key(client: Any, stub: Stubber) -> None:
+    adapter = S3Adapter(client)
+    expected = {"Bucket": "b", "Key": "icons/a_icon.png", "IfMatch": '"abc"'}
+    stub.add_response("delete_object", {}, expected)
+    stub.add_client_error("delete_object", "PreconditionFailed", http_status_code=412, expected_params=expected)
+    stub.add_client_error("delete_object", "NoSuchKey", http_status_code=404, expected_params=expected)
+    stub.add_client_error("delete_object", "SlowDown", http_status_code=503, expected_params=expected)
+
+    assert adapter.delete_if_match("b", "icons/a_icon.png", "abc") is True
+    assert adapter.delete_if_match("b", "icons/a_icon.png", "abc") is False  # overwritten since: kept
+    assert adapter.delete_if_match("b", "icons/a_icon.png", "abc") is False  # already gone
+    with pytest.raises(RetryableError):
+        adapter.delete_if_match("b", "icons/a_icon.png", "abc")
+
+
+def test_a_client_built_by_the_adapter_uses_the_standard_retry_mode() -> None:
+    from mediacanon.s3 import MAX_ATTEMPTS
+
+    adapter = S3Adapter()
+    assert adapter.client.meta.config.retries == {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}

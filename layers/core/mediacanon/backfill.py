@@ -13,23 +13,35 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
-from collections import Counter
+import shutil
+import tempfile
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mediacanon import naming
-from mediacanon.errors import PermanentError, RetryableError, UnmappedKeyError, UnsafeKeyError
-from mediacanon.plan import Action, build_plan_for_keys
-from mediacanon.s3 import copied_metadata
+from mediacanon.errors import (
+    MediacanonError,
+    NotFoundError,
+    PermanentError,
+    PreconditionFailed,
+    RetryableError,
+    UnmappedKeyError,
+    UnsafeKeyError,
+)
+from mediacanon.plan import Action, Owner, build_plan_for_keys, find_owners
+from mediacanon.s3 import PRECONDITION_CODES, DeleteResult, copied_metadata
 from mediacanon.steps import SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps
 
 if TYPE_CHECKING:
-    from mediacanon.db import Database
+    from mediacanon.db import Database, Row
     from mediacanon.mediamap import FieldMapping, MediaMap
-    from mediacanon.s3 import DeleteResult, ObjectHead, S3Adapter
+    from mediacanon.s3 import ObjectHead, S3Adapter
 
 # where an object came from when a row's missing file is copied in from a read-only fallback bucket
 FALLBACK_SOURCE = "mediacanon-fallback-source"
@@ -47,6 +59,8 @@ REPORT_COUNTS = (
     "skipped",
     "failed",
 )
+
+CSV_FIELDS = ["phase", "key", "outcome", "canonical_key", "detail"]
 
 
 @dataclass
@@ -181,21 +195,339 @@ def _count(
         result.add("skipped", key, "already canonical, mirrored and linked", canonical)
 
 
+# -- the batch worker on listed objects: what the listing says is not asked again ----------------------------------
+#
+# The ItemReader's listing gives every object's key, ETag and size. For the common object (a row references it and
+# its canonical key is canonical by name) that is enough: the canonical key's and the CDN key's state come from
+# listing pages that start at those keys (a batch is a run of neighbouring keys, so a page answers hundreds), the
+# copies are single CopyObjects that keep headers and metadata as S3 holds them (no HEAD to re-send them), the
+# rows are compare-and-swapped from the source's value, and the sources are retired in one DeleteObjects. Anything
+# the listing cannot settle (other bytes under the canonical key, a row found by slug only, a refused name, an
+# object over CopyObject's 5 GiB) goes through the per-object steps above, which read what they need.
+
+# The copies this worker makes keep the source's metadata and tags as they are (MetadataDirective COPY cannot add
+# user metadata). Where they came from is recorded in the ledger (claims: canonical key, source key, source ETag;
+# ledger: the link), not as object tags: S3 bills stored tags monthly ($0.01 per 10,000), so two tags on each of
+# 10 M copies would cost $20 a month for a record no step reads.
+COPY_OBJECT_LIMIT = 5 * 1024**3
+LIST_PAGE = 1000
+COPY_THREADS = 10  # a batch's copies at once: boto3's default connection pool holds 10
+# A LIST is billed as 12.5 HEADs (S3 Standard: $0.005 vs $0.0004 per 1,000): a page that placed fewer keys than this
+# did not pay for itself, so the next keys are HEADed one by one, then listing is tried again.
+LIST_PAYS_OFF = 12
+
+
+@dataclass(frozen=True)
+class Listed:
+    key: str
+    etag: str  # without quotes
+    size: int
+
+
+def listed_items(items: Sequence[dict[str, Any]]) -> list[Listed] | None:
+    """A batch's items as the ItemReader listed them (Key, Etag, Size); None when some item lacks them."""
+    out = []
+    for item in items:
+        if "Etag" not in item or "Size" not in item:
+            return None
+        out.append(Listed(str(item["Key"]), str(item["Etag"]).strip('"'), int(item["Size"])))
+    return out
+
+
+def _start_after(key: str) -> str:
+    """The greatest string below `key` that S3 can take as StartAfter: the listing then starts at `key` itself."""
+    last = ord(key[-1]) - 1
+    if last < 0 or 0xD800 <= last <= 0xDFFF:
+        return key[:-1]
+    return key[:-1] + chr(last) + "\U0010ffff"
+
+
+def present(s3: S3Adapter, bucket: str, keys: Iterable[str]) -> dict[str, Listed | None]:
+    """Which of `keys` the bucket holds, with ETag and size, from listing pages that start at the keys themselves;
+    where the keys lie too far apart for a page to pay, from HEADs (side by side, in runs that double while pages
+    keep not paying)."""
+    wanted = sorted(set(keys))
+    out: dict[str, Listed | None] = {}
+    i, head_next, head_run = 0, 0, LIST_PAYS_OFF
+    while i < len(wanted):
+        key = wanted[i]
+        if head_next:
+            run = wanted[i : i + head_next]
+            with ThreadPoolExecutor(min(COPY_THREADS, len(run))) as pool:
+                heads = list(pool.map(lambda k: s3.head(bucket, k), run))
+            for k, head in zip(run, heads, strict=True):
+                out[k] = None if head is None else Listed(k, head.etag, head.size)
+            i, head_next = i + len(run), 0
+            continue
+        prefix = os.path.commonprefix([key, wanted[-1]])  # noqa: RUF071 - a key prefix, not a path
+        page = next(s3.iter_pages(bucket, prefix, start_after=_start_after(key), page_size=LIST_PAGE))
+        listed = {o.key: Listed(o.key, o.etag, o.size) for o in page}
+        upto = page[-1].key if len(page) == LIST_PAGE else None  # None: the page ends the listing
+        j = i
+        while j < len(wanted) and (upto is None or wanted[j] <= upto):
+            out[wanted[j]] = listed.get(wanted[j])
+            j += 1
+        if j == i:  # cannot happen (the page starts at the key); never loop on it
+            head_next = 1
+            continue
+        if j - i < LIST_PAYS_OFF and j < len(wanted):
+            head_next, head_run = head_run, min(head_run * 2, LIST_PAGE)
+        else:
+            head_run = LIST_PAYS_OFF
+        i = j
+    return out
+
+
+@dataclass
+class _Move:
+    listed: Listed
+    res: naming.Resolution
+    owner: Owner
+    canonical: str
+    canonical_etag: str = ""
+    copied: bool = False
+    mirrored: bool = False
+    rows_changed: int = 0
+    retired: bool = False
+
+    @property
+    def renamed(self) -> bool:
+        return self.canonical != self.listed.key
+
+
+def process_listed(steps: Steps, items: Sequence[Listed], *, dry_run: bool) -> BatchResult:
+    """Normalize, replicate and link a batch of listed objects: the listing's ETags and sizes stand in for HEADs."""
+    if dry_run:
+        return process_objects(steps, [item.key for item in items], dry_run=True)
+    result = BatchResult()
+    per_object: list[str] = []  # what the listing cannot settle: the per-object steps, which read what they need
+    moves = _moves(steps, items, result, per_object)
+    moves = _normalize_listed(steps, moves, result, per_object)
+    moves = _mirror_listed(steps, moves, result, per_object)
+    _link_and_retire(steps, moves, result)
+    for move in moves:
+        _count_move(result, move)
+    for key in per_object:
+        try:
+            _process_object(steps, key, result)
+        except PermanentError as exc:
+            result.add("failed", key, str(exc))
+    return result
+
+
+def _moves(steps: Steps, items: Sequence[Listed], result: BatchResult, per_object: list[str]) -> list[_Move]:
+    resolved: list[tuple[Listed, naming.Resolution]] = []
+    for item in items:
+        if item.key.startswith(steps.map.reports_prefix):
+            continue  # mediacanon's own reports: not media, not counted
+        try:
+            resolved.append((item, naming.resolve(steps.map, item.key)))
+        except (UnsafeKeyError, UnmappedKeyError):
+            per_object.append(item.key)  # refused names may still be placed by a referencing row; unmapped are skipped
+    owners = find_owners(steps.db, [(item.key, res) for item, res in resolved])
+    moves = []
+    for item, res in resolved:
+        owner = owners.get(item.key)
+        if owner is None and not res.is_canonical:
+            result.add("orphan", item.key, "no row references it or has its slug; left for the backfill")
+            continue
+        if owner is None or owner.matched_by != "reference" or item.size > COPY_OBJECT_LIMIT:
+            per_object.append(item.key)
+            continue
+        if res.is_canonical:
+            moves.append(_Move(item, res, owner, item.key, canonical_etag=item.etag))
+            continue
+        try:
+            canonical = naming.canonical_key_for_row(res.field, owner.slug, item.key, owner.tenant)
+            by_name = naming.resolve(steps.map, canonical).is_canonical
+        except (UnsafeKeyError, UnmappedKeyError):
+            by_name = False
+        # a canonical key the name alone does not make canonical is marked by the source key in its metadata (the
+        # live path and verify read it there): the per-object steps write that
+        if not by_name or canonical == item.key:
+            per_object.append(item.key)
+            continue
+        moves.append(_Move(item, res, owner, canonical))
+    return moves
+
+
+def _concurrently(make_copy: Callable[[_Move], str], moves: list[_Move]) -> list[tuple[_Move, str | MediacanonError]]:
+    """Run a batch's copies side by side (S3 latency, not CPU, bounds them); the project's errors come back per move
+    for the caller to sort out one by one, in order. The database is only ever used from the calling thread."""
+    if not moves:
+        return []
+
+    def attempt(move: _Move) -> str | MediacanonError:
+        try:
+            return make_copy(move)
+        except (PreconditionFailed, NotFoundError, PermanentError) as exc:
+            return exc
+
+    with ThreadPoolExecutor(min(COPY_THREADS, len(moves))) as pool:
+        return list(zip(moves, pool.map(attempt, moves), strict=True))
+
+
+def _normalize_listed(steps: Steps, moves: list[_Move], result: BatchResult, per_object: list[str]) -> list[_Move]:
+    primary = steps.map.buckets.primary
+    targets = present(steps.s3, primary, [m.canonical for m in moves if m.renamed])
+    kept, to_copy = [], []
+    for move in moves:
+        if not move.renamed:
+            kept.append(move)
+            continue
+        key, etag = move.listed.key, move.listed.etag
+        try:
+            steps.ledger.claim(move.canonical, key, etag, take_over=True)  # the row references it: its bytes win
+        except PermanentError as exc:
+            result.add("failed", key, str(exc))
+            continue
+        target = targets[move.canonical]
+        if target is None:
+            to_copy.append(move)
+        elif target.etag == etag:
+            move.canonical_etag = etag  # the canonical key already holds these bytes
+            kept.append(move)
+        else:
+            per_object.append(key)  # other bytes, or a multipart source's earlier copy: the steps read both
+    for move, copied in _concurrently(lambda m: _copy_source(steps, m), to_copy):
+        key = move.listed.key
+        try:
+            if isinstance(copied, PreconditionFailed):  # overwritten since it was listed: once more, as it is now
+                head = steps.s3.head(primary, key)
+                if head is None:
+                    per_object.append(key)
+                    continue
+                move.listed = Listed(key, head.etag, head.size)
+                steps.ledger.claim(move.canonical, key, head.etag, take_over=True)
+                copied = _copy_source(steps, move)
+            elif isinstance(copied, MediacanonError):
+                raise copied
+        except (PreconditionFailed, NotFoundError):
+            per_object.append(key)  # changed again, or gone since it was listed: the steps read it afresh
+            continue
+        except PermanentError as exc:
+            result.add("failed", key, str(exc))
+            continue
+        move.canonical_etag, move.copied = copied, True
+        kept.append(move)
+    return kept
+
+
+def _copy_source(steps: Steps, move: _Move) -> str:
+    primary, key = steps.map.buckets.primary, move.listed.key
+    return steps.s3.copy_as_is(primary, key, primary, move.canonical, source_etag=move.listed.etag)
+
+
+def _mirror(steps: Steps, move: _Move) -> str:
+    primary, cdn = steps.map.buckets.primary, steps.map.buckets.cdn
+    return steps.s3.copy_as_is(primary, move.canonical, cdn, move.canonical, source_etag=move.canonical_etag)
+
+
+def _mirror_listed(steps: Steps, moves: list[_Move], result: BatchResult, per_object: list[str]) -> list[_Move]:
+    mirrored = present(steps.s3, steps.map.buckets.cdn, [m.canonical for m in moves])
+    # absent, or other bytes (I3: the mirror follows the primary; a multipart copy's recorded ETag aside, which
+    # only a HEAD would show, so such a copy is made once more: the same bytes)
+    to_copy = [m for m in moves if (there := mirrored[m.canonical]) is None or there.etag != m.canonical_etag]
+    kept = [m for m in moves if m not in to_copy]
+    for move, copied in _concurrently(lambda m: _mirror(steps, m), to_copy):
+        if isinstance(copied, (PreconditionFailed, NotFoundError)):
+            per_object.append(move.listed.key)  # the canonical copy changed or went: the steps read it afresh
+        elif isinstance(copied, MediacanonError):
+            result.add("failed", move.listed.key, str(copied))
+        else:
+            move.mirrored = True
+            kept.append(move)
+    return kept
+
+
+def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> None:
+    """Rows from each source to its canonical key (I1: both buckets hold it with these bytes, checked above), each
+    with its ledger entry in one transaction; then the sources no row references any more, in one DeleteObjects,
+    each only while it still holds the bytes that were copied (I2, I5)."""
+    from mediacanon.db import Swap
+
+    renames = [m for m in moves if m.renamed]
+    by_field: dict[str, list[_Move]] = {}
+    for move in renames:
+        by_field.setdefault(move.res.field.name, []).append(move)
+    retiring: list[tuple[_Move, str]] = []
+    for group in by_field.values():
+        mapping = group[0].res.field
+        values = {m.listed.key: naming.column_value(mapping, m.listed.key, m.res.tenant) for m in group}
+        referencing = steps.db.rows_referencing(mapping, list(values.values()))
+        linked = []
+        for move in group:
+            source_value = values[move.listed.key]
+            new_value = naming.column_value(mapping, move.canonical, move.res.tenant)
+            rows = [r for r in referencing.get(source_value, []) if move.res.tenant is None or r.tenant == move.res.tenant]
+            swaps = [Swap(row.id, source_value, new_value) for row in rows]
+            try:
+                move.rows_changed = steps.ledger.record_link(
+                    mapping,
+                    swaps,
+                    source_key=move.listed.key,
+                    canonical_key=move.canonical,
+                    etag=move.canonical_etag,
+                    sequencer=None,
+                )
+            except PermanentError as exc:
+                result.add("failed", move.listed.key, str(exc), move.canonical)
+                moves.remove(move)
+                continue
+            linked.append(move)
+        if mapping.policies.retire != "delete" or not linked:
+            continue
+        still = steps.db.rows_referencing(mapping, [values[m.listed.key] for m in linked])
+        retiring.extend((m, values[m.listed.key]) for m in linked if not still.get(values[m.listed.key]))
+    if not retiring:
+        return
+    primary = steps.map.buckets.primary
+    # the sources as they are now: only one still holding the copied bytes is deleted (S3 checks the ETag again)
+    current = present(steps.s3, primary, [m.listed.key for m, _ in retiring])
+    unchanged = {m.listed.key: m for m, _ in retiring if (now := current.get(m.listed.key)) and now.etag == m.listed.etag}
+    if not unchanged:
+        return
+    # the primary bucket is versioned (template.yaml), so this leaves delete markers, not a loss
+    deleted = steps.s3.delete_if_unchanged(primary, {k: m.listed.etag for k, m in unchanged.items()})
+    changed = {e.key for e in deleted.errors if e.code in PRECONDITION_CODES}
+    DeleteResult(0, tuple(e for e in deleted.errors if e.key not in changed)).raise_for_errors(primary)
+    for key, move in unchanged.items():
+        if key not in changed:
+            steps.ledger.mark_retired(key, key=move.canonical)
+            move.retired = True
+
+
+def _count_move(result: BatchResult, move: _Move) -> None:
+    key, canonical = move.listed.key, move.canonical
+    detail = f"{move.rows_changed} row(s) now point at it" + ("; source retired" if move.retired else "")
+    if move.renamed and (move.copied or move.rows_changed or move.retired):
+        result.add("migrated", key, detail, canonical)
+    elif move.mirrored:
+        result.add("mirrored", key, "copied to the CDN bucket", canonical)
+    elif move.renamed:
+        result.add("orphan", key, f"duplicate of {canonical!r}: {detail}", canonical)
+    else:
+        result.add("skipped", key, "already canonical, mirrored and linked", canonical)
+
+
 def process_rows(steps: Steps, mapping: FieldMapping, start_id: Any = None, end_id: Any = None, *, dry_run: bool) -> BatchResult:
     """Rows pointing at keys missing from the primary bucket: point them at their canonical key when it exists,
     else copy the file in from a read-only fallback bucket, else report them missing."""
     result = BatchResult()
     s3, primary = steps.s3, steps.map.buckets.primary
+    placed: list[tuple[Row, str, str]] = []
     for row in steps.db.iter_rows(mapping, start_id=start_id, end_id=end_id):
         if not row.value or (mapping.tenant_scoped and not row.tenant):
             continue
         key = naming.key_for_value(mapping, row.value, row.tenant)
         try:
-            canonical = naming.canonical_key_for_row(mapping, row.slug, key, row.tenant)
+            placed.append((row, key, naming.canonical_key_for_row(mapping, row.slug, key, row.tenant)))
         except UnsafeKeyError as exc:
             result.add("refused", key, exc.reason, phase="rows")
-            continue
-        if s3.head(primary, key) is not None:
+    # a range's rows at once (ROWS_PER_RANGE, small tuples): their keys sorted, a listing page answers many of them
+    exists = present(s3, primary, [key for _, key, _ in placed])
+    for row, key, canonical in placed:
+        if exists[key] is not None:
             continue  # the objects phase owns it
         if s3.head(primary, canonical) is None:
             fallback = next((b for b in steps.map.buckets.fallbacks if s3.head(b, key) is not None), None)
@@ -225,15 +557,19 @@ def prune_mirror(steps: Steps, *, dry_run: bool, max_deletes: int) -> BatchResul
     """CDN keys that are not canonical primary keys: pruned per policy (I3), guarded against mass deletion."""
     result = BatchResult()
     s3, media_map = steps.s3, steps.map
-    primary_keys = {o.key for o in s3.iter_objects(media_map.buckets.primary)}
-    if not primary_keys:
+    # both listings come in key order: walked side by side, so memory holds the extra keys, not the buckets
+    primary_keys = (o.key for o in s3.iter_objects(media_map.buckets.primary))
+    current = next(primary_keys, None)
+    if current is None:
         raise PermanentError(
             "the primary bucket listed empty: refusing to prune the CDN bucket (check the bucket name and permissions)"
         )
     extra: list[tuple[str, str]] = []
     for obj in s3.iter_objects(media_map.buckets.cdn):
+        while current is not None and current < obj.key:
+            current = next(primary_keys, None)
         canonical, policy = _mirror_view(media_map, obj.key)
-        if obj.key not in primary_keys:
+        if obj.key != current:
             extra.append((obj.key, policy))
         elif not canonical:
             head = s3.head(media_map.buckets.primary, obj.key)
@@ -267,7 +603,6 @@ def _mirror_view(media_map: MediaMap, key: str) -> tuple[bool, str]:
 @dataclass(frozen=True)
 class Report:
     counts: dict[str, int]
-    items: list[dict[str, Any]]
     dry_run: bool
 
     @property
@@ -277,35 +612,38 @@ class Report:
         head = "DRY RUN" if self.dry_run else "DONE"
         return f"{head} | " + " ".join(f"{k}={self.counts.get(k, 0)}" for k in (*shown, *extra))
 
-    def to_json(self) -> dict[str, Any]:
-        return {"line": self.line, "dry_run": self.dry_run, "counts": self.counts, "items": self.items}
 
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=["phase", "key", "outcome", "canonical_key", "detail"])
-        writer.writeheader()
-        writer.writerows(self.items)
-        return out.getvalue()
-
-
-def merge(results: Iterable[BatchResult | dict[str, Any]], *, dry_run: bool) -> Report:
-    counts: Counter[str] = Counter()
-    items: list[dict[str, Any]] = []
-    for r in results:
-        data = r.to_json() if isinstance(r, BatchResult) else r
-        counts.update(data.get("counts", {}))
-        items.extend(data.get("items", []))
-    return Report({k: counts.get(k, 0) for k in REPORT_COUNTS}, items, dry_run)
-
-
-def write_report(steps: Steps, report: Report, execution: str) -> tuple[str, str]:
-    """JSON and CSV under the reports prefix of the primary bucket; returns both keys."""
+def write_streamed_report(steps: Steps, execution: str, *, dry_run: bool) -> tuple[Report, tuple[str, str]]:
+    """Merge the parts into report.json and report.csv a part at a time: the items go through temporary files, so
+    memory holds one part, not every outcome of the backfill. Returns the report (counts only) and both keys."""
+    primary = steps.map.buckets.primary
     base = f"{steps.map.reports_prefix}{execution}/report"
-    steps.s3.put_bytes(
-        steps.map.buckets.primary, base + ".json", json.dumps(report.to_json(), default=str).encode(), "application/json"
-    )
-    steps.s3.put_bytes(steps.map.buckets.primary, base + ".csv", report.to_csv().encode(), "text/csv")
-    return base + ".json", base + ".csv"
+    counts: Counter[str] = Counter()
+    with tempfile.TemporaryFile() as items, tempfile.TemporaryFile() as table, tempfile.TemporaryFile() as document:
+        text = io.TextIOWrapper(table, encoding="utf-8", newline="")
+        writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        separator = b""
+        for part in read_parts(steps, execution):
+            counts.update(part.get("counts", {}))
+            for item in part.get("items", []):
+                items.write(separator + json.dumps(item, default=str).encode())
+                separator = b", "
+                writer.writerow(item)
+        text.flush()
+        text.detach()  # the CSV stays open for the upload below
+        report = Report({k: counts.get(k, 0) for k in REPORT_COUNTS}, dry_run)
+        # one JSON document {line, dry_run, counts, items}, written in pieces
+        head = json.dumps({"line": report.line, "dry_run": dry_run, "counts": report.counts})
+        document.write(head[:-1].encode() + b', "items": [')
+        items.seek(0)
+        shutil.copyfileobj(items, document)
+        document.write(b"]}")
+        document.seek(0)
+        steps.s3.put_file(primary, base + ".json", document, "application/json")
+        table.seek(0)
+        steps.s3.put_file(primary, base + ".csv", table, "text/csv")
+    return report, (base + ".json", base + ".csv")
 
 
 # -- the state machine's tasks (statemachines/backfill.asl.json) ---------------------------------------------------
@@ -357,10 +695,20 @@ def write_part(steps: Steps, execution: str, name: str, result: BatchResult) -> 
     return key
 
 
+PART_READERS = 16  # parts read side by side: at 10 M objects the report reads 40,000 of them within one Lambda
+
+
 def read_parts(steps: Steps, execution: str) -> Iterator[dict[str, Any]]:
-    for obj in steps.s3.iter_objects(steps.map.buckets.primary, parts_prefix(steps.map, execution)):
-        data: dict[str, Any] = json.loads(steps.s3.get_bytes(steps.map.buckets.primary, obj.key))
-        yield data
+    """The execution's parts in key order, read ahead a few at a time (memory holds those, not all of them)."""
+    primary = steps.map.buckets.primary
+    with ThreadPoolExecutor(PART_READERS) as pool:
+        ahead: deque[Future[bytes]] = deque()
+        for obj in steps.s3.iter_objects(primary, parts_prefix(steps.map, execution)):
+            ahead.append(pool.submit(steps.s3.get_bytes, primary, obj.key))
+            if len(ahead) >= 2 * PART_READERS:
+                yield json.loads(ahead.popleft().result())
+        while ahead:
+            yield json.loads(ahead.popleft().result())
 
 
 def _batch_name(kind: str, *parts: Any) -> str:
@@ -415,7 +763,11 @@ def run_task(event: dict[str, Any], make_steps: Callable[[str], Steps]) -> dict[
             return prepare(steps, execution, event.get("input") or {})
         if action == "objects":
             keys = [item["Key"] for item in event["items"]]
-            result = process_objects(steps, keys, dry_run=dry_run)
+            listed = listed_items(event["items"])
+            if listed is None:  # keys alone (a hand-made event): the per-object steps read the rest
+                result = process_objects(steps, keys, dry_run=dry_run)
+            else:
+                result = process_listed(steps, listed, dry_run=dry_run)
             write_part(steps, execution, _batch_name("objects", keys), result)
         elif action == "rows":
             span = event["range"]
@@ -426,8 +778,7 @@ def run_task(event: dict[str, Any], make_steps: Callable[[str], Steps]) -> dict[
             result = prune_mirror(steps, dry_run=dry_run, max_deletes=int(event.get("maxDeletes", DEFAULT_MAX_DELETES)))
             write_part(steps, execution, "mirror", result)
         elif action == "report":
-            report = merge(read_parts(steps, execution), dry_run=dry_run)
-            written = write_report(steps, report, execution)
+            report, written = write_streamed_report(steps, execution, dry_run=dry_run)
             return {"line": report.line, "counts": report.counts, "keys": list(written)}
         else:
             raise PermanentError(f"unknown backfill action {action!r}")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 DELETE_BATCH = 1000  # DeleteObjects' limit per request
+# botocore's standard retry mode (throttling and 5xx answers, with exponential backoff and jitter and a retry
+# quota that stops a 503 storm from multiplying), bounded: after MAX_ATTEMPTS the error reaches the step, which
+# raises RetryableError, and SQS redelivers the record later instead of Lambda spinning until its timeout.
+# `total_max_attempts` counts the first request too (botocore's `max_attempts` counts only the retries).
+MAX_ATTEMPTS = 5
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS})
 
 RETRYABLE_CODES = frozenset(
     {
@@ -141,7 +148,7 @@ def copied_metadata(head: ObjectHead, metadata: dict[str, str] | None, drop: Ite
 
 class S3Adapter:
     def __init__(self, client: S3Client | None = None, *, transfer_config: TransferConfig | None = None) -> None:
-        self.client: S3Client = client if client is not None else boto3.client("s3")
+        self.client: S3Client = client if client is not None else boto3.client("s3", config=CLIENT_CONFIG)
         self.transfer_config = transfer_config if transfer_config is not None else TransferConfig()
 
     def iter_objects(self, bucket: str, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
@@ -295,3 +302,75 @@ class S3Adapter:
                 # another caller created it in between: that is the outcome we wanted
                 if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
                     raise
+
+    # -- listing-driven bulk work (the backfill's batch worker): what a listing already says is not asked again --
+
+    def iter_pages(
+        self, bucket: str, prefix: str = "", start_after: str = "", page_size: int = 1000
+    ) -> Iterator[list[ObjectInfo]]:
+        """The listing under `prefix` after `start_after`, one page per request, fetched only as the caller asks."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if start_after:
+            params["StartAfter"] = start_after
+        while True:
+            with _translated(f"list s3://{bucket}/{prefix} after {start_after!r}"):
+                page = self.client.list_objects_v2(**params)
+            yield [ObjectInfo(o["Key"], o["Size"], _etag(o["ETag"]), o["LastModified"]) for o in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return
+            params["ContinuationToken"] = page["NextContinuationToken"]
+
+    def copy_as_is(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, *, source_etag: str) -> str:
+        """One server-side CopyObject that keeps the source's headers, user metadata and tags as S3 holds them
+        (MetadataDirective COPY: no HEAD needed to re-send them); returns the new ETag.
+
+        Up to 5 GiB (CopyObject's limit): the caller sends larger objects through `copy`. Copies exactly the bytes
+        of `source_etag` or raises PreconditionFailed."""
+        what = f"copy s3://{src_bucket}/{src_key} -> s3://{dst_bucket}/{dst_key}"
+        with _translated(what):
+            resp = self.client.copy_object(
+                CopySource={"Bucket": src_bucket, "Key": src_key},
+                Bucket=dst_bucket,
+                Key=dst_key,
+                MetadataDirective="COPY",
+                CopySourceIfMatch=f'"{source_etag}"',
+            )
+        etag = _etag(resp["CopyObjectResult"]["ETag"])
+        if not source_etag.count("-") and etag != source_etag:  # as in `copy`: where the condition is ignored
+            raise PreconditionFailed(f"{what}: the source changed since it was listed (ETag {source_etag} -> {etag})")
+        return etag
+
+    def delete_if_unchanged(self, bucket: str, etags: dict[str, str]) -> DeleteResult:
+        """Delete keys, 1,000 per request, each only while it still has the given ETag (DeleteObjects' per-object
+        condition); a key that changed comes back as an error with code PreconditionFailed."""
+        deleted, errors = 0, []
+        it = iter(etags.items())
+        while batch := list(islice(it, DELETE_BATCH)):
+            objects: list[Any] = [{"Key": k, "ETag": f'"{e}"'} for k, e in batch]
+            with _translated(f"delete {len(batch)} keys from s3://{bucket}"):
+                resp = self.client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+            failed = [DeleteError(e.get("Key", ""), e.get("Code", ""), e.get("Message", "")) for e in resp.get("Errors", [])]
+            deleted += len(batch) - len(failed)
+            errors.extend(failed)
+        return DeleteResult(deleted, tuple(errors))
+
+    def put_file(self, bucket: str, key: str, fileobj: Any, content_type: str) -> None:
+        """Upload a file object (a report too large to hold in memory), in parts when large."""
+        with _translated(f"put s3://{bucket}/{key}"):
+            self.client.upload_fileobj(fileobj, bucket, key, ExtraArgs={"ContentType": content_type}, Config=self.transfer_config)
+
+    def delete_if_match(self, bucket: str, key: str, etag: str) -> bool:
+        """Delete the key only while it still holds `etag` (DeleteObject If-Match); False when it changed or is gone.
+
+        A HEAD then an unconditional delete leaves a window in which a new upload to the key is deleted with the old
+        bytes it replaced; the condition closes it (the retire step's I5)."""
+        with _translated(f"delete s3://{bucket}/{key} if ETag {etag}"):
+            try:
+                self.client.delete_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"')
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if _is_not_found(exc) or code in PRECONDITION_CODES or status == 412:
+                    return False
+                raise
+        return True

@@ -10,7 +10,9 @@ Distributed Map's ItemReader) to `endpoint_url`, where the buckets live. The wor
 
 Where moto 5.2 differs from AWS, and what is done about it (sources under moto/stepfunctions/parser/):
 - `ItemBatcher` is not in its grammar (asl/antlr/runtime/ASLParser.py): `moto_compatible` swaps it for an
-  `ItemSelector` that builds the same `{"Items": [item], "BatchInput": ...}` envelope, one item per batch.
+  `ItemSelector` that builds the same `{"Items": [...], "BatchInput": ...}` envelope, and the executor's routed S3
+  client (`_PagedS3`) does the batching where Step Functions does it, at the reader: it hands the map one item per
+  batch of `MaxItemsPerBatch` listed objects. So a child execution runs a batch, as on AWS, not one object each.
 - its listObjectsV2 reader reads one page and fails on an empty prefix (asl/component/state/exec/state_map/
   item_reader/eval/resource_eval_s3.py): the routed S3 client pages through and returns items as AWS shapes them.
 - tolerated failures are parsed but not enforced, and a failed child leaves the map run SUCCEEDED
@@ -83,7 +85,8 @@ def load_definition(substitutions: dict[str, str], path: Path = ASL_PATH) -> dic
 
 def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
     """The definition moto 5.2 can parse and run: every ItemBatcher becomes an ItemSelector giving each child the
-    envelope AWS gives a batch ({"Items": [...], "BatchInput": ...}), with one item. Nothing else changes."""
+    envelope AWS gives a batch ({"Items": [...], "BatchInput": ...}), its items being the batch `_PagedS3` read
+    (see `item_batch_size`). Nothing else changes."""
     out = copy.deepcopy(definition)
     for state in _states(out):
         batcher = state.pop("ItemBatcher", None)
@@ -91,8 +94,16 @@ def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
             continue
         if "ItemSelector" in state:
             raise ValueError("a Map with both ItemBatcher and ItemSelector has no moto equivalent here")
-        state["ItemSelector"] = {"Items.$": "States.Array($$.Map.Item.Value)", "BatchInput": batcher.get("BatchInput", {})}
+        state["ItemSelector"] = {"Items.$": "$$.Map.Item.Value", "BatchInput": batcher.get("BatchInput", {})}
     return out
+
+
+def item_batch_size(definition: dict[str, Any]) -> int | None:
+    """MaxItemsPerBatch of the definition's ItemBatcher (one size for all: the local reader batches every listing)."""
+    sizes = {int(state["ItemBatcher"]["MaxItemsPerBatch"]) for state in _states(definition) if "ItemBatcher" in state}
+    if len(sizes) > 1:
+        raise ValueError(f"ItemBatchers of different sizes {sorted(sizes)} have no local equivalent here")
+    return next(iter(sizes), None)
 
 
 def _states(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -107,10 +118,12 @@ def _states(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 class _PagedS3:
-    """The executor's S3 client: all pages of ListObjectsV2, items shaped as AWS's ItemReader gives them."""
+    """The executor's S3 client: all pages of ListObjectsV2, items shaped as AWS's ItemReader gives them, and, when
+    the definition batches them (ItemBatcher), grouped into batches here, since moto's executor cannot."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, batch_size: int | None = None) -> None:
         self._client = client
+        self._batch_size = batch_size
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -128,6 +141,9 @@ class _PagedS3:
                         "StorageClass": obj.get("StorageClass", "STANDARD"),
                     }
                 )
+        if self._batch_size:
+            size = self._batch_size
+            return {"Contents": [contents[i : i + size] for i in range(0, len(contents), size)]}
         return {"Contents": contents}
 
 
@@ -165,7 +181,7 @@ def _install_routing() -> None:
         if not _active:
             return original_client_for(region, service, state_credentials)
         if service == "s3":
-            return _PagedS3(_data_client(_active["endpoint_url"]))
+            return _PagedS3(_data_client(_active["endpoint_url"]), _active.get("batch_size"))
         return _client(
             service,
             endpoint_url=_active["control_url"],
@@ -334,9 +350,9 @@ def _execute(
         Code={"ZipFile": _empty_zip()},  # never run: the invocation is patched to run_task in this process
         Timeout=TASK_TIMEOUT,
     )["FunctionArn"]
-    definition = moto_compatible(
-        load_definition({"BackfillFunctionArn": function_arn, "PrimaryBucketName": media_map.buckets.primary})
-    )
+    deployed = load_definition({"BackfillFunctionArn": function_arn, "PrimaryBucketName": media_map.buckets.primary})
+    definition = moto_compatible(deployed)
+    _active["batch_size"] = item_batch_size(deployed)
     machine_arn = sfn.create_state_machine(
         name=function_name, definition=json.dumps(definition), roleArn=role_arn, type="STANDARD"
     )["stateMachineArn"]
