@@ -1,20 +1,19 @@
 """The backfill state machine's tasks (statemachines/backfill.asl.json), chosen by the event's "action".
 See mediacanon.backfill.run_task."""
 
-from functools import cache
+from functools import cache, partial
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mediacanon.backfill import run_task
 from mediacanon.db import Database
 from mediacanon.ledger import Ledger
-from mediacanon.live import load_settings
+from mediacanon.live import load_settings, traced
 from mediacanon.s3 import S3Adapter
 from mediacanon.steps import Steps
 
 logger = Logger()
-tracer = Tracer()
 settings = load_settings()  # cold start: read and validate the media map and settings now, not at the first task
 s3 = S3Adapter()
 db = Database(settings.database_url)
@@ -28,7 +27,7 @@ def steps_for(execution: str) -> Steps:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@partial(traced, handler=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(action=event.get("action"), execution=event.get("execution"))
     result = run_task(event, steps_for)

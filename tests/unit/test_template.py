@@ -86,6 +86,16 @@ def test_function_uses_the_core_layer_and_shared_settings(template: dict[str, An
     assert template["Globals"]["Function"]["Tracing"] == "Active"
 
 
+@pytest.mark.parametrize(("sdk", "disabled"), [("false", "true"), ("true", "false")])
+def test_x_ray_sdk_subsegments_are_a_choice_active_tracing_is_not(template: dict[str, Any], sdk: str, disabled: str) -> None:
+    resolver = Resolver(template, {**PARAMETERS, "XRaySdkSubsegments": sdk})
+    globals_ = resolver.resolve(template["Globals"]["Function"])
+    backfill = template["Resources"]["BackfillFunction"]["Properties"]
+    assert globals_["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == disabled
+    assert resolver.resolve(backfill["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"]) == disabled
+    assert (globals_["Tracing"], backfill["TracingConfig"]) == ("Active", {"Mode": "Active"})
+
+
 def test_core_layer_is_built_for_the_function_runtime(template: dict[str, Any]) -> None:
     layer = template["Resources"]["CoreLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"

@@ -8,8 +8,8 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any, Literal
+from functools import cache, partial
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import quote
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -25,6 +25,7 @@ from mediacanon.errors import ConfigError
 from mediacanon.steps import ObjectEvent, Outcome, StepResult, Steps
 
 StepName = Literal["normalize", "replicate", "link"]
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Called with (step, result) after every record; the local runner counts outcomes with it. Empty on Lambda.
 observers: list[Callable[[str, StepResult], None]] = []
@@ -235,20 +236,32 @@ class CdnInvalidations:
         return paths
 
 
+def traced(fn: F, *, handler: bool = False) -> F:
+    """`fn` under Powertools' Tracer, or as it is when POWERTOOLS_TRACE_DISABLED is set (the template's default).
+
+    Tracer's constructor imports and patches the X-Ray SDK even when disabled, ~150 ms of every cold start
+    (bench/RESULTS.md); a disabled tracer is therefore never built. Lambda's Active tracing still records each
+    invocation; the SDK only adds subsegments per S3 and database call (template parameter XRaySdkSubsegments)."""
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in {"1", "true", "yes", "on"}:
+        return fn
+    tracer = Tracer()
+    wrapped = tracer.capture_lambda_handler(fn) if handler else tracer.capture_method(fn)
+    return cast(F, wrapped)
+
+
 def lambda_handler_for(step: StepName) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The Lambda handler of one step: Powertools' logger, tracer and metrics around a partial-batch SQS processor.
 
     The three functions differ only in their step, so they share this; each functions/<step>/app.py names its step.
     """
     logger = Logger()
-    tracer = Tracer()
     metrics = Metrics()
     processor = BatchProcessor(event_type=EventType.SQS)
     steps()  # cold start: read and validate the media map and settings now, not at the first record
     distribution = os.environ.get("MEDIACANON_CDN_DISTRIBUTION_ID") if step == "replicate" else None
     invalidations = CdnInvalidations(distribution) if distribution else None
 
-    @tracer.capture_method
+    @traced
     def record_handler(record: SQSRecord) -> None:
         logger.set_correlation_id(record.message_id)
         logger.remove_keys(["key", "bucket", "sequencer"])  # the previous record's: they must not label this one
@@ -263,7 +276,7 @@ def lambda_handler_for(step: StepName) -> Callable[[dict[str, Any], LambdaContex
             invalidations.add(result)
 
     @logger.inject_lambda_context
-    @tracer.capture_lambda_handler
+    @partial(traced, handler=True)
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         refresh_steps(logger)
