@@ -281,7 +281,9 @@ def run_backfill(
     # moto's executor logs every evaluated exception (IsPresent on a missing path included) and werkzeug logs
     # every request: the progress display is the signal here, the execution history has the details
     logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # werkzeug also prints a traceback for each 500, and moto answers list_map_runs with one while an execution's
+    # worker is not yet set up: _map_runs takes that as "no map run yet", so the traceback is noise
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
     logging.getLogger("moto").setLevel(logging.CRITICAL)  # the control plane only: its request errors are ours to report
     execution = name or f"backfill-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     payload: dict[str, Any] = {"dryRun": dry_run, "maxDeletes": max_deletes, "phases": list(phases or PHASES)}
