@@ -337,25 +337,26 @@ def test_messy_uploads_settle_to_canonical_names_that_django_serves_from_the_cdn
     assert_settled(site, stored, op="load")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Steps.normalize (live path and backfill alike) skips a name that is canonical for another slug "
-        "('icons/favicon.ico': slug 'favicon') as 'already canonical' before asking which row references it, so the "
-        "row keeps the generic name and the CDN serves it; `mediacanon plan` says rename to icons/bbc.ico, `verify` "
-        "says nothing is pending. Remove this mark once normalize names it from the row."
-    ),
-)
 def test_a_generic_name_is_named_from_the_row_that_references_it(site: Site) -> None:
     body = image("ICO", (180, 0, 0))
     assert site.save("bbc", "icon", "favicon.ico", body)["icon"]["name"] == "icons/favicon.ico"
+    # before the live path runs, the plan and verify agree that the row's name is due
+    planned = json.loads(site.mediacanon("plan", "--json"))["items"]
+    assert [(i["key"], i["action"], i["canonical_key"]) for i in planned] == [("icons/favicon.ico", "rename", "icons/bbc.ico")]
+    assert re.search(r"^pending rename: 1  e\.g\. icons/favicon\.ico$", site.mediacanon("verify"), re.M)
 
     report = site.settle()
 
+    # the generic name is never mirrored: the CDN only ever holds the name the row gives it (I3)
+    assert report.line == "DONE | normalized=1 mirrored=1 linked=1 retired=1 refused=0 failed=0", report
     assert (report.failed_records, report.errors) == (0, [])
     seen = site.django("refresh", slug="bbc")["icon"]
     assert seen == {"name": "icons/bbc.ico", "exists": True, "cdn_exists": True, "url": f"{site.cdn_url}/icons/bbc.ico"}
     assert http_get(seen["url"]) == body
+    only = {"dirs": [], "files": ["bbc.ico"]}
+    assert site.django("listdir", path="icons") == site.django("listdir", path="icons", storage="cdn") == only
+    verified = site.mediacanon("verify")
+    assert re.search(r"^pending rename: 0$", verified, re.M) and re.search(r"^orphans: 0$", verified, re.M), verified
 
 
 def test_saving_a_new_file_for_the_same_row_replaces_it_under_the_same_name_in_both_buckets(site: Site) -> None:

@@ -428,3 +428,36 @@ def test_present_answers_from_listing_pages_and_heads_where_a_page_would_not_pay
     assert {k for k, v in found.items() if v is not None} == set(keys[::stride][:30])
     pages, heads = sent.count("ListObjectsV2"), sent.count("HeadObject")
     assert pages + heads <= {1: 2, 7: 3, 400: 33}[stride], (pages, heads)
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["listed-batch", "per-object"])
+def test_a_generic_name_is_renamed_from_the_row_that_references_it(site: Site, listed: bool) -> None:
+    """Regression: a name canonical for another slug ('icons/favicon.ico' is slug 'favicon') was taken as canonical
+    by the listed batch's shortcut and by normalize alike; the row that references it names it."""
+    from mediacanon.backfill import process_listed, process_objects
+
+    site.client.put_object(Bucket=site.primary, Key="icons/favicon.ico", Body=b"cnn icon")
+    site.client.put_object(Bucket=site.primary, Key="icons/favicon.png", Body=b"the favicon row's own")
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        conn.execute("INSERT INTO archive_publicationsource (slug, icon) VALUES ('cnn', 'icons/favicon.ico')")
+        conn.execute("INSERT INTO archive_publicationsource (slug, icon) VALUES ('favicon', 'icons/favicon.png')")
+
+    def batch() -> Any:
+        items = listing(site, "icons/favicon.") + listing(site, "icons/cnn.")
+        with worker(site) as steps:
+            if listed:
+                return process_listed(steps, items, dry_run=False)
+            return process_objects(steps, [item.key for item in items], dry_run=False)
+
+    first, second = batch(), batch()
+
+    assert first.counts == {"migrated": 1, "mirrored": 1}, first.items
+    assert second.counts == {"skipped": 2}, second.items  # converged: nothing renamed back or again
+    assert site.rows()["cnn"][0] == "icons/cnn.ico"
+    assert site.rows()["favicon"][0] == "icons/favicon.png"  # its own slug's name: left alone
+    for bucket in (site.primary, site.cdn):
+        assert {k for k in site.objects(bucket) if k.startswith(("icons/favicon.", "icons/cnn."))} == {
+            "icons/cnn.ico",
+            "icons/favicon.png",
+        }
+    assert site.body(site.cdn, "icons/cnn.ico") == b"cnn icon"

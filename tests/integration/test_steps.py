@@ -386,3 +386,102 @@ def test_a_key_refused_for_itself_is_refused_without_asking_the_database(world: 
     assert (result.outcome, result.detail) == (Outcome.REFUSED, "contains control characters")
     assert asked == []
     assert world.keys(world.primary) == {"icons/a\x00b.png"}
+
+
+def test_a_generic_name_is_renamed_from_the_row_that_references_it(world: World) -> None:
+    """Regression: a name canonical for another slug ('icons/favicon.ico' is slug 'favicon') was skipped as already
+    canonical before anyone asked which row references it; the row kept the generic name and the CDN served it."""
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('bbc', 'icons/favicon.ico')")
+    world.put("icons/favicon.ico", b"bbc")
+    # replicate's event for the upload: the CDN gets the row's name only, never the generic one (I3)
+    skipped = world.steps.replicate(world.event(world.primary, "icons/favicon.ico"))
+    assert skipped.outcome == Outcome.SKIPPED and "names it 'icons/bbc.ico'" in skipped.detail
+    assert world.keys(world.cdn) == set()
+
+    outcomes = world.run_all("icons/favicon.ico")
+
+    assert outcomes == [Outcome.NORMALIZED, Outcome.MIRRORED, Outcome.LINKED]
+    assert world.row("bbc")[0] == "icons/bbc.ico"
+    assert world.keys(world.primary) == world.keys(world.cdn) == {"icons/bbc.ico"}  # the generic name retired (I2)
+    assert world.s3.get_bytes(world.cdn, "icons/bbc.ico") == b"bbc"
+    with Database(world.conninfo) as db:
+        checked = verify(world.steps.map, world.s3, db, Ledger(db))
+    assert checked.ok and checked.pending == []
+
+
+def test_a_generic_name_is_reported_pending_until_it_is_renamed(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('bbc', 'icons/favicon.ico')")
+    world.put("icons/favicon.ico", b"bbc")
+    world.client.copy_object(
+        Bucket=world.cdn, Key="icons/favicon.ico", CopySource={"Bucket": world.primary, "Key": "icons/favicon.ico"}
+    )
+
+    with Database(world.conninfo) as db:
+        checked = verify(world.steps.map, world.s3, db, Ledger(db))
+
+    # in both buckets (mirrored before the row was saved, say), but the row names it otherwise: a rename is due
+    assert (checked.pending, checked.unmirrored) == (["icons/favicon.ico"], [])
+
+
+def test_a_name_canonical_for_its_own_row_is_left_alone(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('favicon', 'icons/favicon.ico')")
+    # a row with a slug of its own sharing that file: the key is the favicon row's name, so it stays (and nobody
+    # renames it back and forth between the two rows)
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('bbc', 'icons/favicon.ico')")
+    world.put("icons/favicon.ico", b"favicon")
+
+    normalized = world.steps.normalize(world.event(world.primary, "icons/favicon.ico"))
+    outcomes = world.run_all("icons/favicon.ico")
+
+    assert (normalized.outcome, normalized.detail) == (Outcome.SKIPPED, "already canonical")
+    assert outcomes == [Outcome.SKIPPED]
+    assert world.steps.replicate(world.event(world.primary, "icons/favicon.ico")).outcome == Outcome.MIRRORED
+    assert world.row("favicon")[0] == world.row("bbc")[0] == "icons/favicon.ico"
+    assert world.keys(world.primary) == world.keys(world.cdn) == {"icons/favicon.ico"}
+    assert world.copies == [("icons/favicon.ico", f"{world.cdn}/icons/favicon.ico")]
+
+
+def test_a_generic_name_shared_by_two_rows_is_renamed_once_and_never_loops(world: World) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('bbc', 'icons/favicon.ico')")
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('cnn', 'icons/favicon.ico')")
+    world.put("icons/favicon.ico", b"shared")
+
+    world.run_all("icons/favicon.ico")
+    copies = list(world.copies)
+    # every event each step's writes caused, and the original upload's, delivered again: nothing more happens
+    for key in ("icons/favicon.ico", "icons/bbc.ico", "icons/cnn.ico"):
+        assert world.steps.normalize(world.event(world.primary, key)).outcome == Outcome.SKIPPED
+        assert world.steps.replicate(world.event(world.primary, key)).outcome == Outcome.SKIPPED
+    assert world.steps.link(world.event(world.cdn, "icons/bbc.ico")).outcome == Outcome.SKIPPED
+
+    # the lowest id names the shared file, the other row follows it (link moves every row off the source); the
+    # source is retired only once no row references it (I2), and its bytes live on under the new name (I5)
+    assert world.row("bbc")[0] == world.row("cnn")[0] == "icons/bbc.ico"
+    assert world.keys(world.primary) == world.keys(world.cdn) == {"icons/bbc.ico"}
+    assert world.s3.get_bytes(world.primary, "icons/bbc.ico") == b"shared"
+    assert (
+        world.copies
+        == copies
+        == [
+            ("icons/favicon.ico", f"{world.primary}/icons/bbc.ico"),
+            ("icons/bbc.ico", f"{world.cdn}/icons/bbc.ico"),
+        ]
+    )
+
+
+def test_the_backfill_renames_a_generic_name_from_its_row(world: World) -> None:
+    from mediacanon.backfill import process_objects
+
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('bbc', 'icons/favicon.ico')")
+    world.put("icons/favicon.ico", b"bbc")
+    backfill = Steps(world.steps.map, world.s3, world.steps.db, world.steps.ledger, owner_wait_seconds=0)
+
+    planned = process_objects(backfill, ["icons/favicon.ico"], dry_run=True)
+    done = process_objects(backfill, ["icons/favicon.ico"], dry_run=False)
+    again = process_objects(backfill, ["icons/bbc.ico"], dry_run=False)
+
+    assert [(i["outcome"], i["canonical_key"]) for i in planned.items] == [("migrated", "icons/bbc.ico")]
+    assert done.counts == {"migrated": 1}
+    assert again.counts == {"skipped": 1}
+    assert world.row("bbc")[0] == "icons/bbc.ico"
+    assert world.keys(world.primary) == world.keys(world.cdn) == {"icons/bbc.ico"}

@@ -66,7 +66,7 @@ class Crash(Exception):
 class Item:
     """One piece of the site: `kind` says how it is set up and where its bytes must end."""
 
-    kind: str  # messy | canonical | staged | masthead | orphan | legacy
+    kind: str  # messy | canonical | generic | staged | masthead | orphan | legacy
     slug: str
 
     @property
@@ -78,6 +78,7 @@ class Item:
         return {
             "messy": f"icons/{self.slug}_icon_v2_FINAL (1).png",
             "canonical": f"icons/{self.slug}.png",
+            "generic": f"icons/generic-{self.slug}.png",  # canonical by its name, for slug 'generic-<slug>'
             "staged": f"downloads/{self.slug}/google_favicon/google_icon.png",
             "masthead": f"mastheads/{self.slug.title()}_Masthead.JPG",
             "orphan": f"icons/nobody-{self.slug}_logo.png",
@@ -92,7 +93,7 @@ class Item:
 @st.composite
 def sites(draw: st.DrawFn, *, legacy: bool) -> list[Item]:
     """Up to four rows with distinct slugs (so no two items race for one canonical key) and maybe an orphan."""
-    kinds = ["messy", "canonical", "staged", "masthead", *(["legacy"] if legacy else [])]
+    kinds = ["messy", "canonical", "generic", "staged", "masthead", *(["legacy"] if legacy else [])]
     slugs = draw(st.lists(st.sampled_from(SLUGS), min_size=1, max_size=4, unique=True))
     items = [Item(draw(st.sampled_from(kinds)), slug) for slug in slugs]
     if draw(st.booleans()):
@@ -519,7 +520,13 @@ def test_live_path_and_backfill_schedules_keep_every_invariant(
 @pytest.mark.parametrize("nth", [1, 2])
 def test_a_crash_at_each_step_boundary_then_retries_converge(world: World, boundary: str, nth: int) -> None:
     """Every boundary, crashed at its first and second occurrence, in the plain delivery order, then retried."""
-    items = [Item("messy", "nytimes"), Item("staged", "el-pais"), Item("masthead", "bbc"), Item("legacy", "guardian")]
+    items = [
+        Item("messy", "nytimes"),
+        Item("staged", "el-pais"),
+        Item("masthead", "bbc"),
+        Item("legacy", "guardian"),
+        Item("generic", "reuters"),
+    ]
     faults = Faults({boundary: frozenset({nth})})
     run_schedule(world, items, faults, [Move()] * MAX_DELIVERIES)  # always the first pending delivery, no duplicate
     assert faults.fired == [boundary], faults  # the crash really happened where it was planned

@@ -316,6 +316,8 @@ def process_listed(steps: Steps, items: Sequence[Listed], *, dry_run: bool) -> B
 
 
 def _moves(steps: Steps, items: Sequence[Listed], result: BatchResult, per_object: list[str]) -> list[_Move]:
+    from mediacanon.plan import row_canonical
+
     resolved: list[tuple[Listed, naming.Resolution]] = []
     for item in items:
         if item.key.startswith(steps.map.reports_prefix):
@@ -334,7 +336,10 @@ def _moves(steps: Steps, items: Sequence[Listed], result: BatchResult, per_objec
         if owner is None or owner.matched_by != "reference" or item.size > COPY_OBJECT_LIMIT:
             per_object.append(item.key)
             continue
-        if res.is_canonical:
+        # canonical by its name is not enough: the referencing row names it (as normalize does), so another slug's
+        # generic name ('icons/favicon.ico' referenced by row 'bbc') is renamed below like any messy one. A row whose
+        # slug gives no usable key leaves the name standing.
+        if res.is_canonical and row_canonical(res.field, owner.slug, item.key, owner.tenant) in (None, item.key):
             moves.append(_Move(item, res, owner, item.key, canonical_etag=item.etag))
             continue
         try:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from mediacanon import naming
 from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
 from mediacanon.mediamap import MediaMap
+from mediacanon.plan import row_canonical
 from mediacanon.steps import SOURCE_ETAG, SOURCE_KEY, same_bytes
 
 if TYPE_CHECKING:
@@ -111,9 +112,13 @@ def check_invariants(
     retired = {e.source_key for e in entries if e.retired_at is not None and e.source_key}
 
     referenced: set[str] = set()
+    broken: set[str] = set()  # referenced keys an I1 violation already names
     rows = 0
     for mapping in media_map.fields:
         db.check_field(mapping)
+        # per referenced key in the primary bucket: (a referencing row names it, the canonical key the first
+        # referencing row gives it): the rows, not the name, say whether a rename is due (see plan.naming_row)
+        named: dict[str, tuple[bool, str | None]] = {}
         for row in db.iter_rows(mapping):
             rows += 1
             if not row.value or (mapping.tenant_scoped and not row.tenant):
@@ -121,6 +126,10 @@ def check_invariants(
             key = naming.key_for_value(mapping, row.value, row.tenant)
             referenced.add(key)
             in_primary, in_cdn = key in primary, key in cdn
+            if in_primary:
+                by_row = row_canonical(mapping, row.slug, key, row.tenant)
+                was_named, first = named.get(key, (False, by_row))
+                named[key] = (was_named or by_row == key, first)
             if in_primary and in_cdn:
                 continue
             where = {"field": mapping.name, "row": row.id, "key": key, "in_primary": in_primary, "in_cdn": in_cdn}
@@ -128,6 +137,7 @@ def check_invariants(
                 report.violations.append(
                     Violation("I1", "row_points_at_missing_key", key, "a row mediacanon changed points at a 404", where)
                 )
+                broken.add(key)
             elif not in_primary and key in retired:
                 report.violations.append(
                     Violation(
@@ -136,9 +146,14 @@ def check_invariants(
                 )
             elif not in_primary:
                 report.missing.append(where)
-            else:
-                canonical = _canonical(media_map, key)
-                (report.unmirrored if canonical == key else report.pending).append(key)
+        for key, (is_named, by_row) in named.items():
+            if key in broken:
+                continue
+            # a slug that gives no usable key leaves the name to say it (plan.renamed_by_row)
+            if not is_named and (by_row or _canonical(media_map, key)) != key:
+                report.pending.append(key)  # a rename is due, mirrored under this name or not
+            elif key not in cdn:
+                report.unmirrored.append(key)
 
     canonical_primary: set[str] = set()
     for key in primary:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mediacanon import naming
 from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
-from mediacanon.mediamap import MediaMap
+from mediacanon.mediamap import FieldMapping, MediaMap
 
 if TYPE_CHECKING:
     from mediacanon.db import Database, Row
@@ -211,28 +211,64 @@ def resolve_by_reference(media_map: MediaMap, db: Database, key: str) -> naming.
             return None
         mapping, tenant = hit
         value = naming.column_value(mapping, key, tenant)
-        row = _same_tenant(db.rows_referencing(mapping, [value]).get(value, []), tenant)
+        row = naming_row(mapping, key, db.rows_referencing(mapping, [value]).get(value, []), tenant)
         return None if row is None else naming.resolve_for_row(media_map, key, row.slug, row.tenant, mapping=mapping)
     except (UnsafeKeyError, UnmappedKeyError):
         return None
 
 
-def find_owners(db: Database, resolved: Iterable[tuple[str, naming.Resolution]]) -> dict[str, Owner]:
-    """The owning row of each key: the row referencing it, else the row whose slug the name gives."""
-    by_field: dict[str, list[tuple[str, naming.Resolution]]] = {}
-    for key, res in resolved:
-        by_field.setdefault(res.field.name, []).append((key, res))
+def row_canonical(mapping: FieldMapping, slug: str, key: str, tenant: str | None) -> str | None:
+    """The canonical key a row (its slug and tenant) gives `key`; None when the slug gives no usable key."""
+    try:
+        return naming.canonical_key_for_row(mapping, slug, key, tenant)
+    except (UnsafeKeyError, UnmappedKeyError):
+        return None
+
+
+def naming_row(mapping: FieldMapping, key: str, rows: Sequence[Row], tenant: str | None) -> Row | None:
+    """Of the rows (of `tenant`) referencing `key`, the one that names it: a row whose canonical key it is, else the
+    lowest id. Rows sharing a file follow that row (link moves every row off a renamed source), and a key that is
+    some referencing row's own name stays as it is: so a shared file is renamed once, never back and forth."""
+    same = [row for row in rows if tenant is None or row.tenant == tenant]
+    for row in same:
+        if row_canonical(mapping, row.slug, key, row.tenant) == key:
+            return row
+    return same[0] if same else None
+
+
+def referencing_owners(db: Database, resolved: Iterable[tuple[str, naming.Resolution]]) -> dict[str, Owner]:
+    """The row referencing each key (see `naming_row`), for the keys some row references: one query per field."""
     owners: dict[str, Owner] = {}
-    for group in by_field.values():
+    for group in _by_field(resolved):
         mapping = group[0][1].field
         by_key = dict(group)
         values = {naming.column_value(mapping, key, res.tenant): key for key, res in group}
-        referencing = db.rows_referencing(mapping, list(values))
-        for value, rows in referencing.items():
+        for value, rows in db.rows_referencing(mapping, list(values)).items():
             key = values[value]
-            row = _same_tenant(rows, by_key[key].tenant)
+            row = naming_row(mapping, key, rows, by_key[key].tenant)
             if row is not None:
                 owners[key] = _owner(row, "reference")
+    return owners
+
+
+def renamed_by_row(db: Database, key: str, res: naming.Resolution) -> tuple[Owner, str] | None:
+    """For a key canonical by its name: the row referencing it and the other key that row names it
+    ('icons/favicon.ico' referenced by row 'bbc': icons/bbc.ico). The row is the authority on a name; the name alone
+    is read only for keys no row references. None when no row references it, a referencing row is named by it (a
+    row with slug 'favicon'), or the row's slug gives no usable key (the name stands). One query, by reference."""
+    owner = referencing_owners(db, [(key, res)]).get(key)
+    if owner is None:
+        return None
+    canonical = row_canonical(res.field, owner.slug, key, owner.tenant)
+    return None if canonical is None or canonical == key else (owner, canonical)
+
+
+def find_owners(db: Database, resolved: Iterable[tuple[str, naming.Resolution]]) -> dict[str, Owner]:
+    """The owning row of each key: the row referencing it (see `naming_row`), else the row whose slug the name gives."""
+    resolved = list(resolved)
+    owners = referencing_owners(db, resolved)
+    for group in _by_field(resolved):
+        mapping = group[0][1].field
         for tenant in {res.tenant for _, res in group}:
             pending = [(key, res) for key, res in group if key not in owners and res.tenant == tenant]
             if not pending:
@@ -246,11 +282,11 @@ def find_owners(db: Database, resolved: Iterable[tuple[str, naming.Resolution]])
     return owners
 
 
-def _same_tenant(rows: list[Row], tenant: str | None) -> Row | None:
-    for row in rows:
-        if tenant is None or row.tenant == tenant:
-            return row
-    return None
+def _by_field(resolved: Iterable[tuple[str, naming.Resolution]]) -> list[list[tuple[str, naming.Resolution]]]:
+    by_field: dict[str, list[tuple[str, naming.Resolution]]] = {}
+    for key, res in resolved:
+        by_field.setdefault(res.field.name, []).append((key, res))
+    return list(by_field.values())
 
 
 def _owner(row: Row, matched_by: str) -> Owner:

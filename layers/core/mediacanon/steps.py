@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote
 from mediacanon import naming
 from mediacanon.errors import PermanentError, PreconditionFailed, RetryableError, UnmappedKeyError, UnsafeKeyError
 from mediacanon.mediamap import FieldMapping, MediaMap
-from mediacanon.plan import Owner, find_owners, resolve_by_reference
+from mediacanon.plan import Owner, find_owners, renamed_by_row, resolve_by_reference
 
 if TYPE_CHECKING:
     from mediacanon.db import Database, Swap
@@ -158,12 +158,20 @@ class Steps:
             if by_row is None:
                 return res
             res = by_row  # the name gives no slug, but a row references the key: the row names it
+        owner: Owner | None = None
         if res.is_canonical:
-            return StepResult(Outcome.SKIPPED, key, "already canonical", key)
+            # canonical by its name, but the row is the authority on a name: 'icons/favicon.ico' (slug 'favicon')
+            # referenced by row 'bbc' is renamed icons/bbc.ico like any messy name. Asked by reference only, the one
+            # query a canonical key costs; the copy this makes is canonical for its row, so it stops there (no loop)
+            renamed = renamed_by_row(self.db, key, res)
+            if renamed is None:
+                return StepResult(Outcome.SKIPPED, key, "already canonical", key)
+            owner = renamed[0]
         head = self.s3.head(self.primary, key)
         if head is None:
             return StepResult(Outcome.SKIPPED, key, "no longer in the primary bucket (stale event)")
-        owner = find_owners(self.db, [(key, res)]).get(key)
+        if owner is None:
+            owner = find_owners(self.db, [(key, res)]).get(key)
         if owner is None:
             return self._unowned(event, "no row references it or has its slug")
         try:
@@ -232,6 +240,12 @@ class Steps:
         # a stale "deleted" event for a key that exists again must not undo the newer object: mirror it
         if not (res.is_canonical or SOURCE_KEY in head.metadata):
             return StepResult(Outcome.SKIPPED, key, "not canonical: never mirrored")
+        # a copy normalize made (its source recorded) was named from its row; a name canonical by itself may still
+        # be another row's generic name ('icons/favicon.ico' referenced by row 'bbc'): normalize renames it, and the
+        # CDN (I3) gets the new name only, so link never sees the old one
+        if SOURCE_KEY not in head.metadata and (renamed := renamed_by_row(self.db, key, res)) is not None:
+            owner, canonical = renamed
+            return StepResult(Outcome.SKIPPED, key, f"row {owner.id} names it {canonical!r}: not mirrored under this name")
         return self.mirror(key, head)
 
     def mirror(self, key: str, head: ObjectHead) -> StepResult:
