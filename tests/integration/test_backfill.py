@@ -430,6 +430,149 @@ def test_present_answers_from_listing_pages_and_heads_where_a_page_would_not_pay
     assert pages + heads <= {1: 2, 7: 3, 400: 33}[stride], (pages, heads)
 
 
+# -- the listed batch's database work: a statement per batch (claims, retire marks) or per field (rows + ledger) --------
+
+
+def papers(site: Site, n: int) -> list[Any]:
+    """n messy icons, each referenced by its row; their listing."""
+    for i in range(n):
+        site.client.put_object(Bucket=site.primary, Key=f"icons/paper-{i:03d}_icon_v2_final.png", Body=f"p{i}".encode())
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        for i in range(n):
+            conn.execute(
+                "INSERT INTO archive_publicationsource (slug, icon) VALUES (%s, %s)",
+                (f"paper-{i:03d}", f"icons/paper-{i:03d}_icon_v2_final.png"),
+            )
+    return listing(site, "icons/paper-")
+
+
+def test_a_listed_batch_claims_links_and_retires_in_a_statement_each(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mediacanon.backfill import process_listed
+    from mediacanon.ledger import Ledger
+
+    items = papers(site, 40)
+    calls: dict[str, int] = {}
+    for name in ("claim", "record_link", "mark_retired", "claim_many", "record_links", "mark_retired_many"):
+        real = getattr(Ledger, name)
+
+        def counted(self: Ledger, *args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls[_name] = calls.get(_name, 0) + 1
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Ledger, name, counted)
+
+    with worker(site) as steps:
+        result = process_listed(steps, items, dry_run=False)
+
+    assert result.counts == {"migrated": 40}
+    assert calls == {"claim_many": 1, "record_links": 1, "mark_retired_many": 1}  # none per object
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        entries = conn.execute(
+            "SELECT source_key, canonical_key, rows_changed, retired_at IS NOT NULL FROM mediacanon.ledger ORDER BY id"
+        ).fetchall()
+    # one ledger entry per object, as before: rollback reverses each on its own
+    assert entries == [(f"icons/paper-{i:03d}_icon_v2_final.png", f"icons/paper-{i:03d}.png", 1, True) for i in range(40)]
+
+
+def test_rollback_of_listed_batches_restores_each_row_and_source(site: Site) -> None:
+    from mediacanon.backfill import process_listed
+    from mediacanon.db import Database
+    from mediacanon.ledger import Ledger
+    from mediacanon.rollback import rollback
+    from mediacanon.s3 import S3Adapter
+
+    items = papers(site, 30)
+    rows_before = site.rows()
+    with worker(site) as steps:
+        assert process_listed(steps, items[:15], dry_run=False).counts == {"migrated": 15}
+        assert process_listed(steps, items[15:], dry_run=False).counts == {"migrated": 15}
+    # someone saves a new file on one row meanwhile: rollback leaves it and says so
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        conn.execute("UPDATE archive_publicationsource SET icon = 'icons/paper-007-new.png' WHERE slug = 'paper-007'")
+
+    with Database(site.conninfo) as db:
+        undone = rollback(site.media_map, S3Adapter(site.client), db, Ledger(db, site.media_map.schema), execution="by-hand")
+
+    assert undone.entries == 30
+    assert undone.rows_restored == 29
+    assert [c["expected"] for c in undone.rows_changed_since] == ["icons/paper-007.png"]
+    rows_after = site.rows()
+    for i in range(30):
+        slug = f"paper-{i:03d}"
+        if i == 7:
+            assert rows_after[slug][0] == "icons/paper-007-new.png"
+            continue
+        assert rows_after[slug] == rows_before[slug]
+        assert site.body(site.primary, f"icons/{slug}_icon_v2_final.png") == f"p{i}".encode()
+
+
+def test_a_permanent_error_linking_one_listed_object_fails_that_object_alone(site: Site) -> None:
+    from mediacanon.backfill import process_listed
+
+    items = papers(site, 12)
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        conn.execute("ALTER TABLE archive_publicationsource ADD CONSTRAINT not_3 CHECK (icon <> 'icons/paper-003.png')")
+
+    with worker(site) as steps:
+        result = process_listed(steps, items, dry_run=False)
+
+    assert result.counts == {"migrated": 11, "failed": 1}
+    [failed] = [item for item in result.items if item["outcome"] == "failed"]
+    assert failed["key"] == "icons/paper-003_icon_v2_final.png"
+    assert "not_3" in failed["detail"]
+    rows = site.rows()
+    assert rows["paper-003"][0] == "icons/paper-003_icon_v2_final.png"
+    assert site.body(site.primary, "icons/paper-003_icon_v2_final.png") == b"p3"  # I2: its row still references it
+    assert all(rows[f"paper-{i:03d}"][0] == f"icons/paper-{i:03d}.png" for i in range(12) if i != 3)
+
+
+def test_a_permanent_error_claiming_one_listed_object_fails_that_object_alone(site: Site) -> None:
+    from mediacanon.backfill import process_listed
+
+    items = papers(site, 12)
+    with worker(site) as steps:  # the ledger's tables exist
+        with psycopg.connect(site.conninfo, autocommit=True) as conn:
+            conn.execute("ALTER TABLE mediacanon.claims ADD CONSTRAINT not_5 CHECK (canonical_key <> 'icons/paper-005.png')")
+        result = process_listed(steps, items, dry_run=False)
+
+    assert result.counts == {"migrated": 11, "failed": 1}
+    assert [item["key"] for item in result.items if item["outcome"] == "failed"] == ["icons/paper-005_icon_v2_final.png"]
+    assert site.rows()["paper-005"][0] == "icons/paper-005_icon_v2_final.png"
+    assert "icons/paper-005.png" not in site.objects(site.primary)  # not copied without its claim
+    assert site.rows()["paper-004"][0] == "icons/paper-004.png"
+
+
+@pytest.mark.parametrize(("method", "survives"), [("claim_many", 1), ("record_links", 1), ("mark_retired_many", 0)])
+def test_a_backfill_killed_in_a_batched_ledger_write_converges(
+    site: Site, monkeypatch: pytest.MonkeyPatch, method: str, survives: int
+) -> None:
+    from mediacanon.ledger import Ledger
+
+    real = getattr(Ledger, method)
+    calls = {"n": 0}
+
+    def dies(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > survives:  # the worker dies there: after the copies, or after the sources' DeleteObjects
+            raise RuntimeError("the worker crashed")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Ledger, method, dies)
+    killed = site.run()
+    assert killed.status == "FAILED" or killed.failed_items > 0
+    assert calls["n"] > survives
+    monkeypatch.setattr(Ledger, method, real)
+
+    again = site.run()
+
+    assert again.status == "SUCCEEDED"
+    assert set(site.objects(site.primary)) == {*CANONICAL, "icons/nobody_icon.png"}
+    assert set(site.objects(site.cdn)) == set(CANONICAL)
+    for key, body in CANONICAL.items():
+        assert site.body(site.primary, key) == site.body(site.cdn, key) == body
+    assert site.rows() == FINAL_ROWS
+
+
 @pytest.mark.parametrize("listed", [True, False], ids=["listed-batch", "per-object"])
 def test_a_generic_name_is_renamed_from_the_row_that_references_it(site: Site, listed: bool) -> None:
     """Regression: a name canonical for another slug ('icons/favicon.ico' is slug 'favicon') was taken as canonical

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
+from psycopg import sql
 
 from mediacanon import db as db_module
 from mediacanon.db import Database, Row, SchemaMismatchError, Swap, translate_error
@@ -230,6 +233,111 @@ def test_swap_is_all_or_nothing(conninfo: str) -> None:
         db.swap(ICON, [Swap(a, "icons/a_icon.png", "icons/a.png"), Swap(b, "icons/b_icon.png", "icons/bad.png")])
     assert isinstance(info.value.__cause__, pg_errors.CheckViolation)
     assert icons(conninfo) == {"a": "icons/a_icon.png", "b": "icons/b_icon.png"}
+
+
+def test_swap_is_set_based_one_statement_per_batch(conninfo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db_module, "SWAP_BATCH", 3)
+    ids = [add(conninfo, f"s{i}", f"icons/s{i}_icon.png") for i in range(7)]
+    run(conninfo, "UPDATE archive_publicationsource SET icon = 'icons/edited.png' WHERE slug = 's4'")  # edited since
+    statements: list[Any] = []
+    real = psycopg.Cursor.executemany
+
+    def executemany(cur: psycopg.Cursor[Any], query: Any, params: Any, **kwargs: Any) -> None:
+        params = list(params)
+        statements.extend(params)
+        real(cur, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "executemany", executemany)
+    with Database(conninfo) as db:
+        changed = db.swap(ICON, [Swap(row, f"icons/s{i}_icon.png", f"icons/s{i}.png") for i, row in enumerate(ids)])
+
+    assert len(statements) == 3  # 7 rows, at most 3 per statement, all in one transaction
+    assert changed == [row for i, row in enumerate(ids) if i != 4]  # in the order given; the edited row kept
+    assert icons(conninfo) == {f"s{i}": "icons/edited.png" if i == 4 else f"icons/s{i}.png" for i in range(7)}
+
+
+def test_swap_of_one_row_twice_applies_in_order(conninfo: str) -> None:
+    a, b = add(conninfo, "a", "icons/a_icon.png"), add(conninfo, "b", "icons/b_icon.png")
+    with Database(conninfo) as db:
+        changed = db.swap(
+            ICON,
+            [
+                Swap(a, "icons/a_icon.png", "icons/a1.png"),
+                Swap(b, "icons/b_icon.png", "icons/b.png"),
+                Swap(a, "icons/a1.png", "icons/a2.png"),  # holds what the first swap wrote: changes too
+                Swap(a, "icons/a_icon.png", "icons/a3.png"),  # no longer holds this: left alone
+            ],
+        )
+        positions = db.swap_positions(ICON, [Swap(b, "icons/nope.png", "icons/x.png"), Swap(b, "icons/b.png", "icons/b2.png")])
+    assert changed == [a, b, a]
+    assert positions == [1]
+    assert icons(conninfo) == {"a": "icons/a2.png", "b": "icons/b2.png"}
+
+
+def test_swap_empties_a_column_and_leaves_rows_that_moved_on(conninfo: str) -> None:
+    a, b = add(conninfo, "a", "icons/a.png"), add(conninfo, "b", "icons/b.png")
+    run(conninfo, "UPDATE archive_publicationsource SET icon = 'icons/b_new.png' WHERE id = %s", b)
+    with Database(conninfo) as db:
+        assert db.swap(ICON, [Swap(a, "icons/a.png", None), Swap(b, "icons/b.png", None)]) == [a]
+    assert icons(conninfo) == {"a": None, "b": "icons/b_new.png"}
+
+
+@pytest.mark.parametrize(
+    ("id_type", "ids"),
+    [
+        ("integer", [1, 2, 3]),
+        ("bigint", [2**40, 2**40 + 1, 2**40 + 2]),
+        ("smallint", [1, 2, 3]),
+        ("uuid", [uuid.UUID(int=1), uuid.UUID(int=2), uuid.UUID(int=3)]),
+        ("text", ["pub-1", "pub 2", "pub'3"]),
+        ("varchar(20)", ["a", "b", "c"]),
+        ("char(6)", ["aaaaaa", "bbbbbb", "cccccc"]),  # 'character' alone would be char(1): the cast must not truncate
+        ("numeric(12, 0)", [Decimal(10), Decimal(20), Decimal(30)]),
+        ("pk_domain", [7, 8, 9]),
+    ],
+)
+def test_swap_by_ids_of_the_tables_own_type_uses_its_primary_key(
+    conninfo: str, monkeypatch: pytest.MonkeyPatch, id_type: str, ids: list[Any]
+) -> None:
+    run(conninfo, "CREATE DOMAIN pk_domain AS bigint CHECK (VALUE > 0)")
+    run(conninfo, f"CREATE TABLE typed (pk {id_type} PRIMARY KEY, slug text, icon varchar(100))")
+    for i, pk in enumerate(ids):
+        run(conninfo, "INSERT INTO typed (pk, slug, icon) VALUES (%s, %s, %s)", pk, f"s{i}", f"icons/s{i}_icon.png")
+    run(conninfo, "UPDATE typed SET icon = 'icons/edited.png' WHERE slug = 's1'")
+    mapping = dataclasses.replace(ICON, table="typed", id_column="pk")
+    sent: list[tuple[Any, Any]] = []
+    real = psycopg.Cursor.executemany
+
+    def executemany(cur: psycopg.Cursor[Any], query: Any, params: Any, **kwargs: Any) -> None:
+        params = list(params)
+        sent.append((query, params[0]))
+        real(cur, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "executemany", executemany)
+    with Database(conninfo) as db:
+        rows = {r.slug: r.id for r in db.iter_rows(mapping)}
+        # an id as the database returns it, and as a JSON ledger entry gives it back to rollback (a uuid as a string)
+        s2 = str(rows["s2"]) if id_type == "uuid" else rows["s2"]
+        changed = db.swap(
+            mapping,
+            [
+                Swap(rows["s0"], "icons/s0_icon.png", "icons/s0.png"),
+                Swap(rows["s1"], "icons/s1_icon.png", "icons/s1.png"),  # edited since: kept
+                Swap(s2, "icons/s2_icon.png", "icons/s2.png"),
+            ],
+        )
+        [(query, params)] = sent
+        with db.connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(str(line[0]) for line in conn.execute(sql.SQL("EXPLAIN ") + query, params))
+    assert changed == [rows["s0"], s2]  # the ids as the caller named them
+    assert dict(run(conninfo, "SELECT slug, icon FROM typed")) == {
+        "s0": "icons/s0.png",
+        "s1": "icons/edited.png",
+        "s2": "icons/s2.png",
+    }
+    assert "typed_pkey" in plan  # the key compares with its own type: its index serves the statement
+    assert "Seq Scan" not in plan
 
 
 # -- error translation -----------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from mediacanon.steps import SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Step
 
 if TYPE_CHECKING:
     from mediacanon.db import Database, Row
+    from mediacanon.ledger import Link
     from mediacanon.mediamap import FieldMapping, MediaMap
     from mediacanon.s3 import ObjectHead, S3Adapter
 
@@ -375,17 +376,15 @@ def _concurrently(make_copy: Callable[[_Move], str], moves: list[_Move]) -> list
 def _normalize_listed(steps: Steps, moves: list[_Move], result: BatchResult, per_object: list[str]) -> list[_Move]:
     primary = steps.map.buckets.primary
     targets = present(steps.s3, primary, [m.canonical for m in moves if m.renamed])
+    unclaimed = _claim_listed(steps, [m for m in moves if m.renamed], result)
     kept, to_copy = [], []
     for move in moves:
         if not move.renamed:
             kept.append(move)
             continue
         key, etag = move.listed.key, move.listed.etag
-        try:
-            steps.ledger.claim(move.canonical, key, etag, take_over=True)  # the row references it: its bytes win
-        except PermanentError as exc:
-            result.add("failed", key, str(exc))
-            continue
+        if key in unclaimed:
+            continue  # counted as failed
         target = targets[move.canonical]
         if target is None:
             to_copy.append(move)
@@ -418,6 +417,26 @@ def _normalize_listed(steps: Steps, moves: list[_Move], result: BatchResult, per
     return kept
 
 
+def _claim_listed(steps: Steps, moves: list[_Move], result: BatchResult) -> set[str]:
+    """Claim each move's canonical key for its source (a row references the source: its bytes win), the batch's
+    claims in one statement. Should that fail for good, one by one, so only the object at fault fails; returns the
+    source keys whose claim failed (counted as failed)."""
+    claims = [(m.canonical, m.listed.key, m.listed.etag) for m in moves]
+    try:
+        steps.ledger.claim_many(claims, take_over=True)
+        return set()
+    except PermanentError:
+        pass
+    failed = set()
+    for canonical, key, etag in claims:
+        try:
+            steps.ledger.claim(canonical, key, etag, take_over=True)
+        except PermanentError as exc:
+            result.add("failed", key, str(exc))
+            failed.add(key)
+    return failed
+
+
 def _copy_source(steps: Steps, move: _Move) -> str:
     primary, key = steps.map.buckets.primary, move.listed.key
     return steps.s3.copy_as_is(primary, key, primary, move.canonical, source_etag=move.listed.etag)
@@ -446,10 +465,12 @@ def _mirror_listed(steps: Steps, moves: list[_Move], result: BatchResult, per_ob
 
 
 def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> None:
-    """Rows from each source to its canonical key (I1: both buckets hold it with these bytes, checked above), each
-    with its ledger entry in one transaction; then the sources no row references any more, in one DeleteObjects,
-    each only while it still holds the bytes that were copied (I2, I5)."""
+    """Rows from each source to its canonical key (I1: both buckets hold it with these bytes, checked above): a
+    field's rows in one compare-and-swap, in one transaction with one ledger entry per source (rollback reverses
+    each); then the sources no row references any more, in one DeleteObjects, each only while it still holds the
+    bytes that were copied (I2, I5); then their ledger entries marked retired, in one UPDATE."""
     from mediacanon.db import Swap
+    from mediacanon.ledger import Link
 
     renames = [m for m in moves if m.renamed]
     by_field: dict[str, list[_Move]] = {}
@@ -460,26 +481,17 @@ def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> N
         mapping = group[0].res.field
         values = {m.listed.key: naming.column_value(mapping, m.listed.key, m.res.tenant) for m in group}
         referencing = steps.db.rows_referencing(mapping, list(values.values()))
-        linked = []
+        links = []
         for move in group:
             source_value = values[move.listed.key]
             new_value = naming.column_value(mapping, move.canonical, move.res.tenant)
             rows = [r for r in referencing.get(source_value, []) if move.res.tenant is None or r.tenant == move.res.tenant]
             swaps = [Swap(row.id, source_value, new_value) for row in rows]
-            try:
-                move.rows_changed = steps.ledger.record_link(
-                    mapping,
-                    swaps,
-                    source_key=move.listed.key,
-                    canonical_key=move.canonical,
-                    etag=move.canonical_etag,
-                    sequencer=None,
-                )
-            except PermanentError as exc:
-                result.add("failed", move.listed.key, str(exc), move.canonical)
+            links.append(Link(swaps, move.listed.key, move.canonical, move.canonical_etag))
+        linked = _record_links(steps, mapping, group, links, result)
+        for move in group:
+            if move not in linked:
                 moves.remove(move)
-                continue
-            linked.append(move)
         if mapping.policies.retire != "delete" or not linked:
             continue
         still = steps.db.rows_referencing(mapping, [values[m.listed.key] for m in linked])
@@ -496,10 +508,39 @@ def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> N
     deleted = steps.s3.delete_if_unchanged(primary, {k: m.listed.etag for k, m in unchanged.items()})
     changed = {e.key for e in deleted.errors if e.code in PRECONDITION_CODES}
     DeleteResult(0, tuple(e for e in deleted.errors if e.key not in changed)).raise_for_errors(primary)
-    for key, move in unchanged.items():
-        if key not in changed:
-            steps.ledger.mark_retired(key, key=move.canonical)
-            move.retired = True
+    retired = [move for key, move in unchanged.items() if key not in changed]
+    steps.ledger.mark_retired_many([(move.listed.key, move.canonical) for move in retired])
+    for move in retired:
+        move.retired = True
+
+
+def _record_links(steps: Steps, mapping: FieldMapping, group: list[_Move], links: list[Link], result: BatchResult) -> list[_Move]:
+    """A field's links in one transaction (Ledger.record_links); should that fail for good, one by one, so only the
+    object at fault fails (counted as failed). Returns the moves linked, each with its rows changed."""
+    try:
+        changed = steps.ledger.record_links(mapping, links)
+    except PermanentError:
+        pass
+    else:
+        for move, rows_changed in zip(group, changed, strict=True):
+            move.rows_changed = rows_changed
+        return list(group)
+    linked = []
+    for move, link in zip(group, links, strict=True):
+        try:
+            move.rows_changed = steps.ledger.record_link(
+                mapping,
+                link.swaps,
+                source_key=link.source_key,
+                canonical_key=link.canonical_key,
+                etag=link.etag,
+                sequencer=link.sequencer,
+            )
+        except PermanentError as exc:
+            result.add("failed", move.listed.key, str(exc), move.canonical)
+            continue
+        linked.append(move)
+    return linked
 
 
 def _count_move(result: BatchResult, move: _Move) -> None:

@@ -22,6 +22,7 @@ from mediacanon.errors import MediacanonError, PermanentError, RetryableError
 from mediacanon.mediamap import FieldMapping
 
 LOOKUP_BATCH = 1000  # values per `= ANY(%s)` query: bounded statements however many keys a page holds
+SWAP_BATCH = 1000  # rows per set-based compare-and-swap statement (one transaction holds them all)
 CHARACTER_TYPES = ("character varying", "character", "text")
 # SQLSTATE classes that go away by themselves: connection exception, transaction rollback (serialization
 # failure, deadlock), insufficient resources (too many connections), operator intervention (query canceled,
@@ -61,6 +62,7 @@ class Swap(NamedTuple):
 class _Checked:
     schema: str
     max_length: int
+    id_type: sql.Composable  # the id column's type (a domain's base type), for typed arrays of ids
 
 
 def translate_error(exc: psycopg.Error, what: str) -> MediacanonError:
@@ -88,6 +90,22 @@ def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:
     it = iter(items)
     while batch := list(islice(it, size)):
         yield batch
+
+
+def _swap_statements(changes: Sequence[Swap]) -> Iterator[list[int]]:
+    """The positions of `changes`, in order, cut into runs of at most SWAP_BATCH that name each row once: a run
+    ends before a row it already names (an UPDATE ... FROM changes a row once, whatever else matches it)."""
+    run: list[int] = []
+    ids: set[str] = set()
+    for i, change in enumerate(changes):
+        row = str(change.row_id)
+        if len(run) == SWAP_BATCH or row in ids:
+            yield run
+            run, ids = [], set()
+        run.append(i)
+        ids.add(row)
+    if run:
+        yield run
 
 
 class Database:
@@ -169,10 +187,10 @@ class Database:
             )
         schema = str(found[0])
         columns = {
-            name: (data_type, length)
-            for name, data_type, length in conn.execute(
-                "SELECT column_name, data_type, character_maximum_length FROM information_schema.columns "
-                "WHERE table_schema = %s AND table_name = %s",
+            name: (data_type, length, sql.Identifier(udt_schema, udt_name))
+            for name, data_type, length, udt_schema, udt_name in conn.execute(
+                "SELECT column_name, data_type, character_maximum_length, udt_schema, udt_name "
+                "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
                 (schema, mapping.table),
             ).fetchall()
         }
@@ -189,7 +207,7 @@ class Database:
                     f"no such column ({role})",
                     f"set '{role}' to one of: {', '.join(sorted(columns))}",
                 )
-        data_type, length = columns[mapping.column]
+        data_type, length, _ = columns[mapping.column]
         if data_type not in CHARACTER_TYPES:
             raise SchemaMismatchError(
                 mapping,
@@ -197,7 +215,9 @@ class Database:
                 f"is {data_type}, not a character column",
                 "point 'column' at the FileField/ImageField column (varchar)",
             )
-        return _Checked(schema, min(mapping.max_length, length) if length is not None else mapping.max_length)
+        max_length = min(mapping.max_length, length) if length is not None else mapping.max_length
+        # udt_name is the type's own name ("int8", "uuid", "varchar", "bpchar"): no typmod, so no cast can truncate
+        return _Checked(schema, max_length, columns[mapping.id_column][2])
 
     # -- reads -------------------------------------------------------------------------------------------------
 
@@ -282,9 +302,19 @@ class Database:
 
     def swap(self, mapping: FieldMapping, changes: Sequence[Swap], *, conn: psycopg.Connection[Any] | None = None) -> list[Any]:
         """Compare-and-swap file columns, all in one transaction: a row changes only if it still holds `old`
-        (a concurrent edit in Django wins). Returns the ids of the rows changed.
+        (a concurrent edit in Django wins). Returns the ids of the rows changed, as `changes` names them, in its order.
 
         Given `conn`, runs inside the caller's transaction (the ledger writes its entry in the same one)."""
+        return [changes[i].row_id for i in self.swap_positions(mapping, changes, conn=conn)]
+
+    def swap_positions(
+        self, mapping: FieldMapping, changes: Sequence[Swap], *, conn: psycopg.Connection[Any] | None = None
+    ) -> list[int]:
+        """`swap`, returning the positions in `changes` of the swaps that changed their row (ascending), so a caller
+        that swaps for several owners at once can tell whose rows changed.
+
+        Set-based: one `UPDATE ... FROM unnest(ids, olds, news)` per SWAP_BATCH changes, sent together; a statement
+        never names a row twice, so swaps of one row (old -> a, then a -> b) apply one after the other, in order."""
         if not changes:
             return []
         checked = self._checked_for(mapping, conn)
@@ -296,18 +326,32 @@ class Database:
                     f"{mapping.table}.{mapping.column} max_length {max_length}: raise max_length or shorten the name"
                 )
         col, ident = sql.Identifier(mapping.column), sql.Identifier(mapping.id_column)
-        # '' and NULL both mean "no file" to Django: an empty old value matches either
+        # ids travel as text and are cast to the id column's own type (bigint, integer, uuid, varchar, a domain's
+        # base): the key compares like with like, so its index serves both conditions. `= ANY(ids)` bounds the scan
+        # to the statement's rows whatever join the planner picks (a merge join would walk the index from its start).
+        # '' and NULL both mean "no file" to Django: an empty old value (sent as '') matches either.
+        ids = sql.SQL("%(ids)s::text[]::{}[]").format(checked.id_type)
         query = sql.SQL(
-            "UPDATE {table} SET {col} = %(new)s WHERE {id} = %(id)s "
-            "AND ({col} IS NOT DISTINCT FROM %(old)s OR (%(empty)s AND {col} IS NULL)) RETURNING {id}"
-        ).format(table=sql.Identifier(checked.schema, mapping.table), col=col, id=ident)
-        params = [{"id": c.row_id, "old": c.old or "", "new": c.new, "empty": not c.old} for c in changes]
-        changed: list[Any] = []
+            "UPDATE {table} AS mc_t SET {col} = mc_v.new "
+            "FROM unnest({ids}, %(olds)s::text[], %(news)s::text[], %(positions)s::int[]) AS mc_v(id, old, new, pos) "
+            "WHERE mc_t.{id} = ANY({ids}) AND mc_t.{id} = mc_v.id "
+            "AND (mc_t.{col} = mc_v.old OR (mc_v.old = '' AND mc_t.{col} IS NULL)) RETURNING mc_v.pos"
+        ).format(table=sql.Identifier(checked.schema, mapping.table), col=col, id=ident, ids=ids)
+        params = [
+            {
+                "ids": [str(changes[i].row_id) for i in group],
+                "olds": [changes[i].old or "" for i in group],
+                "news": [changes[i].new for i in group],
+                "positions": group,
+            }
+            for group in _swap_statements(changes)
+        ]
+        changed: list[int] = []
         with self._maybe_connection(conn) as use, _translated(f"swap {mapping.table}.{mapping.column}"), use.transaction():
             cur = use.cursor()
             cur.executemany(query, params, returning=True)
             while True:
-                changed.extend(row[0] for row in cur.fetchall())
+                changed.extend(sorted(row[0] for row in cur.fetchall()))
                 if not cur.nextset():
                     break
         return changed

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -66,6 +66,16 @@ class LedgerEntry:
     created_at: datetime
 
 
+class Link(NamedTuple):
+    """One source's rows to its canonical key, for `Ledger.record_links`: what `record_link` takes."""
+
+    swaps: Sequence[Swap]
+    source_key: str | None
+    canonical_key: str
+    etag: str | None
+    sequencer: str | None = None
+
+
 class Ledger:
     def __init__(self, db: Database, schema: str = "mediacanon", execution: str | None = None) -> None:
         self.db = db
@@ -116,6 +126,40 @@ class Ledger:
         assert row is not None
         return str(row[0])
 
+    def claim_many(self, claims: Sequence[tuple[str, str, str | None]], *, take_over: bool = False) -> dict[str, str]:
+        """`claim` for many canonical keys at once, each (canonical_key, source_key, source_etag): one statement with
+        `take_over` (INSERT ... ON CONFLICT DO UPDATE), an INSERT and a SELECT without. Returns the source key that
+        holds each canonical key's claim afterwards. A canonical key named twice ends as `claim` after `claim` would
+        leave it: with `take_over` the last one holds it, without it the first."""
+        self.ensure()
+        wanted: dict[str, tuple[str, str | None]] = {}
+        for canonical_key, source_key, source_etag in claims:
+            if take_over or canonical_key not in wanted:
+                wanted[canonical_key] = (source_key, source_etag)
+        if not wanted:
+            return {}
+        keys = list(wanted)
+        params = (keys, [wanted[k][0] for k in keys], [wanted[k][1] for k in keys])
+        insert = (
+            "INSERT INTO {schema}.claims (canonical_key, source_key, source_etag) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) "
+        )
+        with self.db.connection() as conn, conn.transaction():
+            if take_over:
+                held = conn.execute(
+                    self._q(
+                        insert + "ON CONFLICT (canonical_key) DO UPDATE SET source_key = EXCLUDED.source_key, "
+                        "source_etag = EXCLUDED.source_etag, claimed_at = now() RETURNING canonical_key, source_key"
+                    ),
+                    params,
+                ).fetchall()
+            else:
+                conn.execute(self._q(insert + "ON CONFLICT (canonical_key) DO NOTHING"), params)
+                held = conn.execute(
+                    self._q("SELECT canonical_key, source_key FROM {schema}.claims WHERE canonical_key = ANY(%s)"), (keys,)
+                ).fetchall()
+        return {str(canonical_key): str(source_key) for canonical_key, source_key in held}
+
     def record_link(
         self,
         mapping: FieldMapping,
@@ -153,6 +197,47 @@ class Ledger:
                 )
         return len(changed)
 
+    def record_links(self, mapping: FieldMapping, links: Sequence[Link]) -> list[int]:
+        """`record_link` for many sources of one field in one transaction: one set-based compare-and-swap of all
+        their rows, then one INSERT of their ledger entries, one entry per source that changed rows (as `record_link`
+        writes it, so rollback still reverses each source on its own). Returns the rows changed per link, in order.
+        All or nothing: an error leaves no row swapped and no entry written."""
+        self.ensure()
+        swaps = [swap for link in links for swap in link.swaps]
+        owner = [i for i, link in enumerate(links) for _ in link.swaps]
+        if not swaps:
+            return [0] * len(links)
+        changed: list[list[Swap]] = [[] for _ in links]
+        with self.db.connection() as conn, conn.transaction():
+            for position in self.db.swap_positions(mapping, swaps, conn=conn):
+                changed[owner[position]].append(swaps[position])
+            written = [(link, done) for link, done in zip(links, changed, strict=True) if done]
+            if written:
+                conn.execute(
+                    self._q(
+                        "INSERT INTO {schema}.ledger (execution, field, source_key, canonical_key, etag, sequencer, "
+                        "rows_changed, changes) "
+                        "SELECT %s, %s, v.source_key, v.canonical_key, v.etag, v.sequencer, v.rows_changed, v.changes::jsonb "
+                        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::text[]) "
+                        "WITH ORDINALITY AS v(source_key, canonical_key, etag, sequencer, rows_changed, changes, n) "
+                        "ORDER BY v.n"  # ids in the links' order, as one record_link after another would give them
+                    ),
+                    (
+                        self.execution,
+                        mapping.name,
+                        [link.source_key for link, _ in written],
+                        [link.canonical_key for link, _ in written],
+                        [link.etag for link, _ in written],
+                        [link.sequencer for link, _ in written],
+                        [len(done) for _, done in written],
+                        [
+                            json.dumps([{"id": s.row_id, "old": s.old, "new": s.new} for s in done], default=str)
+                            for _, done in written
+                        ],
+                    ),
+                )
+        return [len(done) for done in changed]
+
     def mark_retired(self, source_key: str, *, key: str) -> None:
         self.ensure()
         with self.db.connection() as conn, conn.transaction():
@@ -162,6 +247,22 @@ class Ledger:
                     "AND retired_at IS NULL"
                 ),
                 (source_key, key),
+            )
+
+    def mark_retired_many(self, retired: Sequence[tuple[str, str]]) -> None:
+        """`mark_retired` for many (source_key, canonical_key) pairs in one UPDATE."""
+        self.ensure()
+        pairs = list(dict.fromkeys(retired))
+        if not pairs:
+            return
+        with self.db.connection() as conn, conn.transaction():
+            conn.execute(
+                self._q(
+                    "UPDATE {schema}.ledger AS l SET retired_at = now() "
+                    "FROM unnest(%s::text[], %s::text[]) AS v(source_key, canonical_key) "
+                    "WHERE l.source_key = v.source_key AND l.canonical_key = v.canonical_key AND l.retired_at IS NULL"
+                ),
+                ([source for source, _ in pairs], [canonical for _, canonical in pairs]),
             )
 
     def mark_rolled_back(self, entry_id: int, *, conn: psycopg.Connection[Any]) -> None:
