@@ -296,6 +296,37 @@ def test_rollback_restores_names_and_rows_and_has_a_dry_run(world: World) -> Non
     assert rollback(steps.map, world.s3, steps.db, steps.ledger, since=since).entries == 0
 
 
+def test_rollback_restores_a_source_retired_by_a_worker_that_died_before_marking_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retire deletes the source, then marks the ledger entry: a crash between the two leaves the entry unmarked.
+    Rollback must still copy the source back before pointing the row at it, or the row would point at a 404."""
+    from datetime import UTC, datetime, timedelta
+
+    from mediacanon.rollback import rollback
+
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('nytimes', 'icons/nytimes_icon_v2_final.png')")
+    world.put("icons/nytimes_icon_v2_final.png", b"nyt-bytes")
+    since = datetime.now(UTC) - timedelta(minutes=5)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the worker died after the delete")
+
+    monkeypatch.setattr(world.steps.ledger, "mark_retired", crash)
+    with pytest.raises(RuntimeError):
+        world.run_all("icons/nytimes_icon_v2_final.png")
+    monkeypatch.undo()
+    assert world.row("nytimes")[0] == "icons/nytimes.png"
+    assert "icons/nytimes_icon_v2_final.png" not in world.keys(world.primary)  # deleted, and the entry unmarked
+    assert all(e.retired_at is None for e in world.steps.ledger.entries(since=since))
+
+    done = rollback(world.steps.map, world.s3, world.steps.db, world.steps.ledger, since=since)
+
+    assert done.restored_objects == ["icons/nytimes_icon_v2_final.png"]
+    assert world.row("nytimes")[0] == "icons/nytimes_icon_v2_final.png"
+    assert world.s3.get_bytes(world.primary, "icons/nytimes_icon_v2_final.png") == b"nyt-bytes"
+
+
 def test_a_name_with_no_ascii_slug_is_named_by_the_row_that_references_it(world: World) -> None:
     world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('kathimerini', 'icons/Η_Καθημερινή.ico')")
     world.put("icons/Η_Καθημερινή.ico", b"k")

@@ -1,6 +1,6 @@
 """Reverse the renames of an execution (or since a time) from the ledger, newest first.
 
-For each ledger entry: copy the canonical object back to its source key if that key was retired, then
+For each ledger entry: copy the canonical object back to its source key if the bucket lacks it, then
 compare-and-swap the rows back from the canonical key to their old values, then mark the entry rolled back.
 Rows that changed since (someone saved a new file) are left alone and reported: the compare-and-swap only
 moves rows that still hold what mediacanon wrote. Canonical objects stay where they are (I2: nothing is
@@ -61,7 +61,11 @@ def rollback(
     for entry in reversed(entries):
         result.entries += 1
         mapping = media_map.field(entry.field)
-        if entry.source_key and entry.retired_at is not None and s3.head(primary, entry.source_key) is None:
+        swaps = [Swap(c["id"], c["new"], c["old"]) for c in entry.changes]
+        # not only when `entry.retired_at` says so: a worker that died between the delete and the retire mark left
+        # the source gone with the entry unmarked, and the rows must not go back to a 404. A key that rows return
+        # to, or that mediacanon retired, is copied back whenever the bucket lacks it.
+        if entry.source_key and (swaps or entry.retired_at is not None) and s3.head(primary, entry.source_key) is None:
             canonical = s3.head(primary, entry.canonical_key)
             if canonical is None:
                 raise FileNotFoundError(
@@ -79,7 +83,6 @@ def rollback(
                     drop_metadata=(SOURCE_KEY, SOURCE_ETAG),
                 )
             result.restored_objects.append(entry.source_key)
-        swaps = [Swap(c["id"], c["new"], c["old"]) for c in entry.changes]
         if dry_run:
             result.rows_restored += len(swaps)
             continue
