@@ -437,7 +437,7 @@ def test_a_generic_name_is_renamed_from_the_row_that_references_it(world: World)
     assert world.s3.get_bytes(world.cdn, "icons/bbc.ico") == b"bbc"
     with Database(world.conninfo) as db:
         checked = verify(world.steps.map, world.s3, db, Ledger(db))
-    assert checked.ok and checked.pending == []
+    assert checked.ok and checked.invariants.pending == []
 
 
 def test_a_generic_name_is_reported_pending_until_it_is_renamed(world: World) -> None:
@@ -451,7 +451,7 @@ def test_a_generic_name_is_reported_pending_until_it_is_renamed(world: World) ->
         checked = verify(world.steps.map, world.s3, db, Ledger(db))
 
     # in both buckets (mirrored before the row was saved, say), but the row names it otherwise: a rename is due
-    assert (checked.pending, checked.unmirrored) == (["icons/favicon.ico"], [])
+    assert (checked.invariants.pending, checked.invariants.unmirrored) == (["icons/favicon.ico"], [])
 
 
 def test_a_name_canonical_for_its_own_row_is_left_alone(world: World) -> None:

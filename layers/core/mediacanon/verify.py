@@ -32,14 +32,12 @@ class Verification:
     broken_i3_differs: list[str] = field(default_factory=list)  # CDN bytes differ from primary
     broken_i2: list[dict[str, Any]] = field(default_factory=list)  # rows pointing at a key mediacanon retired
     broken_i5: list[dict[str, Any]] = field(default_factory=list)  # only with a baseline (see invariants)
-    missing: list[dict[str, Any]] = field(default_factory=list)  # rows pointing at keys no bucket holds
-    unmirrored: list[str] = field(default_factory=list)  # canonical referenced keys not yet in the CDN
-    pending: list[str] = field(default_factory=list)  # referenced but not canonical: a rename is due
-    orphans: list[str] = field(default_factory=list)  # mapped objects no row references
-    refused: list[str] = field(default_factory=list)
-    retired_copy_gone: list[dict[str, Any]] = field(default_factory=list)  # retired sources whose copy is gone
-    counts: dict[str, int] = field(default_factory=dict)
-    invariants: InvariantReport | None = None  # the structured violations this was built from
+    # what is reported, not broken (missing rows, pending renames, orphans...), and the structured violations
+    invariants: InvariantReport = field(default_factory=InvariantReport)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.invariants.counts
 
     @property
     def ok(self) -> bool:
@@ -57,12 +55,12 @@ class Verification:
             },
             "i5_nothing_lost": {"ok": not self.broken_i5, "broken": self.broken_i5},
             "report": {
-                "missing": self.missing,
-                "unmirrored": self.unmirrored,
-                "pending_rename": self.pending,
-                "orphans": self.orphans,
-                "refused": self.refused,
-                "retired_copy_gone": self.retired_copy_gone,
+                "missing": self.invariants.missing,
+                "unmirrored": self.invariants.unmirrored,
+                "pending_rename": self.invariants.pending,
+                "orphans": self.invariants.orphans,
+                "refused": self.invariants.refused,
+                "retired_copy_gone": self.invariants.retired_copy_gone,
             },
             "counts": self.counts,
         }
@@ -76,13 +74,6 @@ def verify(media_map: MediaMap, s3: S3Adapter, db: Database, ledger: Ledger) -> 
         broken_i3_differs=[v.key for v in checked.broken("I3") if v.kind == "cdn_bytes_differ"],
         broken_i2=[_entry(v) for v in checked.broken("I2")],
         broken_i5=[_entry(v) for v in checked.broken("I5")],
-        missing=checked.missing,
-        unmirrored=checked.unmirrored,
-        pending=checked.pending,
-        orphans=checked.orphans,
-        refused=checked.refused,
-        retired_copy_gone=checked.retired_copy_gone,
-        counts=checked.counts,
         invariants=checked,
     )
 
