@@ -544,9 +544,10 @@ def ensure_rclone() -> None:
     """Debian's rclone package, installed when missing (the harness runs as root on these machines)."""
     if shutil.which("rclone"):
         return
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "rclone"], check=True, env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    )
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+    # a fresh machine's package lists may be empty or stale: apt-get install finds nothing until they are read
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", "rclone"], check=True, env=env)
 
 
 def environment(aws: str) -> dict[str, Any]:
