@@ -604,3 +604,76 @@ def test_a_generic_name_is_renamed_from_the_row_that_references_it(site: Site, l
             "icons/favicon.png",
         }
     assert site.body(site.cdn, "icons/cnn.ico") == b"cnn icon"
+
+
+def test_a_listed_batch_killed_between_its_commit_and_its_delete_retires_its_sources_when_retried(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (found by the property schedules): a worker that died after its batch's record_links committed and
+    before its DeleteObjects left the sources in the primary bucket for good. The retried batch found no row
+    referencing them (the rows are on the canonical keys now) and counted them as orphans, and the batch's copies
+    carry no source key in their metadata, so the live link step could not retire them either. The retry now finds
+    the ledger's unretired links and retires each source that still holds the bytes its canonical key holds."""
+    from mediacanon.backfill import process_listed
+    from mediacanon.s3 import S3Adapter
+
+    items = papers(site, 5)
+
+    def dies(self: S3Adapter, bucket: str, etags: dict[str, str]) -> Any:
+        raise RuntimeError("the worker died")
+
+    real = S3Adapter.delete_if_unchanged
+    monkeypatch.setattr(S3Adapter, "delete_if_unchanged", dies)
+    with worker(site) as steps, pytest.raises(RuntimeError):
+        process_listed(steps, items, dry_run=False)
+    monkeypatch.setattr(S3Adapter, "delete_if_unchanged", real)
+    assert all(site.rows()[f"paper-{i:03d}"][0] == f"icons/paper-{i:03d}.png" for i in range(5))  # committed
+    # one source is saved over meanwhile (Django re-saves the file): its new bytes are under no other key
+    site.client.put_object(Bucket=site.primary, Key="icons/paper-001_icon_v2_final.png", Body=b"newer bytes")
+
+    with worker(site) as steps:
+        retried = process_listed(steps, items, dry_run=False)  # the same batch, its listing stale by now
+        again = process_listed(steps, listing(site, "icons/paper-"), dry_run=False)  # a later backfill
+
+    assert retried.counts == {"migrated": 4, "orphan": 1}, retried.items
+    assert again.counts == {"skipped": 5, "orphan": 1}, again.items
+    papers_left = {k for k in site.objects(site.primary) if k.startswith("icons/paper-")}
+    assert papers_left == {*(f"icons/paper-{i:03d}.png" for i in range(5)), "icons/paper-001_icon_v2_final.png"}
+    assert site.body(site.primary, "icons/paper-001_icon_v2_final.png") == b"newer bytes"  # I5: kept
+    assert {k for k in site.objects(site.cdn) if k.startswith("icons/paper-")} == {f"icons/paper-{i:03d}.png" for i in range(5)}
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        unretired = conn.execute("SELECT source_key FROM mediacanon.ledger WHERE retired_at IS NULL").fetchall()
+    assert unretired == [("icons/paper-001_icon_v2_final.png",)]
+
+
+def test_a_source_another_worker_retired_first_does_not_fail_the_listed_batch(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (found by the property schedules, two workers on one listed batch): a source deleted by another
+    worker between this batch's check of the sources and its DeleteObjects comes back as a NoSuchKey error (S3
+    evaluates the per-object ETag against an object that is gone); that error failed the whole batch for good
+    (NotFoundError is permanent: no retry, the batch's other retires never marked, its part never written). The
+    source is gone as the batch wanted: only a changed or gone source is left alone, the rest of the batch goes on."""
+    from mediacanon.backfill import process_listed
+    from mediacanon.s3 import DeleteError, DeleteResult, S3Adapter
+
+    items = papers(site, 5)
+    gone = "icons/paper-002_icon_v2_final.png"
+    real = S3Adapter.delete_if_unchanged
+
+    def raced(self: S3Adapter, bucket: str, etags: dict[str, str]) -> DeleteResult:
+        site.client.delete_object(Bucket=bucket, Key=gone)  # the other worker's retire, just before this one's
+        # what S3 answers for it (moto ignores DeleteObjects' per-object ETag and would count it deleted)
+        done = real(self, bucket, {k: e for k, e in etags.items() if k != gone})
+        return DeleteResult(done.deleted, (*done.errors, DeleteError(gone, "NoSuchKey", "The specified key does not exist.")))
+
+    monkeypatch.setattr(S3Adapter, "delete_if_unchanged", raced)
+    with worker(site) as steps:
+        result = process_listed(steps, items, dry_run=False)
+
+    assert result.counts == {"migrated": 5}, result.items
+    assert not [k for k in site.objects(site.primary) if k.startswith("icons/paper-") and "_icon_v2" in k]
+    assert all(site.rows()[f"paper-{i:03d}"][0] == f"icons/paper-{i:03d}.png" for i in range(5))
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        unmarked = conn.execute("SELECT source_key FROM mediacanon.ledger WHERE retired_at IS NULL").fetchall()
+    assert unmarked == [(gone,)]  # its retire is the other worker's to mark

@@ -3,12 +3,19 @@
 A schedule is a small site (rows, their messy uploads, staged files, orphans, a file only the read-only legacy
 bucket holds) and a run of deliveries drawn by hypothesis: which pending event goes next (reordered, delayed),
 whether it is delivered again (duplicated), whether two workers take it at once (concurrent, threads on one key),
-and where workers crash (after the claim, after the copy, after the mirror, after the commit, before the retire),
-each crash followed by the redelivery SQS would make. Events come from what S3 would emit: every copy the steps
-make emits its own event, even when the worker dies right after it.
+and where workers crash (after the claim, after the copy, after the mirror, after the commit, before and after the
+retire), each crash followed by the redelivery SQS (or Step Functions' retry) would make. Events come from what S3
+would emit: every copy the steps make emits its own event, even when the worker dies right after it.
+
+The backfill's objects phase comes in two shapes: per object (`process_objects`, keys only) and, as the state
+machine runs it, listed batches (`run_task` -> `process_listed`): runs of neighbouring keys with the ETags and sizes
+ListObjectsV2 gave when the batch was listed. Some batches are listed when the site is set up, others when a scan
+delivery runs mid-schedule; either way a batch may reach its worker long after its listing (stale ETags, keys gone
+or renamed since). A listed batch may race another delivery (a live event, or another batch) on a second worker.
 
 The real `Steps` run against the session's moto server and PostgreSQL; crashes are injected at adapter calls, so
-the library code runs unchanged. At the end every pending event is drained without faults and:
+the library code runs unchanged. Two conditions moto ignores are done as S3 does them (see `S3Semantics`). At the
+end every pending event is drained without faults and:
 - History (I1, I2): no row moved to a key a bucket lacked at that moment; no primary key deleted while a row
   referenced it; nothing written to or deleted from the read-only bucket.
 - State (I1, I2, I3, I5): `check_invariants` with the baseline taken before the schedule.
@@ -28,6 +35,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import event as hypothesis_event
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,24 +43,29 @@ from hypothesis.control import currently_in_test_context
 from psycopg import sql
 
 from mediacanon import mediamap, naming
-from mediacanon.backfill import process_objects, process_rows
+from mediacanon.backfill import prefixes_to_scan, process_objects, process_rows, run_task
 from mediacanon.db import Database, Swap
 from mediacanon.errors import RetryableError
 from mediacanon.invariants import Baseline, History, check_invariants, snapshot, take_baseline
-from mediacanon.ledger import Ledger
+from mediacanon.ledger import Ledger, Link
 from mediacanon.mediamap import FieldMapping
-from mediacanon.s3 import S3Adapter
+from mediacanon.s3 import DeleteResult, S3Adapter
 from mediacanon.steps import ObjectEvent, Steps
 from mediacanon.verify import verify
 
 pytestmark = pytest.mark.integration
 
-BOUNDARIES = ("after_claim", "after_copy", "after_mirror", "after_commit", "before_retire")
+BOUNDARIES = ("after_claim", "after_copy", "after_mirror", "after_commit", "before_retire", "after_retire")
+# the listed batch's own calls to each boundary (the per-object steps reach them through claim, copy, record_link,
+# delete_if_match): claim_many, copy_as_is (to the primary: after_copy; to the CDN: after_mirror), record_links,
+# delete_if_unchanged (before_retire; after_retire: the sources deleted, mark_retired_many not run yet)
+BATCH_CALLS = frozenset({"claim_many", "copy_as_is", "record_links", "delete_if_unchanged"})
 # not a crash: Django saves new bytes under the source key (AWS_S3_FILE_OVERWRITE) just before the retire deletes it
 OVERWRITE = "overwrite_before_retire"
 SLUGS = ("nytimes", "bbc", "reuters", "el-pais", "guardian", "lemonde")
 MAX_DELIVERIES = 80  # the drawn part of a schedule; the fault-free drain after it is bounded by DRAIN_LIMIT
 DRAIN_LIMIT = 400
+EXECUTION = "backfill"  # the backfill's ledger execution and its report parts' prefix
 
 
 class Crash(Exception):
@@ -105,9 +118,13 @@ def expected_state(
     items: list[Item], overwritten: dict[str, str]
 ) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, str | None]]]:
     """The fault-free outcome: (primary key -> ETag, CDN key -> ETag, field -> slug -> column). A source overwritten
-    after its row moved stays, with the new bytes, as an orphan no row references (reported, never deleted)."""
+    after its row moved stays, with the new bytes, as an orphan no row references (reported, never deleted). One
+    whose name is canonical by itself (a generic item's 'icons/generic-<slug>.png', slug 'generic-<slug>') is then
+    mirrored too: no row renames it any more, and a canonical name is replicate's business whether or not a row
+    has its slug yet (Django saves the file before the row; the CDN copy is what triggers the link)."""
     primary: dict[str, str] = dict(overwritten)
-    cdn: dict[str, str] = {}
+    named_by_itself = {item.source_key for item in items if item.kind == "generic"}
+    cdn: dict[str, str] = {key: etag for key, etag in overwritten.items() if key in named_by_itself}
     rows: dict[str, dict[str, str | None]] = {"archive.PublicationSource.icon": {}, "archive.PublicationSource.masthead": {}}
     for item in items:
         md5 = hashlib.md5(item.body).hexdigest()  # noqa: S324 - S3's ETag of a single-part object
@@ -129,11 +146,12 @@ def expected_state(
 
 @dataclass(frozen=True)
 class Delivery:
-    step: str  # normalize | replicate | link | backfill-objects | backfill-rows
+    step: str  # normalize | replicate | link | backfill-objects | backfill-listed | backfill-scan | backfill-rows
     bucket: str
-    key: str
+    key: str  # backfill-listed and backfill-scan: the prefix listed
     created: bool = True
     sequencer: str | None = None
+    listed: tuple[tuple[str, str, int], ...] = ()  # backfill-listed: (Key, ETag, Size) as ListObjectsV2 gave them
 
 
 @dataclass
@@ -143,32 +161,105 @@ class Faults:
     plan: dict[str, frozenset[int]] = field(default_factory=dict)
     reached: Counter[str] = field(default_factory=Counter)
     fired: list[str] = field(default_factory=list)
+    fired_in: list[str] = field(default_factory=list)  # the adapter or ledger call each one happened in
     enabled: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def due(self, action: str) -> bool:
+    def due(self, action: str, call: str) -> bool:
         """True when the planned action (not a crash) is due at this occurrence."""
         with self.lock:
             self.reached[action] += 1
             due = self.enabled and self.reached[action] in self.plan.get(action, frozenset())
             if due:
                 self.fired.append(action)
+                self.fired_in.append(call)
         return due
 
-    def at(self, boundary: str) -> None:
+    def at(self, boundary: str, call: str) -> None:
         with self.lock:
             self.reached[boundary] += 1
             crash = self.enabled and self.reached[boundary] in self.plan.get(boundary, frozenset())
             if crash:
                 self.fired.append(boundary)
+                self.fired_in.append(call)
         if crash:
-            raise Crash(boundary)
+            raise Crash(f"{boundary} in {call}")
+
+
+class S3Semantics:
+    """The S3 client the schedule's adapters use: moto's, with two conditions moto 5.2 ignores done as S3 does them,
+    so that a stale listing meets what it would meet on AWS rather than moto's leniency:
+
+    - CopyObject's CopySourceIfMatch: S3 copies nothing and answers 412 when the source changed (404 when it is
+      gone); moto copies whatever the source holds now.
+    - DeleteObjects' per-object ETag: S3 deletes an object only while it has that ETag and reports the others as
+      per-key errors (PreconditionFailed; NoSuchKey when the key is gone); moto deletes them all. Done here as one
+      DeleteObject with If-Match per key, which moto does check, its errors reported per key as DeleteObjects does.
+
+    The copy's check is a HEAD just before the copy, not atomic with it: a race with an overwrite inside that
+    window would still copy the newer bytes (as moto alone always does)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def copy_object(self, **params: Any) -> Any:
+        expected = params.get("CopySourceIfMatch")
+        if expected is not None:
+            source = params["CopySource"]
+            try:
+                etag = self._client.head_object(Bucket=source["Bucket"], Key=source["Key"])["ETag"]
+            except ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                    raise _client_error("NoSuchKey", 404, "The specified key does not exist.", "CopyObject") from exc
+                raise
+            if etag.strip('"') != expected.strip('"'):
+                raise _client_error(
+                    "PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold", "CopyObject"
+                )
+        return self._client.copy_object(**params)
+
+    def delete_objects(self, *, Bucket: str, Delete: dict[str, Any], **params: Any) -> Any:
+        objects = Delete["Objects"]
+        if not any("ETag" in o for o in objects):
+            return self._client.delete_objects(Bucket=Bucket, Delete=Delete, **params)
+        deleted, errors = [], []
+        for o in objects:
+            condition = {"IfMatch": o["ETag"]} if "ETag" in o else {}
+            try:
+                self._client.delete_object(Bucket=Bucket, Key=o["Key"], **condition)
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                errors.append({"Key": o["Key"], "Code": error.get("Code", ""), "Message": error.get("Message", "")})
+            else:
+                deleted.append({"Key": o["Key"]})
+        return {"Errors": errors} if Delete.get("Quiet") else {"Deleted": deleted, "Errors": errors}
+
+
+def _client_error(code: str, status: int, message: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)  # type: ignore[typeddict-item]
 
 
 class Schedule:
-    """One schedule's buckets, queue, faults and history."""
+    """One schedule's buckets, queue, faults and history.
 
-    def __init__(self, world: World, items: list[Item], faults: Faults) -> None:
+    `batch_size`: the listed batches' MaxItemsPerBatch. `per_object`: whether the backfill's per-object deliveries
+    (one key each, `process_objects`) are queued beside the listed batches. `events`: whether the site's objects
+    were uploaded with mediacanon's events wired (False: they predate it, the backfill's own business; the copies
+    the backfill makes still emit theirs)."""
+
+    def __init__(
+        self,
+        world: World,
+        items: list[Item],
+        faults: Faults,
+        *,
+        batch_size: int = 3,
+        per_object: bool = True,
+        events: bool = True,
+    ) -> None:
         suffix = uuid.uuid4().hex[:8]
         self.world = world
         self.items = items
@@ -187,9 +278,17 @@ class Schedule:
         self.lock = threading.Lock()
         self.seq = itertools.count(1)
         self.s3 = S3Adapter(client)
+        self.batch_size = batch_size
+        self.per_object = per_object
+        self.events = events
         world.reset_tables()
         for item in items:
             self._set_up(item)
+        # the objects phase as the state machine runs it: each mapped prefix listed now (its batches may reach their
+        # worker much later) and listed again whenever a scan is delivered
+        for prefix in prefixes_to_scan(self.map):
+            self.queue.extend(self.list_batches(prefix))
+            self.queue.append(Delivery("backfill-scan", self.primary, prefix))
         self.baseline: Baseline = take_baseline(self.map, self.s3)
 
     def _set_up(self, item: Item) -> None:
@@ -204,12 +303,27 @@ class Schedule:
             self.world.sql("INSERT INTO archive_publicationsource (slug) VALUES (%s)", item.slug)
         else:
             self.world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES (%s, %s)", item.slug, item.source_key)
-        if bucket == self.primary:
+        if bucket == self.primary and self.events:
             self.emit_created(self.primary, item.source_key)
         if item.kind == "legacy":  # no event covers it: only the backfill's rows phase can bring it back
             self.queue.append(Delivery("backfill-rows", self.primary, "archive.PublicationSource.icon"))
-        else:
+        elif self.per_object:
             self.queue.append(Delivery("backfill-objects", self.primary, item.source_key))
+
+    def listing(self, prefix: str) -> tuple[tuple[str, str, int], ...]:
+        pages = self.world.client.get_paginator("list_objects_v2").paginate(Bucket=self.primary, Prefix=prefix)
+        return tuple((o["Key"], o["ETag"], o["Size"]) for page in pages for o in page.get("Contents", []))
+
+    def list_batches(self, prefix: str) -> list[Delivery]:
+        """The ItemReader (ListObjectsV2 over the prefix) and the ItemBatcher: runs of `batch_size` neighbouring
+        keys, each with the ETag (quoted, as S3 gives it) and size the listing gives now."""
+        listed, n = self.listing(prefix), self.batch_size
+        return [Delivery("backfill-listed", self.primary, prefix, listed=listed[i : i + n]) for i in range(0, len(listed), n)]
+
+    def stale(self, delivery: Delivery) -> bool:
+        """True when the batch's listing no longer says what the bucket holds (a key changed or gone since)."""
+        now = {key: etag for key, etag, _ in self.listing(delivery.key)}
+        return any(now.get(key) != etag for key, etag, _ in delivery.listed)
 
     # what S3 -> EventBridge would deliver for a write: normalize and replicate for the primary, link for the CDN
     def emit_created(self, bucket: str, key: str) -> None:
@@ -245,8 +359,9 @@ class Schedule:
         return ids
 
     def steps(self, db: Database, *, backfill: bool = False) -> Steps:
-        ledger = AuditedLedger(self, db, self.map.schema, execution="backfill" if backfill else None)
-        return Steps(self.map, AuditedS3(self, S3Adapter(self.world.client)), db, ledger, owner_wait_seconds=0)  # type: ignore[arg-type]
+        ledger = AuditedLedger(self, db, self.map.schema, execution=EXECUTION if backfill else None)
+        s3 = AuditedS3(self, S3Adapter(S3Semantics(self.world.client)))
+        return Steps(self.map, s3, db, ledger, owner_wait_seconds=0)  # type: ignore[arg-type]
 
 
 class AuditedS3:
@@ -265,7 +380,16 @@ class AuditedS3:
         s.history.write(dst_bucket, dst_key)
         etag = self.inner.copy(src_bucket, src_key, dst_bucket, dst_key, **kwargs)
         s.emit_created(dst_bucket, dst_key)  # S3 emits the event whether or not the worker survives the next line
-        s.faults.at("after_copy" if dst_bucket == s.primary else "after_mirror")
+        s.faults.at("after_copy" if dst_bucket == s.primary else "after_mirror", "copy")
+        return etag
+
+    def copy_as_is(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, *, source_etag: str) -> str:
+        """The listed batch's copies (run side by side on its copy threads: a crash in one fails the batch)."""
+        s = self.schedule
+        s.history.write(dst_bucket, dst_key)
+        etag = self.inner.copy_as_is(src_bucket, src_key, dst_bucket, dst_key, source_etag=source_etag)
+        s.emit_created(dst_bucket, dst_key)
+        s.faults.at("after_copy" if dst_bucket == s.primary else "after_mirror", "copy_as_is")
         return etag
 
     def put_bytes(self, bucket: str, key: str, body: bytes, *args: Any, **kwargs: Any) -> str:
@@ -276,8 +400,8 @@ class AuditedS3:
         s = self.schedule
         keys = list(keys)
         if bucket == s.primary:
-            s.faults.at("before_retire")
-            if s.faults.due(OVERWRITE):
+            s.faults.at("before_retire", "delete_many")
+            if s.faults.due(OVERWRITE, "delete_many"):
                 s.overwrite(keys[0])
         for key in keys:
             s.history.delete(bucket, key, s.referencing_rows(key) if bucket == s.primary else ())
@@ -289,14 +413,35 @@ class AuditedS3:
     def delete_if_match(self, bucket: str, key: str, etag: str) -> bool:
         s = self.schedule
         if bucket == s.primary:
-            s.faults.at("before_retire")
-            if s.faults.due(OVERWRITE):
+            s.faults.at("before_retire", "delete_if_match")
+            if s.faults.due(OVERWRITE, "delete_if_match"):
                 s.overwrite(key)
         s.history.delete(bucket, key, s.referencing_rows(key) if bucket == s.primary else ())
         deleted = self.inner.delete_if_match(bucket, key, etag)
         if deleted:
             s.emit_deleted(bucket, key)
+        if bucket == s.primary:
+            s.faults.at("after_retire", "delete_if_match")  # deleted, its ledger entry not marked retired yet
         return deleted
+
+    def delete_if_unchanged(self, bucket: str, etags: dict[str, str]) -> DeleteResult:
+        """The listed batch's retire: one DeleteObjects, each key only while it still has its ETag."""
+        s = self.schedule
+        etags = dict(etags)
+        if bucket == s.primary:
+            s.faults.at("before_retire", "delete_if_unchanged")
+            if etags and s.faults.due(OVERWRITE, "delete_if_unchanged"):
+                s.overwrite(next(iter(etags)))
+        for key in etags:
+            s.history.delete(bucket, key, s.referencing_rows(key) if bucket == s.primary else ())
+        result = self.inner.delete_if_unchanged(bucket, etags)
+        kept = {e.key for e in result.errors}
+        for key in etags:
+            if key not in kept:
+                s.emit_deleted(bucket, key)
+        if bucket == s.primary:
+            s.faults.at("after_retire", "delete_if_unchanged")  # deleted, mark_retired_many not run yet
+        return result
 
 
 class AuditedLedger(Ledger):
@@ -308,18 +453,35 @@ class AuditedLedger(Ledger):
 
     def claim(self, canonical_key: str, source_key: str, source_etag: str | None, *, take_over: bool = False) -> str:
         holder = super().claim(canonical_key, source_key, source_etag, take_over=take_over)
-        self.schedule.faults.at("after_claim")
+        self.schedule.faults.at("after_claim", "claim")
         return holder
 
-    def record_link(self, mapping: FieldMapping, swaps: Any, **kwargs: Any) -> int:
+    def claim_many(self, claims: Any, *, take_over: bool = False) -> dict[str, str]:
+        held = super().claim_many(claims, take_over=take_over)
+        self.schedule.faults.at("after_claim", "claim_many")
+        return held
+
+    def _swapping(self, mapping: FieldMapping, swaps: Any) -> None:
+        """I1's check at the moment of the swap: both buckets hold each key a row is about to move to."""
         s = self.schedule
         for swap in swaps:
             assert isinstance(swap, Swap)
             if swap.new:
                 key = naming.key_for_value(mapping, swap.new)
                 s.history.swap(key, in_primary=s.s3.head(s.primary, key) is not None, in_cdn=s.s3.head(s.cdn, key) is not None)
+
+    def record_link(self, mapping: FieldMapping, swaps: Any, **kwargs: Any) -> int:
+        self._swapping(mapping, swaps)
         changed = super().record_link(mapping, swaps, **kwargs)
-        s.faults.at("after_commit")
+        self.schedule.faults.at("after_commit", "record_link")
+        return changed
+
+    def record_links(self, mapping: FieldMapping, links: Any) -> list[int]:
+        for link in links:
+            assert isinstance(link, Link)
+            self._swapping(mapping, link.swaps)
+        changed = super().record_links(mapping, links)
+        self.schedule.faults.at("after_commit", "record_links")
         return changed
 
 
@@ -332,9 +494,23 @@ def note(what: str) -> None:
         hypothesis_event(what)
 
 
-def run_delivery(steps: Steps, delivery: Delivery) -> None:
+def run_delivery(schedule: Schedule, steps: Steps, delivery: Delivery) -> None:
     if delivery.step == "backfill-objects":
         process_objects(steps, [delivery.key], dry_run=False)
+    elif delivery.step == "backfill-listed":
+        # the batch as the ItemBatcher hands it to the Lambda task (ItemReader's item shape), through the task itself:
+        # listed_items, then process_listed, then the batch's part of the report
+        items = [
+            {"Etag": etag, "Key": key, "LastModified": 0, "Size": size, "StorageClass": "STANDARD"}
+            for key, etag, size in delivery.listed
+        ]
+        counts = run_task({"action": "objects", "execution": EXECUTION, "dryRun": False, "items": items}, lambda _: steps)
+        if counts["counts"].get("failed"):
+            note("a listed batch counted an object as failed")
+    elif delivery.step == "backfill-scan":  # Step Functions' ItemReader and ItemBatcher: no worker, no fault
+        batches = schedule.list_batches(delivery.key)
+        with schedule.lock:
+            schedule.queue.extend(batches)
     elif delivery.step == "backfill-rows":
         process_rows(steps, steps.map.field(delivery.key), dry_run=False)
     else:
@@ -343,27 +519,28 @@ def run_delivery(steps: Steps, delivery: Delivery) -> None:
 
 
 def attempt(schedule: Schedule, steps: Steps, delivery: Delivery) -> bool:
-    """One delivery to one worker; False when the worker failed it (crashed or a retryable error): SQS redelivers."""
+    """One delivery to one worker; False when the worker failed it (crashed or a retryable error): SQS redelivers
+    (a listed batch: Step Functions retries the task). Any other error is a finding, not a retry."""
     try:
-        run_delivery(steps, delivery)
+        run_delivery(schedule, steps, delivery)
     except (Crash, RetryableError):
         return False
     return True
 
 
-def concurrently(schedule: Schedule, workers: list[Steps], delivery: Delivery) -> list[bool]:
-    """The same delivery taken by two workers at once (SQS at-least-once, or two events for one key)."""
-    barrier = threading.Barrier(len(workers))
-    results: list[bool | BaseException] = [False] * len(workers)
+def race(schedule: Schedule, jobs: list[tuple[Steps, Delivery]]) -> list[bool]:
+    """Deliveries taken by workers at once, each on its own worker (its own database connection)."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[bool | BaseException] = [False] * len(jobs)
 
     def work(i: int) -> None:
         barrier.wait()
         try:
-            results[i] = attempt(schedule, workers[i], delivery)
+            results[i] = attempt(schedule, *jobs[i])
         except BaseException as exc:  # surfaced below: an unexpected error is a finding, not a retry
             results[i] = exc
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(workers))]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
     for t in threads:
         t.start()
     for t in threads:
@@ -374,9 +551,16 @@ def concurrently(schedule: Schedule, workers: list[Steps], delivery: Delivery) -
     return [bool(r) for r in results]
 
 
+def concurrently(schedule: Schedule, workers: list[Steps], delivery: Delivery) -> list[bool]:
+    """The same delivery taken by two workers at once (SQS at-least-once, or two events for one key)."""
+    return race(schedule, [(worker, delivery) for worker in workers])
+
+
 @dataclass(frozen=True)
 class Move:
-    """One drawn delivery: which pending event (`pick` modulo the queue's length), duplicate it, race two workers.
+    """One drawn delivery: which pending event (`pick` modulo the queue's length), duplicate it, race two workers
+    (a listed batch races the delivery `pick` then names in what is left of the queue: a live event, or a batch of
+    another backfill execution, on a worker of its own).
 
     Drawn up front, independent of the queue, so hypothesis replays and shrinks a schedule by its moves (threads
     make the queue's exact contents after a race nondeterministic; the moves stay the same)."""
@@ -393,26 +577,41 @@ moves = st.lists(
 )
 
 
-def play(schedule: Schedule, workers: list[Steps], backfill: Steps, plan: list[Move]) -> None:
+def play(schedule: Schedule, workers: list[Steps], backfills: list[Steps], plan: list[Move]) -> None:
     """The drawn part: the next delivery, maybe duplicated, maybe raced by two workers; failed ones return to the queue."""
     for move in plan:
         if not schedule.queue:
             return
+        other: Delivery | None = None
         with schedule.lock:
             delivery = schedule.queue.pop(move.pick % len(schedule.queue))
             if move.duplicate:  # delivered again later
                 schedule.queue.append(delivery)
+            if move.concurrent and delivery.step == "backfill-listed" and schedule.queue:
+                other = schedule.queue.pop(move.pick % len(schedule.queue))
         schedule.delivered.append(delivery)
-        if delivery.step.startswith("backfill"):
-            ok = [attempt(schedule, backfill, delivery)]
+        if delivery.step == "backfill-listed":
+            note("a listed batch")
+            if schedule.stale(delivery):
+                note("a listed batch whose listing is stale")
+        if other is not None:
+            schedule.delivered.append(other)
+            note(f"a listed batch raced with {other.step}")
+            jobs = [(backfills[0], delivery), (backfills[1] if other.step.startswith("backfill") else workers[0], other)]
+        elif delivery.step.startswith("backfill"):
+            jobs = [(backfills[0], delivery)]
         elif move.concurrent:
             note("two workers on one delivery")
-            ok = concurrently(schedule, workers, delivery)
+            jobs = [(worker, delivery) for worker in workers]
         else:
-            ok = [attempt(schedule, workers[0], delivery)]
-        if not any(ok):
-            with schedule.lock:
-                schedule.queue.append(delivery)
+            jobs = [(workers[0], delivery)]
+        ok = race(schedule, jobs) if len(jobs) > 1 else [attempt(schedule, *jobs[0])]
+        with schedule.lock:
+            if other is None:
+                if not any(ok):
+                    schedule.queue.append(delivery)
+            else:
+                schedule.queue.extend(job for (_, job), done in zip(jobs, ok, strict=True) if not done)
 
 
 def drain(schedule: Schedule, steps: Steps, backfill: Steps) -> None:
@@ -431,8 +630,8 @@ def drain(schedule: Schedule, steps: Steps, backfill: Steps) -> None:
 
 def check(schedule: Schedule, steps: Steps, backfill: Steps) -> None:
     db = steps.db
-    for boundary in sorted(set(schedule.faults.fired)):  # --hypothesis-show-statistics: which crashes the run hit
-        note(f"crashed {boundary}")
+    for fired in sorted(set(zip(schedule.faults.fired, schedule.faults.fired_in, strict=True))):
+        note("{} in {}".format(*fired) if fired[0] == OVERWRITE else "crashed {} in {}".format(*fired))
     violations = schedule.history.violations()
     assert not violations, [v.to_json() for v in violations]
     report = check_invariants(schedule.map, schedule.s3, db, Ledger(db, schedule.map.schema), baseline=schedule.baseline)
@@ -444,7 +643,8 @@ def check(schedule: Schedule, steps: Steps, backfill: Steps) -> None:
     assert dict(settled.cdn) == cdn
     slug_of = {r[0]: r[1] for r in schedule.world.sql("SELECT id, slug FROM archive_publicationsource")}
     assert {f: {slug_of[i]: v for i, v in values} for f, values in settled.rows.items()} == rows
-    # I4: a replay of every delivery (in the order they were made) writes nothing and changes nothing
+    # I4: a replay of every delivery (in the order they were made; listed batches with their listings, stale by now)
+    # writes nothing and changes nothing
     writes = sum(1 for f in schedule.history.facts if f.action in ("write", "delete"))
     for delivery in list(schedule.delivered):
         assert attempt(schedule, backfill if delivery.step.startswith("backfill") else steps, delivery), delivery
@@ -477,21 +677,34 @@ class World:
 
 @pytest.fixture
 def world(s3_client: Any, archive_db: str, archive_map: Any) -> Iterator[World]:
-    dbs = [Database(archive_db) for _ in range(3)]  # two live workers and the backfill: a connection each
+    dbs = [Database(archive_db) for _ in range(4)]  # two live workers and two backfill workers: a connection each
     yield World(s3_client, archive_db, archive_map, dbs)
     for db in dbs:
         db.close()
 
 
-def run_schedule(world: World, items: list[Item], faults: Faults, plan: list[Move], *, live_only: bool = False) -> Schedule:
-    schedule = Schedule(world, items, faults)
+def run_schedule(
+    world: World,
+    items: list[Item],
+    faults: Faults,
+    plan: list[Move],
+    *,
+    live_only: bool = False,
+    batch_size: int = 3,
+    per_object: bool = True,
+    events: bool = True,
+    listed_first: bool = False,
+) -> Schedule:
+    schedule = Schedule(world, items, faults, batch_size=batch_size, per_object=per_object, events=events)
     if live_only:
         schedule.queue = [d for d in schedule.queue if not d.step.startswith("backfill")]
+    if listed_first:  # the listed batches before everything else (a stable sort keeps the rest in order)
+        schedule.queue.sort(key=lambda d: d.step != "backfill-listed")
     workers = [schedule.steps(world.dbs[0]), schedule.steps(world.dbs[1])]
-    backfill = schedule.steps(world.dbs[2], backfill=True)
-    play(schedule, workers, backfill, plan)
-    drain(schedule, workers[0], backfill)
-    check(schedule, workers[0], backfill)
+    backfills = [schedule.steps(world.dbs[2], backfill=True), schedule.steps(world.dbs[3], backfill=True)]
+    play(schedule, workers, backfills, plan)
+    drain(schedule, workers[0], backfills[0])
+    check(schedule, workers[0], backfills[0])
     return schedule
 
 
@@ -508,18 +721,37 @@ def test_live_path_schedules_keep_every_invariant(
     run_schedule(world, items, Faults(plan), schedule, live_only=True)
 
 
-@given(items=sites(legacy=True), plan=crash_plans, schedule=moves)
+@given(
+    items=sites(legacy=True),
+    plan=crash_plans,
+    schedule=moves,
+    batch_size=st.integers(1, 4),
+    per_object=st.booleans(),
+    events=st.booleans(),
+)
 def test_live_path_and_backfill_schedules_keep_every_invariant(
-    world: World, items: list[Item], plan: dict[str, frozenset[int]], schedule: list[Move]
+    world: World,
+    items: list[Item],
+    plan: dict[str, frozenset[int]],
+    schedule: list[Move],
+    batch_size: int,
+    per_object: bool,
+    events: bool,
 ) -> None:
-    """The backfill's batches (objects and rows) interleaved with the live path's events, crashes in both."""
-    run_schedule(world, items, Faults(plan), schedule)
+    """The backfill's batches (listed batches, per-object keys when `per_object`, rows) interleaved with the live
+    path's events (for the site's own uploads when `events`; for the copies the steps make always), crashes in all."""
+    if not events:
+        note("a site older than mediacanon's events")
+    run_schedule(world, items, Faults(plan), schedule, batch_size=batch_size, per_object=per_object, events=events)
 
 
+@pytest.mark.parametrize("path", ["steps", "listed"])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 @pytest.mark.parametrize("nth", [1, 2])
-def test_a_crash_at_each_step_boundary_then_retries_converge(world: World, boundary: str, nth: int) -> None:
-    """Every boundary, crashed at its first and second occurrence, in the plain delivery order, then retried."""
+def test_a_crash_at_each_step_boundary_then_retries_converge(world: World, boundary: str, nth: int, path: str) -> None:
+    """Every boundary, crashed at its first and second occurrence, in the plain delivery order, then retried: in the
+    per-object steps (the queue as set up: the live path's events first), and in the listed batch (its batches
+    first, so the crash lands in claim_many, copy_as_is, record_links or delete_if_unchanged)."""
     items = [
         Item("messy", "nytimes"),
         Item("staged", "el-pais"),
@@ -528,17 +760,22 @@ def test_a_crash_at_each_step_boundary_then_retries_converge(world: World, bound
         Item("generic", "reuters"),
     ]
     faults = Faults({boundary: frozenset({nth})})
-    run_schedule(world, items, faults, [Move()] * MAX_DELIVERIES)  # always the first pending delivery, no duplicate
+    # always the first pending delivery, no duplicate
+    run_schedule(world, items, faults, [Move()] * MAX_DELIVERIES, listed_first=path == "listed")
     assert faults.fired == [boundary], faults  # the crash really happened where it was planned
+    assert (faults.fired_in[0] in BATCH_CALLS) == (path == "listed"), faults  # ... on the path meant
 
 
-def test_an_upload_over_the_source_just_before_its_retire_is_kept(world: World) -> None:
+@pytest.mark.parametrize("path", ["steps", "listed"])
+def test_an_upload_over_the_source_just_before_its_retire_is_kept(world: World, path: str) -> None:
     """Regression: retire read the source's ETag, then deleted the key unconditionally; bytes Django saved under
-    that key in between were deleted with it (I5). The delete is now conditional on the ETag it checked."""
+    that key in between were deleted with it (I5). The delete is now conditional on the ETag it checked (the listed
+    batch's DeleteObjects too: each key with its ETag)."""
     items = [Item("messy", "nytimes"), Item("staged", "el-pais")]
     faults = Faults({OVERWRITE: frozenset({1, 2})})
-    schedule = run_schedule(world, items, faults, [Move()] * MAX_DELIVERIES)
+    schedule = run_schedule(world, items, faults, [Move()] * MAX_DELIVERIES, listed_first=path == "listed")
     assert faults.fired.count(OVERWRITE) == 2
+    assert ("delete_if_unchanged" in faults.fired_in) == (path == "listed"), faults  # the batch's DeleteObjects
     assert set(schedule.overwritten) == {Item("messy", "nytimes").source_key, Item("staged", "el-pais").source_key}
 
 

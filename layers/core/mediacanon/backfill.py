@@ -35,7 +35,7 @@ from mediacanon.errors import (
     UnsafeKeyError,
 )
 from mediacanon.plan import Action, Owner, build_plan_for_keys, find_owners
-from mediacanon.s3 import PRECONDITION_CODES, DeleteResult, copied_metadata
+from mediacanon.s3 import NOT_FOUND_CODES, PRECONDITION_CODES, DeleteResult, copied_metadata
 from mediacanon.steps import SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps
 
 if TYPE_CHECKING:
@@ -283,9 +283,10 @@ def present(s3: S3Adapter, bucket: str, keys: Iterable[str]) -> dict[str, Listed
 class _Move:
     listed: Listed
     res: naming.Resolution
-    owner: Owner
+    owner: Owner | None  # None: a source linked before, its retire all that is left (`linked`)
     canonical: str
     canonical_etag: str = ""
+    linked: bool = False  # its rows moved already (an unretired ledger link): nothing to claim or copy
     copied: bool = False
     mirrored: bool = False
     rows_changed: int = 0
@@ -328,9 +329,14 @@ def _moves(steps: Steps, items: Sequence[Listed], result: BatchResult, per_objec
         except (UnsafeKeyError, UnmappedKeyError):
             per_object.append(item.key)  # refused names may still be placed by a referencing row; unmapped are skipped
     owners = find_owners(steps.db, [(item.key, res) for item, res in resolved])
+    unreferenced = [(item, res) for item, res in resolved if (o := owners.get(item.key)) is None or o.matched_by != "reference"]
+    linked = _linked_unretired(steps, unreferenced)
     moves = []
     for item, res in resolved:
         owner = owners.get(item.key)
+        if item.key in linked:
+            moves.append(linked[item.key])
+            continue
         if owner is None and not res.is_canonical:
             result.add("orphan", item.key, "no row references it or has its slug; left for the backfill")
             continue
@@ -357,6 +363,34 @@ def _moves(steps: Steps, items: Sequence[Listed], result: BatchResult, per_objec
     return moves
 
 
+def _linked_unretired(steps: Steps, candidates: list[tuple[Listed, naming.Resolution]]) -> dict[str, _Move]:
+    """Sources no row references any more whose link was committed but never retired: a worker that died between
+    its commit and its DeleteObjects leaves them. A batch's copies carry no source key in their metadata (the ledger
+    records it), so neither the live link step nor the per-object steps can find them; the ledger can. Each is
+    retired as the batch would have retired it, while its canonical key still holds the bytes its rows were moved to
+    and those are this source's bytes as listed (the same single-part ETag, or the claim naming this source at this
+    ETag). One ledger query when a batch holds unreferenced objects, one listing of the canonical keys when some
+    have such a link."""
+    if not candidates:
+        return {}
+    unretired = steps.ledger.unretired_links([item.key for item, _ in candidates])
+    if not unretired:
+        return {}
+    held = present(steps.s3, steps.map.buckets.primary, [link.canonical_key for link in unretired.values()])
+    out: dict[str, _Move] = {}
+    for item, res in candidates:
+        link = unretired.get(item.key)
+        if link is None or link.field != res.field.name or item.size > COPY_OBJECT_LIMIT:
+            continue
+        there = held.get(link.canonical_key)
+        if there is None or there.etag != link.etag:
+            continue  # the canonical key no longer holds what the rows were moved to: the source stays (I5)
+        if there.etag != item.etag and (link.claimed_by, link.claimed_etag) != (item.key, item.etag):
+            continue  # nothing shows the canonical key holds these bytes (the source changed since): it stays
+        out[item.key] = _Move(item, res, None, link.canonical_key, canonical_etag=there.etag, linked=True)
+    return out
+
+
 def _concurrently(make_copy: Callable[[_Move], str], moves: list[_Move]) -> list[tuple[_Move, str | MediacanonError]]:
     """Run a batch's copies side by side (S3 latency, not CPU, bounds them); the project's errors come back per move
     for the caller to sort out one by one, in order. The database is only ever used from the calling thread."""
@@ -375,11 +409,12 @@ def _concurrently(make_copy: Callable[[_Move], str], moves: list[_Move]) -> list
 
 def _normalize_listed(steps: Steps, moves: list[_Move], result: BatchResult, per_object: list[str]) -> list[_Move]:
     primary = steps.map.buckets.primary
-    targets = present(steps.s3, primary, [m.canonical for m in moves if m.renamed])
-    unclaimed = _claim_listed(steps, [m for m in moves if m.renamed], result)
+    renames = [m for m in moves if m.renamed and not m.linked]
+    targets = present(steps.s3, primary, [m.canonical for m in renames])
+    unclaimed = _claim_listed(steps, renames, result)
     kept, to_copy = [], []
     for move in moves:
-        if not move.renamed:
+        if not move.renamed or move.linked:  # linked: checked in _linked_unretired, its rows are there already
             kept.append(move)
             continue
         key, etag = move.listed.key, move.listed.etag
@@ -506,7 +541,10 @@ def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> N
         return
     # the primary bucket is versioned (template.yaml), so this leaves delete markers, not a loss
     deleted = steps.s3.delete_if_unchanged(primary, {k: m.listed.etag for k, m in unchanged.items()})
-    changed = {e.key for e in deleted.errors if e.code in PRECONDITION_CODES}
+    # changed since (PreconditionFailed): kept; gone since (NoSuchKey: S3 evaluates the ETag against the object, and
+    # a worker beside this one, or the live link step, retired it first): nothing left to delete, not this batch's
+    # retire to mark. Neither fails the batch.
+    changed = {e.key for e in deleted.errors if e.code in PRECONDITION_CODES or e.code in NOT_FOUND_CODES}
     DeleteResult(0, tuple(e for e in deleted.errors if e.key not in changed)).raise_for_errors(primary)
     retired = [move for key, move in unchanged.items() if key not in changed]
     steps.ledger.mark_retired_many([(move.listed.key, move.canonical) for move in retired])

@@ -76,6 +76,18 @@ class Link(NamedTuple):
     sequencer: str | None = None
 
 
+class UnretiredLink(NamedTuple):
+    """A source's latest link, its rows moved and its key not retired yet (`Ledger.unretired_links`), with the claim
+    on its canonical key as it stands now."""
+
+    source_key: str
+    field: str
+    canonical_key: str
+    etag: str | None  # the canonical key's ETag when its rows moved there
+    claimed_by: str | None  # the source key the canonical key's claim names now (None: no claim)
+    claimed_etag: str | None
+
+
 class Ledger:
     def __init__(self, db: Database, schema: str = "mediacanon", execution: str | None = None) -> None:
         self.db = db
@@ -264,6 +276,27 @@ class Ledger:
                 ),
                 ([source for source, _ in pairs], [canonical for _, canonical in pairs]),
             )
+
+    def unretired_links(self, source_keys: Sequence[str]) -> dict[str, UnretiredLink]:
+        """Each of `source_keys` whose latest ledger entry moved rows off it and was neither retired nor rolled back:
+        a worker that died between its commit and its delete leaves these. One statement."""
+        self.ensure()
+        keys = sorted(set(source_keys))
+        if not keys:
+            return {}
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                self._q(
+                    "SELECT source_key, field, canonical_key, etag, claimed_by, claimed_etag FROM ("
+                    "SELECT DISTINCT ON (l.source_key) l.source_key, l.field, l.canonical_key, l.etag, l.retired_at, "
+                    "l.rolled_back_at, c.source_key AS claimed_by, c.source_etag AS claimed_etag "
+                    "FROM {schema}.ledger AS l LEFT JOIN {schema}.claims AS c ON c.canonical_key = l.canonical_key "
+                    "WHERE l.source_key = ANY(%s) ORDER BY l.source_key, l.id DESC"
+                    ") AS latest WHERE retired_at IS NULL AND rolled_back_at IS NULL AND source_key <> canonical_key"
+                ),
+                (keys,),
+            ).fetchall()
+        return {str(row[0]): UnretiredLink(*row) for row in rows}
 
     def mark_rolled_back(self, entry_id: int, *, conn: psycopg.Connection[Any]) -> None:
         conn.execute(self._q("UPDATE {schema}.ledger SET rolled_back_at = now() WHERE id = %s"), (entry_id,))

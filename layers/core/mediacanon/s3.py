@@ -342,7 +342,8 @@ class S3Adapter:
 
     def delete_if_unchanged(self, bucket: str, etags: dict[str, str]) -> DeleteResult:
         """Delete keys, 1,000 per request, each only while it still has the given ETag (DeleteObjects' per-object
-        condition); a key that changed comes back as an error with code PreconditionFailed."""
+        condition); a key that changed comes back as an error with code PreconditionFailed, one already gone as one
+        with code NoSuchKey (the condition is evaluated against an object that is no longer there)."""
         deleted, errors = 0, []
         it = iter(etags.items())
         while batch := list(islice(it, DELETE_BATCH)):
