@@ -90,11 +90,7 @@ def process_objects(steps: Steps, keys: Sequence[str], *, dry_run: bool) -> Batc
             count = _DRY_RUN_COUNTS[item.action]
             result.add(count, item.key, f"would: {item.action.value}; {item.reason}", item.canonical_key)
         return result
-    for key in keys:
-        try:
-            _process_object(steps, key, result)
-        except PermanentError as exc:
-            result.add("failed", key, str(exc))
+    _process_each(steps, keys, result)
     return result
 
 
@@ -152,6 +148,15 @@ class _WrittenHeads:
         for key in keys:
             self._written.pop((bucket, key), None)
         return self._s3.delete_many(bucket, keys)
+
+
+def _process_each(steps: Steps, keys: Iterable[str], result: BatchResult) -> None:
+    """The per-object steps for each key; a permanent failure fails that key only (a retryable one, the batch)."""
+    for key in keys:
+        try:
+            _process_object(steps, key, result)
+        except PermanentError as exc:
+            result.add("failed", key, str(exc))
 
 
 def _process_object(steps: Steps, key: str, result: BatchResult) -> None:
@@ -309,11 +314,7 @@ def process_listed(steps: Steps, items: Sequence[Listed], *, dry_run: bool) -> B
     _link_and_retire(steps, moves, result)
     for move in moves:
         _count_move(result, move)
-    for key in per_object:
-        try:
-            _process_object(steps, key, result)
-        except PermanentError as exc:
-            result.add("failed", key, str(exc))
+    _process_each(steps, per_object, result)
     return result
 
 
