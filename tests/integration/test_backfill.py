@@ -120,6 +120,16 @@ def site(s3_client: Any, bucket: Any, archive_db: str, archive_map: Any, moto_en
     yield Site(mediamap.parse(data), data, s3_client, db_conninfo, moto_endpoint, primary, cdn, legacy)
 
 
+def assert_final_state(site: Site) -> None:
+    """What every complete backfill of the site ends in: the canonical objects in both buckets, byte-identical (the
+    stale CDN key pruned, I3), the sources retired, the orphan kept (I5), and every row on its canonical key."""
+    assert set(site.objects(site.primary)) == {*CANONICAL, "icons/nobody_icon.png"}
+    assert set(site.objects(site.cdn)) == set(CANONICAL)
+    for key, body in CANONICAL.items():
+        assert site.body(site.primary, key) == site.body(site.cdn, key) == body
+    assert site.rows() == FINAL_ROWS
+
+
 def test_backfill_makes_buckets_and_rows_agree(site: Site) -> None:
     legacy_before = site.objects(site.legacy)
 
@@ -129,11 +139,7 @@ def test_backfill_makes_buckets_and_rows_agree(site: Site) -> None:
     assert result.report_line == "DONE | migrated=3 linked=1 missing=1 skipped=0 failed=0 repaired=1 mirrored=1 pruned=1 orphan=1"
     assert len(result.map_run_counts) == 3  # one Distributed Map per prefix: icons/, mastheads/, downloads/
     # objects canonical in both buckets, byte-identical; sources retired; the orphan kept (I5)
-    assert set(site.objects(site.primary)) == {*CANONICAL, "icons/nobody_icon.png"}
-    assert set(site.objects(site.cdn)) == set(CANONICAL)  # the stale CDN key pruned (I3)
-    for key, body in CANONICAL.items():
-        assert site.body(site.primary, key) == site.body(site.cdn, key) == body
-    assert site.rows() == FINAL_ROWS
+    assert_final_state(site)
     assert site.objects(site.legacy) == legacy_before  # read-only source untouched (I2)
     # the report: JSON and CSV, with per-object outcomes
     assert sorted(result.report_keys) == sorted(
@@ -253,11 +259,7 @@ def test_a_backfill_killed_midway_and_run_again_ends_in_the_same_state(site: Sit
     again = site.run()
 
     assert again.status == "SUCCEEDED"
-    assert set(site.objects(site.primary)) == {*CANONICAL, "icons/nobody_icon.png"}
-    assert set(site.objects(site.cdn)) == set(CANONICAL)
-    for key, body in CANONICAL.items():
-        assert site.body(site.primary, key) == site.body(site.cdn, key) == body
-    assert site.rows() == FINAL_ROWS
+    assert_final_state(site)
 
 
 def test_rollback_restores_the_names_and_rows_of_an_execution(site: Site) -> None:
@@ -404,11 +406,7 @@ def test_a_backfill_killed_while_linking_listed_batches_converges(site: Site, mo
     again = site.run()
 
     assert again.status == "SUCCEEDED"
-    assert set(site.objects(site.primary)) == {*CANONICAL, "icons/nobody_icon.png"}
-    assert set(site.objects(site.cdn)) == set(CANONICAL)
-    for key, body in CANONICAL.items():
-        assert site.body(site.primary, key) == site.body(site.cdn, key) == body
-    assert site.rows() == FINAL_ROWS
+    assert_final_state(site)
 
 
 @pytest.mark.parametrize("stride", [1, 7, 400], ids=["dense", "spread", "sparse"])
@@ -566,11 +564,7 @@ def test_a_backfill_killed_in_a_batched_ledger_write_converges(
     again = site.run()
 
     assert again.status == "SUCCEEDED"
-    assert set(site.objects(site.primary)) == {*CANONICAL, "icons/nobody_icon.png"}
-    assert set(site.objects(site.cdn)) == set(CANONICAL)
-    for key, body in CANONICAL.items():
-        assert site.body(site.primary, key) == site.body(site.cdn, key) == body
-    assert site.rows() == FINAL_ROWS
+    assert_final_state(site)
 
 
 @pytest.mark.parametrize("listed", [True, False], ids=["listed-batch", "per-object"])
