@@ -153,13 +153,20 @@ class S3Adapter:
 
     def iter_objects(self, bucket: str, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
         """Every object under `prefix`, a page at a time: a bucket of millions is never held in memory."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
-        )
-        with _translated(f"list s3://{bucket}/{prefix}"):
+        for page in self.iter_pages(bucket, prefix, page_size=page_size):
+            yield from page
+
+    def iter_pages(
+        self, bucket: str, prefix: str = "", start_after: str = "", page_size: int = 1000
+    ) -> Iterator[list[ObjectInfo]]:
+        """The listing under `prefix` after `start_after`, one page per request, fetched only as the caller asks."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": page_size}}
+        if start_after:
+            params["StartAfter"] = start_after
+        pages = self.client.get_paginator("list_objects_v2").paginate(**params)
+        with _translated(f"list s3://{bucket}/{prefix}" + (f" after {start_after!r}" if start_after else "")):
             for page in pages:
-                for obj in page.get("Contents", []):
-                    yield ObjectInfo(obj["Key"], obj["Size"], _etag(obj["ETag"]), obj["LastModified"])
+                yield [ObjectInfo(o["Key"], o["Size"], _etag(o["ETag"]), o["LastModified"]) for o in page.get("Contents", [])]
 
     def head(self, bucket: str, key: str) -> ObjectHead | None:
         """The object's size, ETag and the headers a copy must keep; None when there is no such key."""
@@ -304,21 +311,6 @@ class S3Adapter:
                     raise
 
     # -- listing-driven bulk work (the backfill's batch worker): what a listing already says is not asked again --
-
-    def iter_pages(
-        self, bucket: str, prefix: str = "", start_after: str = "", page_size: int = 1000
-    ) -> Iterator[list[ObjectInfo]]:
-        """The listing under `prefix` after `start_after`, one page per request, fetched only as the caller asks."""
-        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
-        if start_after:
-            params["StartAfter"] = start_after
-        while True:
-            with _translated(f"list s3://{bucket}/{prefix} after {start_after!r}"):
-                page = self.client.list_objects_v2(**params)
-            yield [ObjectInfo(o["Key"], o["Size"], _etag(o["ETag"]), o["LastModified"]) for o in page.get("Contents", [])]
-            if not page.get("IsTruncated"):
-                return
-            params["ContinuationToken"] = page["NextContinuationToken"]
 
     def copy_as_is(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, *, source_etag: str) -> str:
         """One server-side CopyObject that keeps the source's headers, user metadata and tags as S3 holds them
