@@ -27,6 +27,7 @@ import botocore.retries.standard
 import psycopg
 import pytest
 import yaml
+from aws_lambda_powertools import Logger
 from boto3.s3.transfer import TransferConfig
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
@@ -486,6 +487,9 @@ def test_one_poison_message_fails_alone_and_reaches_the_dead_letter_queue_with_i
     normalize = next(fn for fn in live_stack.topology.functions if fn.logical_id == "NormalizeFunction")
     # the JSON lines as CloudWatch would get them, formatted when emitted (the warm handler's stream may be an
     # earlier test's captured stdout, so they are read through logging)
+    # Powertools' logger for the service, set up as the handler's cold start sets it up (a Logger adds its JSON handler
+    # only to a logger that has none): run alone, this test must not leave `keep` as the only handler
+    Logger(service="normalize")
     powertools = logging.getLogger("normalize")
     lines: list[str] = []
     keep = logging.Handler()
