@@ -137,7 +137,15 @@ def test_backfill_makes_buckets_and_rows_agree(site: Site) -> None:
 
     assert (result.status, result.error, result.failed_items) == ("SUCCEEDED", None, 0)
     assert result.report_line == "DONE | migrated=3 linked=1 missing=1 skipped=0 failed=0 repaired=1 mirrored=1 pruned=1 orphan=1"
-    assert len(result.map_run_counts) == 3  # one Distributed Map per prefix: icons/, mastheads/, downloads/
+    # one Distributed Map per prefix (icons/, mastheads/, downloads/), and the rows map over Prepare's manifest
+    labels = sorted(arn.rsplit("/", 1)[1].split(":")[0] for arn in result.map_run_counts)
+    assert labels == ["objects", "objects", "objects", "rows"]
+    execution = result.execution_arn.rsplit(":", 1)[1]
+    # each map run's results went to S3 (ResultWriter), a manifest per run under the execution's results prefix
+    manifests = [k for k in site.objects(site.primary, reports=True) if k.startswith(f"mediacanon-reports/{execution}/results/")]
+    assert len(manifests) == 4 and all(k.endswith("/manifest.json") for k in manifests)
+    rows_manifest = json.loads(site.body(site.primary, f"mediacanon-reports/{execution}/rows-manifest.json"))
+    assert [r["field"] for r in rows_manifest] == ["archive.PublicationSource.icon", "archive.PublicationSource.masthead"]
     # objects canonical in both buckets, byte-identical; sources retired; the orphan kept (I5)
     assert_final_state(site)
     assert site.objects(site.legacy) == legacy_before  # read-only source untouched (I2)
@@ -233,7 +241,11 @@ def test_the_lambda_handler_runs_a_task(site: Site, tmp_path: Path, monkeypatch:
     )
 
     assert planned["prefixes"] == ["icons/", "mastheads/", "downloads/"]
-    assert [r["field"] for r in planned["rowRanges"]] == ["archive.PublicationSource.icon", "archive.PublicationSource.masthead"]
+    # the row ranges go to S3 for the rows map's ItemReader, not into the state
+    assert planned["rowsManifest"] == "mediacanon-reports/by-hand/rows-manifest.json"
+    ranges = json.loads(site.body(site.primary, planned["rowsManifest"]))
+    assert [r["field"] for r in ranges] == ["archive.PublicationSource.icon", "archive.PublicationSource.masthead"]
+    assert planned["resultsPrefix"] == "mediacanon-reports/by-hand/results"
     assert planned["run"] == {"objects": True, "rows": True, "mirror": True, "report": True}
     assert batch == {"counts": {"migrated": 1}}
 

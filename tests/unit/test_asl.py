@@ -17,13 +17,15 @@ from moto import mock_aws
 
 from mediacanon import mediamap
 from mediacanon.backfill import prefixes_to_scan
-from mediacanon.sfnlocal import ASL_PATH, item_batch_size, load_definition, moto_compatible
+from mediacanon.sfnlocal import ASL_PATH, Batching, item_batching, load_definition, moto_compatible
 from mediacanon.topology import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSTITUTIONS = {
     "BackfillFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:backfill",
     "PrimaryBucketName": "archive-media",
+    "Partition": "aws",
+    "ReportsPrefix": "mediacanon-reports/",
 }
 RETRIED = "RetryableError"
 
@@ -107,7 +109,7 @@ def test_every_task_retries_retryable_errors(definition: dict[str, Any]) -> None
     tasks = [(name, s) for name, s in all_states(definition) if s["Type"] == "Task"]
     assert {name.rsplit("/", 1)[1] for name, _ in tasks} == {"Prepare", "ProcessBatch", "ProcessRows", "Mirror", "Report"}
     for name, task in tasks:
-        assert task["Resource"] == "arn:aws:states:::lambda:invoke", name
+        assert task["Resource"] == "arn:aws:states:::lambda:invoke", name  # Partition substituted: aws
         assert task["Parameters"]["FunctionName"] == SUBSTITUTIONS["BackfillFunctionArn"], name
         assert any(RETRIED in r["ErrorEquals"] for r in task.get("Retry", [])), name
         assert "States.ALL" not in {e for r in task.get("Retry", []) for e in r["ErrorEquals"]}, (
@@ -121,14 +123,19 @@ def test_a_failed_phase_still_reaches_the_report(definition: dict[str, Any]) -> 
 
 
 def test_moto_compatible_only_turns_the_batcher_into_the_same_envelope(definition: dict[str, Any]) -> None:
-    compatible, definition = moto_compatible(definition), copy.deepcopy(definition)
+    compatible, definition = moto_compatible(definition, {"resultsPrefix": "r/x/results"}), copy.deepcopy(definition)
     objects, original = compatible["States"]["Objects"], definition["States"]["Objects"]
     assert "ItemBatcher" not in objects
     # each item the local reader hands the map is already a batch (sfnlocal._PagedS3, item_batch_size)
     assert objects["ItemSelector"] == {"Items.$": "$$.Map.Item.Value", "BatchInput": original["ItemBatcher"]["BatchInput"]}
-    assert item_batch_size(definition) == original["ItemBatcher"]["MaxItemsPerBatch"] == 250
+    batcher = original["ItemBatcher"]
+    assert item_batching(definition) == Batching(batcher["MaxItemsPerBatch"], batcher["MaxInputBytesPerBatch"])
     del objects["ItemSelector"]
     del original["ItemBatcher"]
+    # moto reads a ResultWriter's paths from the map's result, AWS from its input: the local run gives it the value
+    for name in ("Objects", "Rows"):
+        assert definition["States"][name]["ResultWriter"]["Parameters"].pop("Prefix.$") == "$.resultsPrefix"
+        assert compatible["States"][name]["ResultWriter"]["Parameters"].pop("Prefix") == "r/x/results"
     assert compatible == definition
 
 
@@ -136,7 +143,8 @@ def test_moto_compatible_only_turns_the_batcher_into_the_same_envelope(definitio
 def test_moto_accepts_the_compatible_definition_and_still_rejects_item_batcher(definition: dict[str, Any]) -> None:
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     role = "arn:aws:iam::123456789012:role/backfill"
-    created = sfn.create_state_machine(name="backfill", definition=json.dumps(moto_compatible(definition)), roleArn=role)
+    compatible = moto_compatible(definition, {"resultsPrefix": "mediacanon-reports/x/results"})
+    created = sfn.create_state_machine(name="backfill", definition=json.dumps(compatible), roleArn=role)
     assert created["stateMachineArn"].endswith(":backfill")
     # when moto learns ItemBatcher, moto_compatible can go and the local run becomes the exact deployed ASL
     with pytest.raises(ClientError, match="ItemBatcher"):

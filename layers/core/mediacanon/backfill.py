@@ -709,7 +709,7 @@ def write_streamed_report(steps: Steps, execution: str, *, dry_run: bool) -> tup
         writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
         writer.writeheader()
         separator = b""
-        for part in read_parts(steps, execution):
+        for part in (*read_parts(steps, execution), *failed_children(steps, execution)):
             counts.update(part.get("counts", {}))
             for item in part.get("items", []):
                 items.write(separator + json.dumps(item, default=str).encode())
@@ -772,6 +772,15 @@ def parts_prefix(media_map: MediaMap, execution: str) -> str:
     return f"{media_map.reports_prefix}{execution}/parts/"
 
 
+def results_prefix(media_map: MediaMap, execution: str) -> str:
+    """Where the map runs' ResultWriter puts each run's manifest.json and result files (one folder per map run)."""
+    return f"{media_map.reports_prefix}{execution}/results"
+
+
+def rows_manifest_key(media_map: MediaMap, execution: str) -> str:
+    return f"{media_map.reports_prefix}{execution}/rows-manifest.json"
+
+
 def write_part(steps: Steps, execution: str, name: str, result: BatchResult) -> str:
     """One worker's outcomes as a JSON part of the execution's report. Named by what the worker was given, so
     a retried batch overwrites its own part instead of being counted twice."""
@@ -796,13 +805,59 @@ def read_parts(steps: Steps, execution: str) -> Iterator[dict[str, Any]]:
             yield json.loads(ahead.popleft().result())
 
 
+def failed_children(steps: Steps, execution: str) -> Iterator[dict[str, Any]]:
+    """The map runs' failed child executions, as parts: a batch that failed for good (within the map's tolerated
+    failures, or before a redrive) wrote no part of its own, so without this its objects would be missing from the
+    report. Read from each map run's ResultWriter manifest and its FAILED result files, in the shapes AWS documents
+    (Step Functions developer guide, "ResultWriter (Map)": manifest.json lists ResultFiles by status; each result
+    file is a JSON array of child executions with their Input, Error and Cause)."""
+    primary = steps.map.buckets.primary
+    for obj in steps.s3.iter_objects(primary, results_prefix(steps.map, execution) + "/"):
+        if not obj.key.endswith("/manifest.json"):
+            continue
+        manifest = json.loads(steps.s3.get_bytes(primary, obj.key))
+        for result_file in manifest.get("ResultFiles", {}).get("FAILED", []):
+            for child in json.loads(steps.s3.get_bytes(primary, result_file["Key"])):
+                yield _failed_child_part(child)
+
+
+def _failed_child_part(child: dict[str, Any]) -> dict[str, Any]:
+    """One failed child execution as a part: each object of its batch (or its row range) counted as failed, with
+    the error as Lambda reported it (its type and message, not a JSON-escaped traceback)."""
+    error = _child_error(child)
+    given = json.loads(child.get("Input") or "{}")
+    result = BatchResult()
+    if "Items" in given:
+        for item in given["Items"]:
+            result.add("failed", str(item.get("Key", "")), f"batch failed: {error}")
+    elif "range" in given:
+        span = given["range"]
+        where = f"{span.get('field')} ids from {span.get('start')!r} to {span.get('end')!r}"
+        result.add("failed", "", f"rows {where} not checked: {error}", phase="rows")
+    else:
+        result.add("failed", "", f"{child.get('ExecutionArn', 'a child execution')} failed: {error}")
+    return result.to_json()
+
+
+def _child_error(child: dict[str, Any]) -> str:
+    error, cause = str(child.get("Error") or "an error"), child.get("Cause") or ""
+    try:
+        lambda_error = json.loads(cause)  # a Lambda task's cause is its error as JSON: errorType, errorMessage, ...
+    except (TypeError, ValueError):
+        lambda_error = None
+    if isinstance(lambda_error, dict) and "errorMessage" in lambda_error:
+        return f"{lambda_error.get('errorType', error)}: {lambda_error['errorMessage']}"
+    return f"{error}: {cause}" if cause else error
+
+
 def _batch_name(kind: str, *parts: Any) -> str:
     digest = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
     return f"{kind}-{digest}"
 
 
-def prepare(steps: Steps, execution: str, given: dict[str, Any]) -> dict[str, Any]:
-    """Validate the execution's input against the media map and the database; plan the phases."""
+def prepare(steps: Steps, execution: str, given: dict[str, Any], given_reports_prefix: str | None = None) -> dict[str, Any]:
+    """Validate the execution's input against the media map and the database; plan the phases. `given_reports_prefix`
+    is the state machine's (the template's ReportsPrefix), checked against the media map's."""
     media_map = steps.map
     names = [m.name for m in media_map.fields]
     fields = given.get("fields")
@@ -817,12 +872,20 @@ def prepare(steps: Steps, execution: str, given: dict[str, Any]) -> dict[str, An
     max_deletes = given.get("maxDeletes", DEFAULT_MAX_DELETES)
     if not isinstance(max_deletes, int) or isinstance(max_deletes, bool) or max_deletes < 0:
         raise PermanentError(f"maxDeletes must be a non-negative integer, got {max_deletes!r}")
+    _check_reports_prefix(media_map, given_reports_prefix)
     wanted = [m for m in media_map.fields if fields is None or m.name in fields]
     for mapping in wanted:
         steps.db.check_field(mapping)  # a schema mismatch fails the execution here, before any batch runs
     steps.ledger.ensure()
     prefixes = list(given["prefixes"]) if given.get("prefixes") is not None else prefixes_to_scan(media_map, fields)
-    ranges = [r for m in wanted for r in row_ranges(steps.db, m)] if "rows" in phases else []
+    manifest = None
+    if "rows" in phases:
+        # the ranges go to S3, not into the state: the rows Map reads them there (ItemReader), so their number is
+        # bounded by neither the 256 KiB payload nor the parent execution's history
+        ranges = [r for m in wanted for r in row_ranges(steps.db, m)]
+        manifest = rows_manifest_key(media_map, execution)
+        body = json.dumps(ranges, default=str).encode()
+        steps.s3.put_bytes(media_map.buckets.primary, manifest, body, "application/json")
     return {
         "execution": execution,
         "dryRun": bool(given.get("dryRun", False)),
@@ -831,8 +894,20 @@ def prepare(steps: Steps, execution: str, given: dict[str, Any]) -> dict[str, An
         "prefixes": prefixes,
         "prefixCount": len(prefixes),
         "prefixIndex": 0,
-        "rowRanges": ranges,
+        "rowsManifest": manifest,
+        "resultsPrefix": results_prefix(media_map, execution),
     }
+
+
+def _check_reports_prefix(media_map: MediaMap, deployed: Any) -> None:
+    """The state machine may write map results under the template's ReportsPrefix only (its IAM policy): the media
+    map's reports_prefix must be that one, or every ResultWriter would be denied after the whole map ran."""
+    if deployed is not None and deployed != media_map.reports_prefix:
+        raise PermanentError(
+            f"the media map's reports_prefix {media_map.reports_prefix!r} differs from the stack's ReportsPrefix "
+            f"{deployed!r}: set reports_prefix: {deployed} in the media map, or deploy with ReportsPrefix="
+            f"{media_map.reports_prefix}"
+        )
 
 
 def run_task(event: dict[str, Any], make_steps: Callable[[str], Steps]) -> dict[str, Any]:
@@ -845,7 +920,7 @@ def run_task(event: dict[str, Any], make_steps: Callable[[str], Steps]) -> dict[
     dry_run = bool(event.get("dryRun", False))
     try:
         if action == "prepare":
-            return prepare(steps, execution, event.get("input") or {})
+            return prepare(steps, execution, event.get("input") or {}, event.get("reportsPrefix"))
         if action == "objects":
             keys = [item["Key"] for item in event["items"]]
             listed = listed_items(event["items"])

@@ -40,7 +40,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from mediacanon.backfill import DEFAULT_MAX_DELETES, PHASES, run_task
+from mediacanon.backfill import DEFAULT_MAX_DELETES, PHASES, results_prefix, run_task
 from mediacanon.errors import MediacanonError
 from mediacanon.mediamap import MediaMap
 
@@ -83,12 +83,32 @@ def load_definition(substitutions: dict[str, str], path: Path = ASL_PATH) -> dic
     return definition
 
 
-def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
+def substitutions(function_arn: str, media_map: MediaMap, partition: str = "aws") -> dict[str, str]:
+    """The DefinitionSubstitutions template.yaml gives the state machine, for a local run."""
+    return {
+        "BackfillFunctionArn": function_arn,
+        "PrimaryBucketName": media_map.buckets.primary,
+        "Partition": partition,
+        "ReportsPrefix": media_map.reports_prefix,
+    }
+
+
+def moto_compatible(definition: dict[str, Any], state_input: dict[str, Any] | None = None) -> dict[str, Any]:
     """The definition moto 5.2 can parse and run: every ItemBatcher becomes an ItemSelector giving each child the
     envelope AWS gives a batch ({"Items": [...], "BatchInput": ...}), its items being the batch `_PagedS3` read
-    (see `item_batch_size`). Nothing else changes."""
+    (see `item_batching`). And moto evaluates a ResultWriter's Parameters against the map's result, not the state's
+    input as AWS does (result_writer/result_writer_decl.py): a `"Prefix.$": "$.name"` there becomes the literal
+    `state_input["name"]`, which the local run knows before it starts. Nothing else changes."""
     out = copy.deepcopy(definition)
     for state in _states(out):
+        writer = state.get("ResultWriter")
+        if writer is not None:
+            parameters = writer.get("Parameters", {})
+            for name in [n for n in parameters if n.endswith(".$")]:
+                path = parameters.pop(name)
+                if state_input is None or not path.startswith("$.") or path[2:] not in state_input:
+                    raise ValueError(f"ResultWriter parameter {name}: {path} needs its value for moto (state_input)")
+                parameters[name[:-2]] = state_input[path[2:]]
         batcher = state.pop("ItemBatcher", None)
         if batcher is None:
             continue
@@ -98,12 +118,45 @@ def moto_compatible(definition: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def item_batch_size(definition: dict[str, Any]) -> int | None:
-    """MaxItemsPerBatch of the definition's ItemBatcher (one size for all: the local reader batches every listing)."""
-    sizes = {int(state["ItemBatcher"]["MaxItemsPerBatch"]) for state in _states(definition) if "ItemBatcher" in state}
-    if len(sizes) > 1:
-        raise ValueError(f"ItemBatchers of different sizes {sorted(sizes)} have no local equivalent here")
-    return next(iter(sizes), None)
+@dataclass(frozen=True)
+class Batching:
+    """An ItemBatcher's bounds: a batch closes at `max_items` items or before it would pass `max_bytes`."""
+
+    max_items: int
+    max_bytes: int | None = None
+
+    def batches(self, items: list[dict[str, Any]], batch_input: dict[str, Any] | None = None) -> list[list[dict[str, Any]]]:
+        """`items` in batches as Step Functions makes them: in order, each within both bounds. The bytes counted are
+        the child execution's input ({"Items": [...], "BatchInput": ...}) as JSON; an item too big for any batch
+        still gets one of its own (AWS then fails that child, and so does the worker's state input)."""
+        out: list[list[dict[str, Any]]] = []
+        current: list[dict[str, Any]] = []
+        envelope = len(json.dumps({"Items": [], "BatchInput": batch_input or {}}, separators=(",", ":")))
+        size = envelope
+        for item in items:
+            item_size = len(json.dumps(item, separators=(",", ":"), default=str).encode()) + (1 if current else 0)
+            full = len(current) >= self.max_items or (self.max_bytes is not None and size + item_size > self.max_bytes)
+            if current and full:
+                out.append(current)
+                current, size = [], envelope
+                item_size -= 1
+            current.append(item)
+            size += item_size
+        if current:
+            out.append(current)
+        return out
+
+
+def item_batching(definition: dict[str, Any]) -> Batching | None:
+    """The definition's ItemBatcher bounds (one for all: the local reader batches every listing)."""
+    found = {
+        Batching(int(b["MaxItemsPerBatch"]), int(b["MaxInputBytesPerBatch"]) if "MaxInputBytesPerBatch" in b else None)
+        for state in _states(definition)
+        if (b := state.get("ItemBatcher")) is not None
+    }
+    if len(found) > 1:
+        raise ValueError(f"ItemBatchers of different bounds {sorted(found, key=str)} have no local equivalent here")
+    return next(iter(found), None)
 
 
 def _states(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -121,9 +174,9 @@ class _PagedS3:
     """The executor's S3 client: all pages of ListObjectsV2, items shaped as AWS's ItemReader gives them, and, when
     the definition batches them (ItemBatcher), grouped into batches here, since moto's executor cannot."""
 
-    def __init__(self, client: Any, batch_size: int | None = None) -> None:
+    def __init__(self, client: Any, batching: Batching | None = None) -> None:
         self._client = client
-        self._batch_size = batch_size
+        self._batching = batching
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -141,9 +194,8 @@ class _PagedS3:
                         "StorageClass": obj.get("StorageClass", "STANDARD"),
                     }
                 )
-        if self._batch_size:
-            size = self._batch_size
-            return {"Contents": [contents[i : i + size] for i in range(0, len(contents), size)]}
+        if self._batching is not None:
+            return {"Contents": self._batching.batches(contents)}
         return {"Contents": contents}
 
 
@@ -181,7 +233,7 @@ def _install_routing() -> None:
         if not _active:
             return original_client_for(region, service, state_credentials)
         if service == "s3":
-            return _PagedS3(_data_client(_active["endpoint_url"]), _active.get("batch_size"))
+            return _PagedS3(_data_client(_active["endpoint_url"]), _active.get("batching"))
         return _client(
             service,
             endpoint_url=_active["control_url"],
@@ -352,9 +404,9 @@ def _execute(
         Code={"ZipFile": _empty_zip()},  # never run: the invocation is patched to run_task in this process
         Timeout=TASK_TIMEOUT,
     )["FunctionArn"]
-    deployed = load_definition({"BackfillFunctionArn": function_arn, "PrimaryBucketName": media_map.buckets.primary})
-    definition = moto_compatible(deployed)
-    _active["batch_size"] = item_batch_size(deployed)
+    deployed = load_definition(substitutions(function_arn, media_map))
+    definition = moto_compatible(deployed, {"resultsPrefix": results_prefix(media_map, execution)})
+    _active["batching"] = item_batching(deployed)
     machine_arn = sfn.create_state_machine(
         name=function_name, definition=json.dumps(definition), roleArn=role_arn, type="STANDARD"
     )["stateMachineArn"]
