@@ -299,7 +299,8 @@ def _alarms(stack: Stack) -> list[dict[str, Any]]:
 
 
 def _alarm_on(stack: Stack, metric: str, dimension: str) -> dict[str, Any]:
-    (alarm,) = [a for a in _alarms(stack) if a["MetricName"] == metric and a["Dimensions"][0]["Value"] == dimension]
+    # a metric-math alarm (LiveLoopAlarm) has Metrics instead of MetricName and Dimensions
+    (alarm,) = [a for a in _alarms(stack) if a.get("MetricName") == metric and a["Dimensions"][0]["Value"] == dimension]
     return alarm
 
 
@@ -308,13 +309,17 @@ def test_queue_alarms(stack: Stack, step: str) -> None:
     dlq = _alarm_on(stack, "ApproximateNumberOfMessagesVisible", f"getatt:{step}DeadLetterQueue.QueueName")
     assert (dlq["Namespace"], dlq["Threshold"], dlq["ComparisonOperator"]) == ("AWS/SQS", 0, "GreaterThanThreshold")
     age = _alarm_on(stack, "ApproximateAgeOfOldestMessage", f"getatt:{step}Queue.QueueName")
-    assert int(age["Threshold"]) == 900 and age["Statistic"] == "Maximum"
+    assert int(age["Threshold"]) == 2400 and age["Statistic"] == "Maximum"
+    # what EventBridge could not deliver to the queue: failed for good, and waiting in the rule's dead-letter queue
+    failed = _alarm_on(stack, "FailedInvocations", f"ref:{step}Rule")
+    assert (failed["Namespace"], failed["Threshold"], failed["Statistic"]) == ("AWS/Events", 0, "Sum")
+    undelivered = _alarm_on(stack, "ApproximateNumberOfMessagesVisible", f"getatt:{step}RuleDeadLetterQueue.QueueName")
+    assert (undelivered["Namespace"], undelivered["Threshold"]) == ("AWS/SQS", 0)
 
 
 @pytest.mark.parametrize("step", ["Normalize", "Replicate", "Link", "Backfill"])
 def test_function_alarms(stack: Stack, step: str) -> None:
-    metrics = ["Errors", "Throttles"] + (["RecursiveInvocationsDropped"] if step != "Backfill" else [])
-    for metric in metrics:
+    for metric in ("Errors", "Throttles"):
         alarm = _alarm_on(stack, metric, f"ref:{step}Function")
         assert (alarm["Namespace"], alarm["Threshold"], alarm["Statistic"]) == ("AWS/Lambda", 0, "Sum")
 
@@ -333,9 +338,11 @@ def test_alarm_actions_follow_the_parameters(everything: Stack) -> None:
 def test_dashboard_shows_every_queue_and_function(stack: Stack) -> None:
     (dashboard,) = stack.of_type("AWS::CloudWatch::Dashboard").values()
     body = json.loads(dashboard["DashboardBody"].replace("getatt:", "").replace("ref:", ""))
-    shown = {str(m[3]) for w in body["widgets"] for m in w["properties"]["metrics"]}
+    # a metric is [namespace, name, dimension, value, (options)]; an expression is [{"expression": ...}]
+    shown = {str(m[3]) for w in body["widgets"] for m in w["properties"]["metrics"] if len(m) >= 4}
     for step in ("Normalize", "Replicate", "Link"):
         assert {f"{step}Queue.QueueName", f"{step}DeadLetterQueue.QueueName", f"{step}Function"} <= shown
+        assert {f"{step}RuleDeadLetterQueue.QueueName", f"{step}Rule"} <= shown
     assert "BackfillFunction" in shown
 
 

@@ -163,6 +163,17 @@ class Resolver:
                 return all(self.resolve(a) for a in arg)
             case "Fn::Or":
                 return any(self.resolve(a) for a in arg)
+            # the rule-specific functions of a template's Rules section (CloudFormation evaluates them before a deploy)
+            case "Fn::Contains":
+                items, value = arg
+                return _scalar(self.resolve(value)) in [_scalar(v) for v in self._list(items)]
+            case "Fn::EachMemberEquals":
+                items, value = arg
+                return all(_scalar(v) == _scalar(self.resolve(value)) for v in self._list(items))
+            case "Fn::EachMemberIn":
+                to_check, to_match = arg
+                allowed = [_scalar(v) for v in self._list(to_match)]
+                return all(_scalar(v) in allowed for v in self._list(to_check))
             case "Fn::Join":
                 delimiter, items = arg
                 return self.text(delimiter).join(self.text(item) for item in self._list(items))
@@ -272,10 +283,21 @@ class Queue:
 
 
 @dataclass(frozen=True)
+class Target:
+    """One queue target of a rule, with where EventBridge puts what it cannot deliver (the target's DeadLetterConfig)."""
+
+    queue_logical_id: str
+    dead_letter_queue_logical_id: str | None
+    maximum_retry_attempts: int | None  # RetryPolicy; None: EventBridge's default (185)
+    maximum_event_age: int | None  # seconds; None: EventBridge's default (86400)
+
+
+@dataclass(frozen=True)
 class Rule:
     logical_id: str
     event_pattern: dict[str, Any]  # bucket names resolved
     target_queue_ids: tuple[str, ...]
+    targets: tuple[Target, ...] = ()
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """Whether EventBridge would route ``event`` to this rule's targets (exact values, ``prefix``,
@@ -350,6 +372,12 @@ class Topology:
     def function(self, logical_id: str) -> Function:
         return _by_id(self.functions, logical_id)
 
+    def rule_dead_letter_queues(self) -> dict[str, str]:
+        """Rule logical id -> the queue EventBridge dead-letters that rule's undeliverable events to."""
+        return {
+            r.logical_id: t.dead_letter_queue_logical_id for r in self.rules for t in r.targets if t.dead_letter_queue_logical_id
+        }
+
     def function_for_queue(self, queue_logical_id: str) -> Function:
         for fn in self.functions:
             if fn.queue_logical_id == queue_logical_id:
@@ -419,8 +447,23 @@ def _rule(resolver: Resolver, logical_id: str, props: Mapping[str, Any]) -> Rule
     pattern = resolver.resolve(props.get("EventPattern") or {})
     if not isinstance(pattern, dict):
         raise TopologyError(f"{logical_id}: EventPattern must be a mapping")
-    targets = tuple(_logical_id_of_arn(t.get("Arn"), f"{logical_id}.Targets") for t in props.get("Targets") or [])
-    return Rule(logical_id, pattern, targets)
+    targets = tuple(_target(resolver, logical_id, t) for t in props.get("Targets") or [])
+    return Rule(logical_id, pattern, tuple(t.queue_logical_id for t in targets), targets)
+
+
+def _target(resolver: Resolver, rule_id: str, target: Mapping[str, Any]) -> Target:
+    where = f"{rule_id}.Targets"
+    dead_letter = (target.get("DeadLetterConfig") or {}).get("Arn")
+    retry: Mapping[str, Any] = resolver.resolve(target.get("RetryPolicy") or {})
+    attempts, age = retry.get("MaximumRetryAttempts"), retry.get("MaximumEventAgeInSeconds")
+    return Target(
+        queue_logical_id=_logical_id_of_arn(target.get("Arn"), where),
+        dead_letter_queue_logical_id=None
+        if dead_letter is None
+        else _logical_id_of_arn(dead_letter, f"{where}.DeadLetterConfig"),
+        maximum_retry_attempts=None if attempts is None else int(attempts),
+        maximum_event_age=None if age is None else int(age),
+    )
 
 
 def _function(resolver: Resolver, template: Mapping[str, Any], logical_id: str, props: Mapping[str, Any]) -> Function:
