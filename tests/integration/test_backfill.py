@@ -683,3 +683,51 @@ def test_a_source_another_worker_retired_first_does_not_fail_the_listed_batch(
     with psycopg.connect(site.conninfo, autocommit=True) as conn:
         unmarked = conn.execute("SELECT source_key FROM mediacanon.ledger WHERE retired_at IS NULL").fetchall()
     assert unmarked == [(gone,)]  # its retire is the other worker's to mark
+
+
+def test_the_report_lists_the_objects_of_batches_that_failed_for_good(site: Site) -> None:
+    """A batch that failed for good (within the map's tolerated failures) wrote no part; its objects reach the report
+    from the map run's ResultWriter output, read in the shapes "ResultWriter (Map)" documents: manifest.json with
+    ResultFiles by status, each FAILED file a JSON array of child executions with their Input, Error and Cause. moto
+    writes the manifest but never a FAILED file, so this one is written here as Step Functions writes it."""
+    from mediacanon.backfill import run_task
+
+    results = "mediacanon-reports/by-hand/results/0f0e1d2c-3b4a-5968-7786-95a4b3c2d1e0"
+    cause = {"errorType": "RetryableError", "errorMessage": "SlowDown on s3://primary: retries exhausted", "stackTrace": ["..."]}
+    failed_child = {
+        "ExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:stack-backfill/objects:1",
+        "Input": json.dumps(
+            {"Items": [{"Key": "icons/a [draft].png", "Etag": '"e1"', "Size": 1}, {"Key": "icons/b.png"}], "BatchInput": {}}
+        ),
+        "InputDetails": {"Included": True},
+        "Name": "1",
+        "Error": "RetryableError",
+        "Cause": json.dumps(cause),
+        "Status": "FAILED",
+    }
+    failed_rows = {
+        **failed_child,
+        "Input": json.dumps({"range": {"field": "archive.PublicationSource.icon", "start": 1, "end": 10001}}),
+        "Error": "States.Timeout",
+        "Cause": "",
+    }
+    site.client.put_object(Bucket=site.primary, Key=f"{results}/FAILED_0.json", Body=json.dumps([failed_child, failed_rows]))
+    manifest = {
+        "DestinationBucket": site.primary,
+        "MapRunArn": "arn:aws:states:us-east-1:123456789012:mapRun:stack-backfill/objects:0f0e1d2c-3b4a-5968-7786-95a4b3c2d1e0",
+        "ResultFiles": {"FAILED": [{"Key": f"{results}/FAILED_0.json", "Size": 1}], "PENDING": [], "SUCCEEDED": []},
+    }
+    site.client.put_object(Bucket=site.primary, Key=f"{results}/manifest.json", Body=json.dumps(manifest))
+
+    with worker(site) as steps:
+        answer = run_task({"action": "report", "execution": "by-hand"}, lambda _: steps)
+
+    assert answer["counts"]["failed"] == 3
+    report = json.loads(site.body(site.primary, "mediacanon-reports/by-hand/report.json"))
+    failed = {(i["phase"], i["key"], i["detail"]) for i in report["items"] if i["outcome"] == "failed"}
+    why = "batch failed: RetryableError: SlowDown on s3://primary: retries exhausted"
+    assert failed == {
+        ("objects", "icons/a [draft].png", why),
+        ("objects", "icons/b.png", why),
+        ("rows", "", "rows archive.PublicationSource.icon ids from 1 to 10001 not checked: States.Timeout"),
+    }
