@@ -162,6 +162,7 @@ def event_from_record(record: SQSRecord) -> ObjectEvent:
         sequencer=obj.get("sequencer"),
         version_id=obj.get("version-id"),
         first_received=int(first) / 1000 if first else None,
+        reason=s3_event.detail.reason or None,  # PutObject, CopyObject, ...: what normalize reads (steps.UPLOAD_REASONS)
     )
 
 

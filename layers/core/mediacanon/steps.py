@@ -33,6 +33,12 @@ SOURCE_KEY = "mediacanon-source-key"
 SOURCE_ETAG = "mediacanon-source-etag"
 PRIMARY_ETAG = "mediacanon-primary-etag"  # on a CDN copy: the primary object's ETag it mirrors
 
+# What S3 names as an "Object Created" event's `reason` when a client uploaded the bytes itself (Django's storage:
+# PutObject, or a multipart upload for large files; a browser form: POST Object). Any other reason (CopyObject, or
+# none S3 would send: moto names every write "ObjectCreated") may be a copy, and a copy into a name canonical by
+# itself is made by mediacanon, named from its row (normalize, the backfill): see Steps.normalize.
+UPLOAD_REASONS = frozenset({"PutObject", "CompleteMultipartUpload", "POST Object"})
+
 
 class Outcome(StrEnum):
     NORMALIZED = "normalized"
@@ -58,6 +64,7 @@ class ObjectEvent:
     sequencer: str | None = None
     version_id: str | None = None
     first_received: float | None = None  # epoch seconds the queue first handed the event out
+    reason: str | None = None  # S3's detail.reason: PutObject, CopyObject, CompleteMultipartUpload, DeleteObject, ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,29 @@ def same_bytes(a: ObjectHead, b: ObjectHead) -> bool:
         or a.metadata.get(PRIMARY_ETAG) == b.etag
         or (a.metadata.get(SOURCE_ETAG) is not None and a.metadata.get(SOURCE_ETAG) == b.metadata.get(SOURCE_ETAG))
     )
+
+
+class _Unread:
+    """A HEAD not made yet (None is the answer of one made: no such key)."""
+
+
+_UNREAD = _Unread()
+
+
+def holds(mirrored: ObjectHead, etag: str | None) -> bool:
+    """Whether a CDN object is a copy of the primary bytes whose ETag is `etag` (an S3 event's: what was written)."""
+    return etag is not None and etag in (mirrored.etag, mirrored.metadata.get(PRIMARY_ETAG))
+
+
+def made_by_steps(mirrored: ObjectHead) -> bool:
+    """Whether a CDN object is a copy the steps made, or one a listed backfill batch made as it is.
+
+    The steps' mirror (`Steps.mirror`: the live path, the backfill's per-object steps and its rows phase) always
+    records PRIMARY_ETAG on the copy. A listed batch (`backfill.process_listed`) copies with one CopyObject that keeps
+    the primary object's metadata (MetadataDirective COPY cannot add any), so its CDN copy carries no PRIMARY_ETAG,
+    and SOURCE_KEY only when the primary copy was normalize's (the one case link can still move rows from). Nothing
+    else in mediacanon writes the CDN bucket (upload and rollback write the primary only)."""
+    return PRIMARY_ETAG in mirrored.metadata or SOURCE_KEY in mirrored.metadata
 
 
 def sequencer_newer(a: str | None, b: str | None) -> bool:
@@ -160,6 +190,12 @@ class Steps:
             res = by_row  # the name gives no slug, but a row references the key: the row names it
         owner: Owner | None = None
         if res.is_canonical:
+            # a copy into a name canonical by itself is mediacanon's own (normalize's, a backfill's: both name it from
+            # its row); once the CDN holds these bytes under it, it was judged canonical for its row when it was
+            # mirrored (replicate asks the row, the backfill named it from the row): nothing for normalize, and no
+            # database call. One HEAD; an upload (UPLOAD_REASONS) skips it, as the CDN cannot hold its new bytes yet
+            if event.reason not in UPLOAD_REASONS and (mirrored := self._mirrored(key, event)) is not None:
+                return StepResult(Outcome.SKIPPED, key, f"already canonical: {mirrored}", key)
             # canonical by its name, but the row is the authority on a name: 'icons/favicon.ico' (slug 'favicon')
             # referenced by row 'bbc' is renamed icons/bbc.ico like any messy name. Asked by reference only, the one
             # query a canonical key costs; the copy this makes is canonical for its row, so it stops there (no loop)
@@ -187,6 +223,13 @@ class Steps:
             if owner_key != key and self.s3.head(self.primary, owner_key) is not None:
                 return self._unowned(event, f"row {owner.id} references {owner_key!r}, not this key")
         return self._copy_to_canonical(key, head, canonical, owner, res)
+
+    def _mirrored(self, key: str, event: ObjectEvent) -> str | None:
+        """Why the CDN bucket already mirrors the bytes this created-event wrote under `key`, or None (one HEAD)."""
+        if not event.created or event.etag is None:
+            return None
+        mirrored = self.s3.head(self.cdn, key)
+        return "the CDN bucket mirrors these bytes" if mirrored is not None and holds(mirrored, event.etag) else None
 
     def _unowned(self, event: ObjectEvent, why: str) -> StepResult:
         waited = self.clock() - event.first_received if event.first_received else 0.0
@@ -232,11 +275,28 @@ class Steps:
         res = self._resolve(key)
         if isinstance(res, StepResult):
             return _not_canonical(res)
+        mirrored: ObjectHead | _Unread | None = _UNREAD
+        if not event.created:
+            # only a canonical name is unmirrored, and only while the CDN holds it: a retired source's event ends
+            # here, with no request for a messy name and one HEAD for a canonical one. An object under the key again
+            # sent its own Object Created event, which mirrors it (the full step below, as a stale deletion does)
+            if not res.is_canonical:
+                return StepResult(Outcome.SKIPPED, key, "not canonical: nothing mirrored to remove")
+            mirrored = self.s3.head(self.cdn, key)
+            if mirrored is None:
+                return StepResult(Outcome.SKIPPED, key, "nothing mirrored under this key")
+        elif event.etag is not None and res.is_canonical:
+            # the CDN first: when it holds the bytes this event wrote, they are mirrored (a backfill's copy, an event
+            # delivered again), whatever the primary holds now (newer bytes send their own event): one HEAD, no
+            # database call. Otherwise the full step below reuses this HEAD, so it costs no request more than before
+            mirrored = self.s3.head(self.cdn, key)
+            if mirrored is not None and holds(mirrored, event.etag):
+                return StepResult(Outcome.SKIPPED, key, "already mirrored (the CDN bucket holds these bytes)", key)
         head = self.s3.head(self.primary, key)
         if head is None:
             if event.created:
                 return StepResult(Outcome.SKIPPED, key, "no longer in the primary bucket (stale event)")
-            return self._unmirror(key, res)
+            return self._unmirror(key, res)  # a deletion: the CDN holds the key (read above)
         # a stale "deleted" event for a key that exists again must not undo the newer object: mirror it
         if not (res.is_canonical or SOURCE_KEY in head.metadata):
             return StepResult(Outcome.SKIPPED, key, "not canonical: never mirrored")
@@ -246,18 +306,20 @@ class Steps:
         if SOURCE_KEY not in head.metadata and (renamed := renamed_by_row(self.db, key, res)) is not None:
             owner, canonical = renamed
             return StepResult(Outcome.SKIPPED, key, f"row {owner.id} names it {canonical!r}: not mirrored under this name")
-        return self.mirror(key, head)
+        return self.mirror(key, head, mirrored)
 
-    def mirror(self, key: str, head: ObjectHead) -> StepResult:
-        mirrored = self.s3.head(self.cdn, key)
+    def mirror(self, key: str, head: ObjectHead, mirrored: ObjectHead | _Unread | None = _UNREAD) -> StepResult:
+        """Copy the primary object to the CDN bucket unless it holds these bytes; `mirrored` is the CDN key's HEAD
+        when the caller has just read it (else it is read here)."""
+        if isinstance(mirrored, _Unread):
+            mirrored = self.s3.head(self.cdn, key)
         if mirrored is not None and same_bytes(head, mirrored):
             return StepResult(Outcome.SKIPPED, key, "already mirrored", key)
         self.s3.copy(self.primary, key, self.cdn, key, metadata={PRIMARY_ETAG: head.etag}, source_head=head)
         return StepResult(Outcome.MIRRORED, key, "copied to the CDN bucket", key, copied=True)
 
     def _unmirror(self, key: str, res: naming.Resolution) -> StepResult:
-        if not res.is_canonical or self.s3.head(self.cdn, key) is None:
-            return StepResult(Outcome.SKIPPED, key, "nothing mirrored under this key")
+        """A canonical key gone from the primary bucket, which the CDN bucket still holds."""
         if res.field.policies.mirror_deletes != "delete":
             return StepResult(Outcome.SKIPPED, key, "removed from primary; CDN copy kept (mirror_deletes: report)")
         self.s3.delete_many(self.cdn, [key]).raise_for_errors(self.cdn)
@@ -277,6 +339,12 @@ class Steps:
             return StepResult(Outcome.SKIPPED, key, "no longer in the CDN bucket (stale event)")
         if not (res.is_canonical or SOURCE_KEY in mirrored.metadata):
             return StepResult(Outcome.SKIPPED, key, "not canonical")
+        if holds(mirrored, event.etag) and not made_by_steps(mirrored):
+            # this event announces a listed backfill batch's as-is copy (made_by_steps), still in place: that batch
+            # moves its rows and retires its sources itself, in the same batch (a retry of it when it died first),
+            # and its copy records no source to move rows from. One HEAD, no database call. A backfill calling link
+            # itself passes no ETag, so its rows and per-object steps always take the full step below
+            return StepResult(Outcome.SKIPPED, key, "a listed backfill batch's mirror: it links its own rows", key)
         primary = self.s3.head(self.primary, key)
         # I1: a row moves only to a key both buckets hold with the same bytes
         if primary is None:
