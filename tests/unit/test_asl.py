@@ -126,7 +126,7 @@ def test_moto_compatible_only_turns_the_batcher_into_the_same_envelope(definitio
     compatible, definition = moto_compatible(definition, {"resultsPrefix": "r/x/results"}), copy.deepcopy(definition)
     objects, original = compatible["States"]["Objects"], definition["States"]["Objects"]
     assert "ItemBatcher" not in objects
-    # each item the local reader hands the map is already a batch (sfnlocal._PagedS3, item_batch_size)
+    # each item the local reader hands the map is already a batch (sfnlocal._PagedS3, item_batching)
     assert objects["ItemSelector"] == {"Items.$": "$$.Map.Item.Value", "BatchInput": original["ItemBatcher"]["BatchInput"]}
     batcher = original["ItemBatcher"]
     assert item_batching(definition) == Batching(batcher["MaxItemsPerBatch"], batcher["MaxInputBytesPerBatch"])
