@@ -516,3 +516,115 @@ def test_the_backfill_renames_a_generic_name_from_its_row(world: World) -> None:
     assert again.counts == {"skipped": 1}
     assert world.row("bbc")[0] == "icons/bbc.ico"
     assert world.keys(world.primary) == world.keys(world.cdn) == {"icons/bbc.ico"}
+
+
+# -- the backfill's own events: recognised with at most one HEAD and no database call ------------------------------
+
+
+class NoDatabase:
+    """Stands in for the database and the ledger: any use of either fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"a database call ({name}) where none is allowed")
+
+
+def s3_event(world: World, bucket: str, key: str, etag: str | None, reason: str | None, created: bool = True) -> ObjectEvent:
+    """An event as S3 sends it: the ETag of what was written and the API that wrote it."""
+    return ObjectEvent(bucket=bucket, key=key, created=created, etag=etag, reason=reason, sequencer=f"{next(world.seq):016X}")
+
+
+def requests(world: World, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    """Every S3 call the steps make from now on: (operation, bucket, key)."""
+    made: list[tuple[str, str, str]] = []
+    for name in ("head", "copy", "copy_as_is", "delete_many", "delete_if_match", "get_bytes", "iter_pages"):
+        real = getattr(world.s3, name)
+
+        def recorded(bucket: str, key: Any = "", *args: Any, _name: str = name, _real: Any = real, **kw: Any) -> Any:
+            made.append((_name, bucket, key if isinstance(key, str) else "..."))
+            return _real(bucket, key, *args, **kw)
+
+        monkeypatch.setattr(world.s3, name, recorded)
+    return made
+
+
+def no_database(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(world.steps, "db", NoDatabase())
+    monkeypatch.setattr(world.steps, "ledger", NoDatabase())
+
+
+def as_is_copies(world: World, source: str, canonical: str) -> str:
+    """What a listed backfill batch does to one object: CopyObject with MetadataDirective COPY into the canonical key
+    and from there into the CDN bucket (no mediacanon metadata), then the row moved; returns the copy's ETag."""
+    etag = world.s3.copy_as_is(world.primary, source, world.primary, canonical, source_etag=world.put(source, b"listed"))
+    world.s3.copy_as_is(world.primary, canonical, world.cdn, canonical, source_etag=etag)
+    world.sql("UPDATE archive_publicationsource SET icon = %s WHERE icon = %s", canonical, source)
+    return etag
+
+
+def test_a_listed_batchs_copies_cost_the_live_path_one_head_each_and_no_query(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('nytimes', 'icons/nytimes_icon_v2_final.png')")
+    etag = as_is_copies(world, "icons/nytimes_icon_v2_final.png", "icons/nytimes.png")
+    made = requests(world, monkeypatch)
+    no_database(world, monkeypatch)
+
+    for reason in ("CopyObject", None, "ObjectCreated"):  # S3's reason, none, moto's: each the same
+        made.clear()
+        normalized = world.steps.normalize(s3_event(world, world.primary, "icons/nytimes.png", etag, reason))
+        assert (normalized.outcome, made) == (Outcome.SKIPPED, [("head", world.cdn, "icons/nytimes.png")]), normalized
+        made.clear()
+        replicated = world.steps.replicate(s3_event(world, world.primary, "icons/nytimes.png", etag, reason))
+        assert (replicated.outcome, made) == (Outcome.SKIPPED, [("head", world.cdn, "icons/nytimes.png")]), replicated
+        made.clear()
+        linked = world.steps.link(s3_event(world, world.cdn, "icons/nytimes.png", etag, reason))
+        assert (linked.outcome, made) == (Outcome.SKIPPED, [("head", world.cdn, "icons/nytimes.png")]), linked
+    made.clear()
+    retired = s3_event(world, world.primary, "icons/nytimes_icon_v2_final.png", None, "DeleteObject", created=False)
+    assert (world.steps.replicate(retired).outcome, made) == (Outcome.SKIPPED, [])  # a messy name: no request at all
+    assert world.copies == []
+
+
+def test_the_shortcuts_never_skip_work_an_event_still_needs(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each shortcut only where the CDN already holds the event's bytes (and link only for a batch's as-is copy): an
+    upload, new bytes, a copy the CDN does not hold yet, and the backfill's own calls (no ETag) take the full step."""
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('bbc', 'icons/favicon.ico')")
+    world.sql("INSERT INTO archive_publicationsource (slug) VALUES ('reuters')")
+    etag = world.put("icons/favicon.ico", b"bbc")
+    # the generic name is in the CDN bucket already (mirrored before the row was saved): an upload is still renamed
+    world.client.copy_object(
+        Bucket=world.cdn, Key="icons/favicon.ico", CopySource={"Bucket": world.primary, "Key": "icons/favicon.ico"}
+    )
+    upload = world.steps.normalize(s3_event(world, world.primary, "icons/favicon.ico", etag, "PutObject"))
+    assert (upload.outcome, upload.canonical_key) == (Outcome.NORMALIZED, "icons/bbc.ico"), upload
+    # a copy the CDN does not hold: normalize asks the row, replicate mirrors reusing its HEAD of the CDN key
+    made = requests(world, monkeypatch)
+    copied = world.s3.head(world.primary, "icons/bbc.ico")
+    assert copied is not None
+    assert world.steps.normalize(s3_event(world, world.primary, "icons/bbc.ico", copied.etag, "CopyObject")).detail == (
+        "already canonical"
+    )
+    made.clear()
+    mirrored = world.steps.replicate(s3_event(world, world.primary, "icons/bbc.ico", copied.etag, "CopyObject"))
+    assert mirrored.outcome == Outcome.MIRRORED
+    assert [m[:2] for m in made] == [("head", world.cdn), ("head", world.primary), ("copy", world.primary)]
+    # a steps-made mirror's event: link takes the full step and moves the row
+    mirror = world.s3.head(world.cdn, "icons/bbc.ico")
+    assert mirror is not None
+    linked = world.steps.link(s3_event(world, world.cdn, "icons/bbc.ico", mirror.etag, "CopyObject"))
+    assert linked.outcome == Outcome.LINKED and world.row("bbc")[0] == "icons/bbc.ico"
+    # new bytes under a mirrored key: the event's ETag is not what the CDN holds, so it is mirrored again
+    new = world.put("icons/bbc.ico", b"bbc v2")
+    assert world.steps.replicate(s3_event(world, world.primary, "icons/bbc.ico", new, "PutObject")).outcome == Outcome.MIRRORED
+    assert world.s3.get_bytes(world.cdn, "icons/bbc.ico") == b"bbc v2"
+    # an as-is CDN copy (a listed batch's) met by the backfill's own link call (no ETag): the full step, by slug
+    world.put("icons/reuters.png", b"reuters")
+    world.s3.copy_as_is(
+        world.primary, "icons/reuters.png", world.cdn, "icons/reuters.png", source_etag=world.put("icons/reuters.png", b"reuters")
+    )
+    assert world.steps.link(ObjectEvent(world.cdn, "icons/reuters.png", True)).outcome == Outcome.LINKED
+    assert world.row("reuters")[0] == "icons/reuters.png"
+    # a deleted canonical key the CDN holds is still unmirrored (policy: delete)
+    world.client.delete_object(Bucket=world.primary, Key="icons/reuters.png")
+    gone = world.steps.replicate(s3_event(world, world.primary, "icons/reuters.png", None, "DeleteObject", created=False))
+    assert gone.outcome == Outcome.UNMIRRORED and "icons/reuters.png" not in world.keys(world.cdn)
