@@ -128,6 +128,7 @@ def test_the_expanded_template_creates_a_complete_stack(deployed: dict[str, Any]
     }
     for step in STEPS:
         expected |= {f"{step}Queue", f"{step}DeadLetterQueue", f"{step}Function", f"{step}FunctionRole", f"{step}FunctionQueue"}
+        expected |= {f"{step}RuleDeadLetterQueue"}
     assert expected <= set(deployed["resources"])
     assert all(r["ResourceStatus"] == "CREATE_COMPLETE" for r in deployed["resources"].values())
     outputs = {o["OutputKey"]: o["OutputValue"] for o in deployed["stack"]["Outputs"]}
@@ -156,6 +157,18 @@ def test_buckets_queues_and_functions_are_wired_as_declared(deployed: dict[str, 
         (mapping,) = lambda_.list_event_source_mappings(FunctionName=function["FunctionName"])["EventSourceMappings"]
         assert mapping["EventSourceArn"] == attributes["QueueArn"]
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_each_rule_target_dead_letters_to_its_rules_queue(deployed: dict[str, Any]) -> None:
+    # moto keeps a target's DeadLetterConfig and RetryPolicy (it neither retries nor dead-letters: the unit tests
+    # hold the rest); the queue named is the stack's own
+    events, sqs = _client(deployed, "events"), _client(deployed, "sqs")
+    for step in STEPS:
+        (target,) = events.list_targets_by_rule(Rule=_physical(deployed, f"{step}Rule"))["Targets"]
+        dlq_url = _physical(deployed, f"{step}RuleDeadLetterQueue")
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        assert target["DeadLetterConfig"] == {"Arn": dlq_arn}
+        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
 
 
 def test_each_function_role_names_only_its_own_queue(deployed: dict[str, Any]) -> None:

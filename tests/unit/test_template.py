@@ -141,8 +141,34 @@ def test_events_reach_the_right_queue(
         assert queue not in queues_for(detail_type, bucket), (detail_type, bucket)
 
 
+def test_each_rule_dead_letters_to_a_queue_of_its_own_that_the_local_stack_has_too(topology: Topology) -> None:
+    # the reader sees each target's DeadLetterConfig, and the queue it names is one the local runner creates
+    dead_letters = topology.rule_dead_letter_queues()
+    assert dead_letters == {r: f"{r}DeadLetterQueue" for r in ("NormalizeRule", "ReplicateRule", "LinkRule")}
+    queues = {q.logical_id: q for q in topology.queues}
+    consumed = {f.queue_logical_id for f in topology.functions}
+    for dlq in dead_letters.values():
+        assert dlq in queues and dlq not in consumed and queues[dlq].dlq_logical_id is None
+    for rule in topology.rules:
+        (target,) = rule.targets
+        assert (target.maximum_retry_attempts, target.maximum_event_age) == (185, 86400)
+
+
+def test_rule_functions_evaluate_as_cloudformation_does(template: dict[str, Any]) -> None:
+    # an empty CommaDelimitedList parameter is the list [""]: what the Rules test for "not given"
+    resolver = Resolver(template, {**PARAMETERS, "VpcSubnetIds": "subnet-1,subnet-2"})
+    assert resolver.resolve({"Fn::EachMemberEquals": [{"Ref": "VpcRouteTableIds"}, ""]}) is True
+    assert resolver.resolve({"Fn::EachMemberEquals": [{"Ref": "VpcSubnetIds"}, ""]}) is False
+    assert resolver.resolve({"Fn::Contains": [{"Ref": "VpcSubnetIds"}, "subnet-2"]}) is True
+    assert resolver.resolve({"Fn::EachMemberIn": [{"Ref": "VpcSubnetIds"}, ["subnet-1", "subnet-2", "subnet-3"]]}) is True
+    assert resolver.resolve({"Fn::EachMemberIn": [{"Ref": "VpcSubnetIds"}, ["subnet-1"]]}) is False
+
+
 def test_each_queue_accepts_only_its_own_rule(template: dict[str, Any], topology: Topology) -> None:
     policies = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::SQS::QueuePolicy"]
+    # a rule's dead-letter queue has a policy of its own (tests/unit/test_aws_rules_template.py)
+    dead_letters = set(topology.rule_dead_letter_queues().values())
+    policies = [p for p in policies if not {q["Ref"] for q in p["Queues"]} <= dead_letters]
     for fn in topology.functions:
         (rule,) = [r for r in topology.rules if fn.queue_logical_id in r.target_queue_ids]
         (policy,) = [p for p in policies if p["Queues"] == [{"Ref": fn.queue_logical_id}]]
