@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mediacanon import mediamap
 from mediacanon.errors import ConfigError
-from mediacanon.steps import ObjectEvent, Outcome, StepResult, Steps
+from mediacanon.steps import ObjectEvent, Outcome, OwnerNotReady, StepResult, Steps
 
 StepName = Literal["normalize", "replicate", "link"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -237,6 +237,48 @@ class CdnInvalidations:
         return paths
 
 
+# A record whose owner row is not committed yet (Django stores the file before it saves the row) comes back sooner
+# than the queue's visibility timeout, which is sized for the longest copy (6 x the function's timeout, template.yaml):
+# 30 s, then doubling, so the 5 receives span the owner wait (MEDIACANON_OWNER_WAIT_SECONDS, 300 s) and the last finds
+# the key unowned and reports it instead of dead-lettering it.
+OWNER_RETRY_FIRST_SECONDS = 30
+OWNER_RETRY_MAX_SECONDS = 300
+
+
+class OwnerRetries:
+    """Sets a failed record's visibility timeout (ChangeMessageVisibility on its own queue, which each function's role
+    may call) so that it is retried after a short, growing delay rather than the queue's visibility timeout."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("sqs")
+        return self._client
+
+    @staticmethod
+    def delay(receive_count: int) -> int:
+        return min(OWNER_RETRY_FIRST_SECONDS * 2 ** max(receive_count - 1, 0), OWNER_RETRY_MAX_SECONDS)
+
+    def retry_soon(self, record: SQSRecord, logger: Logger) -> None:
+        """Best effort: should the call fail, the record comes back after the queue's visibility timeout anyway."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        delay = self.delay(int(record.attributes.approximate_receive_count or 1))
+        try:
+            self.client.change_message_visibility(
+                QueueUrl=record.queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay
+            )
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("retry delay not set; the queue's visibility timeout applies", extra={"error": str(exc)})
+            return
+        logger.info("retry in", extra={"seconds": delay})
+
+
 def traced(fn: F, *, handler: bool = False) -> F:
     """`fn` under Powertools' Tracer, or as it is when POWERTOOLS_TRACE_DISABLED is set (the template's default).
 
@@ -261,6 +303,7 @@ def lambda_handler_for(step: StepName) -> Callable[[dict[str, Any], LambdaContex
     steps()  # cold start: read and validate the media map and settings now, not at the first record
     distribution = os.environ.get("MEDIACANON_CDN_DISTRIBUTION_ID") if step == "replicate" else None
     invalidations = CdnInvalidations(distribution) if distribution else None
+    owner_retries = OwnerRetries()
 
     @traced
     def record_handler(record: SQSRecord) -> None:
@@ -272,6 +315,8 @@ def lambda_handler_for(step: StepName) -> Callable[[dict[str, Any], LambdaContex
             # SQS moves a message to the DLQ as it is: its reason is this line, under its message id (re-raised,
             # so the batch processor reports the record failed and SQS redelivers it)
             logger.warning("record failed", extra={"error": f"{type(exc).__name__}: {exc}"}, exc_info=True)
+            if isinstance(exc, OwnerNotReady):
+                owner_retries.retry_soon(record, logger)
             raise
         if invalidations is not None:
             invalidations.add(result)
