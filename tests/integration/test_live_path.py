@@ -148,6 +148,9 @@ def test_provision_builds_the_template_topology_and_is_idempotent(live: Live, mo
     assert json.loads(link_rule["EventPattern"])["detail"] == {"bucket": {"name": [live.cdn]}}
     targets = events.list_targets_by_rule(Rule=stack.rule_names["LinkRule"])["Targets"]
     assert [t["Arn"] for t in targets] == [stack.queue_arns["LinkQueue"]]
+    # what EventBridge cannot deliver goes to the rule's own dead-letter queue, as template.yaml says
+    assert [t["DeadLetterConfig"] for t in targets] == [{"Arn": stack.queue_arns["LinkRuleDeadLetterQueue"]}]
+    assert [t["RetryPolicy"]["MaximumRetryAttempts"] for t in targets] == [185]
 
     again = localrun.provision_media_map(live.media_map, TEMPLATE, endpoint_url=moto_endpoint, stack_name=stack.stack_name)
     assert (again.queue_urls, again.rule_names) == (stack.queue_urls, stack.rule_names)

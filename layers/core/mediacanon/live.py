@@ -262,7 +262,7 @@ class OwnerRetries:
 
     @staticmethod
     def delay(receive_count: int) -> int:
-        return min(OWNER_RETRY_FIRST_SECONDS * 2 ** max(receive_count - 1, 0), OWNER_RETRY_MAX_SECONDS)
+        return min(OWNER_RETRY_FIRST_SECONDS << max(receive_count - 1, 0), OWNER_RETRY_MAX_SECONDS)
 
     def retry_soon(self, record: SQSRecord, logger: Logger) -> None:
         """Best effort: should the call fail, the record comes back after the queue's visibility timeout anyway."""

@@ -42,7 +42,7 @@ from mediacanon import live
 from mediacanon.errors import MediacanonError
 from mediacanon.mediamap import MediaMap
 from mediacanon.steps import Outcome, StepResult
-from mediacanon.topology import PSEUDO_PARAMETERS, Function, Topology, load_topology
+from mediacanon.topology import PSEUDO_PARAMETERS, Function, Target, Topology, load_topology
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -184,7 +184,8 @@ def provision(
         for rule in topology.rules:
             name = f"{stack_name}-{rule.logical_id}"
             events.put_rule(Name=name, EventPattern=json.dumps(rule.event_pattern), State="ENABLED")
-            events.put_targets(Rule=name, Targets=[{"Id": q, "Arn": arns[q]} for q in rule.target_queue_ids])
+            targets: list[Any] = [_target(t, arns) for t in rule.targets]
+            events.put_targets(Rule=name, Targets=targets)
             rule_names[rule.logical_id] = name
     except ClientError as exc:
         raise LocalRunError(f"provisioning {stack_name} on {endpoint_url or 'AWS'} failed: {exc}") from exc
@@ -597,6 +598,24 @@ def _settle(sqs: SQSClient, url: str, handles: Mapping[str, str], failed: set[st
     for chunk in _chunks(done):
         sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(n), "ReceiptHandle": h} for n, (_, h) in enumerate(chunk)])
     _release(sqs, url, [handles[i] for i in failed], retry_delay)
+
+
+def _target(target: Target, arns: Mapping[str, str]) -> dict[str, Any]:
+    """A rule target as template.yaml gives it: the queue, its retry policy and the rule's own dead-letter queue."""
+    out: dict[str, Any] = {"Id": target.queue_logical_id, "Arn": arns[target.queue_logical_id]}
+    if target.dead_letter_queue_logical_id is not None:
+        out["DeadLetterConfig"] = {"Arn": arns[target.dead_letter_queue_logical_id]}
+    retry = {
+        k: v
+        for k, v in (
+            ("MaximumRetryAttempts", target.maximum_retry_attempts),
+            ("MaximumEventAgeInSeconds", target.maximum_event_age),
+        )
+        if v is not None
+    }
+    if retry:
+        out["RetryPolicy"] = retry
+    return out
 
 
 def _release(sqs: SQSClient, url: str, receipt_handles: Sequence[str], visibility: int) -> None:
