@@ -14,11 +14,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: bench help setup demo test lint format typecheck unit integration sam-validate sam-build clean local-up local-down
+.PHONY: bench help setup demo test test-localstack lint format typecheck unit integration sam-validate sam-build clean local-up local-down
 
 help:
 	@echo "make demo      set up and run the main job on the embedded default (moto server + embedded PostgreSQL)"
 	@echo "make test      set up and run lint, type checks, template checks and all tests"
+	@echo "make test-localstack  the live-path and acceptance tests again on LocalStack (part of make test)"
 	@echo "make lint | typecheck | unit | integration | sam-validate | sam-build | clean"
 
 $(BIN)/.installed: requirements/dev.txt pyproject.toml
@@ -61,6 +62,7 @@ demo: setup
 test: setup lint typecheck sam-validate sam-build cfn-lint checkov
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory acceptance-django6
+	$(MAKE) --no-print-directory test-localstack
 
 unit: setup .venv-sam/.installed
 	$(BIN)/pytest tests/unit
@@ -113,6 +115,20 @@ cfn-lint: $(BIN)/.installed
 .PHONY: checkov
 checkov: .venv-checkov/.installed
 	.venv-checkov/bin/checkov --config-file .checkov.yaml
+
+# LocalStack (community edition, host mode: no Docker), the second emulator, in its own virtualenv: its pins
+# (boto3, moto-ext, cryptography...) conflict with the project's (requirements/localstack.txt). About 90 s to install.
+.venv-localstack/.installed: requirements/localstack.txt
+	$(SAM_PYTHON) -m venv .venv-localstack
+	.venv-localstack/bin/pip install $(PIP_FLAGS) -r requirements/localstack.txt
+	touch $@
+
+# The suites that run on the live path's services alone (S3, SQS, EventBridge) again on LocalStack, which the
+# fixtures start (tests/localstack.py): where it and moto disagree, tests/integration/test_emulators.py says which
+# one AWS follows. Its Step Functions and Lambda are not used (the backfill's executor is mediacanon.sfnlocal's).
+LOCALSTACK_SUITES := tests/integration/test_emulators.py tests/integration/test_live_path.py tests/acceptance
+test-localstack: setup .venv-localstack/.installed
+	$(BIN)/pytest $(LOCALSTACK_SUITES) --emulator=localstack
 
 local-up: setup
 	$(BIN)/mediacanon local up

@@ -1,5 +1,11 @@
-"""Session fixtures shared by every test: fake AWS credentials, a moto server and a PostgreSQL of the test
-session's own (started through mediacanon.embedded, stopped at the end), a fresh database per test, buckets."""
+"""Session fixtures shared by every test: fake AWS credentials, an AWS emulator and a PostgreSQL of the test
+session's own (started at the first use, stopped at the end), a fresh database per test, buckets.
+
+The emulator is moto by default (mediacanon.embedded starts it); ``pytest --emulator=localstack`` starts LocalStack
+instead (tests/localstack_server.py) for the suites that only need S3, SQS and EventBridge (`make test-localstack`). Tests that need a moto-only
+facility carry ``@pytest.mark.moto_only(reason=...)`` and are deselected there; tests/integration/test_emulators.py
+records where the two disagree and which one AWS follows.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import localstack_server  # tests/localstack_server.py (pytest puts this conftest's directory on sys.path)
 import psycopg
 import pytest
 from psycopg import sql
@@ -20,11 +27,47 @@ from psycopg.conninfo import make_conninfo
 from mediacanon import embedded
 
 REPO = Path(__file__).resolve().parent.parent
+EMULATORS = ("moto", "localstack")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--emulator",
+        choices=EMULATORS,
+        default="moto",
+        help="the AWS emulator behind aws_endpoint (and moto_endpoint): moto (default) or LocalStack, started by the "
+        "fixtures from .venv-localstack; tests marked moto_only are deselected on LocalStack",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "moto_only(reason): needs a facility only moto has (say which, and why it is inherent to the emulator, "
+        "not a product failure); deselected with --emulator=localstack",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker in item.iter_markers("moto_only"):
+            if not marker.kwargs.get("reason"):
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.moto_only needs reason=... (the moto-only facility)")
+    if config.getoption("emulator") == "moto":
+        return
+    deselected = [item for item in items if item.get_closest_marker("moto_only")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("moto_only")]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"AWS emulator: {config.getoption('emulator')}"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def aws_env() -> Iterator[None]:
-    """Credentials that can only reach moto; a developer's real profile is never used by the tests."""
+    """Credentials that can only reach the emulator; a developer's real profile is never used by the tests."""
     saved = {
         k: os.environ.get(k)
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_SESSION_TOKEN")
@@ -41,11 +84,32 @@ def aws_env() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto server of this session's own on a free port (other sessions may run theirs beside it)."""
+def emulator(request: pytest.FixtureRequest) -> str:
+    """The AWS emulator of this session: "moto" or "localstack" (``--emulator``)."""
+    return str(request.config.getoption("emulator"))
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An emulator of this session's own on a free port (other sessions may run theirs beside it): a moto server,
+    or with ``--emulator=localstack`` LocalStack (S3, SQS, EventBridge; tests/localstack_server.py)."""
+    if emulator == "localstack":
+        server = localstack_server.start(tmp_path_factory.mktemp("localstack"))
+        try:
+            yield server.endpoint_url
+        finally:
+            server.stop()
+        return
     endpoint_url, pid = embedded.start_moto(tmp_path_factory.mktemp("moto"))
     yield endpoint_url
     embedded.stop_moto(pid)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(aws_endpoint: str) -> str:
+    """The session's emulator under its first name: moto, unless ``--emulator=localstack``. The test modules not yet
+    renamed to aws_endpoint request it; a test that needs moto itself says so with ``moto_only``."""
+    return aws_endpoint
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +143,8 @@ def db_conninfo(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_client(moto_endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+def s3_client(aws_endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1")
 
 
 @pytest.fixture

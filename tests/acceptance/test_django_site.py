@@ -1,8 +1,8 @@
 """mediacanon from the side of its users: a real Django project (tests/acceptance/django_site: its own settings,
 the sample's archive app and migrations, django-storages' S3 backend with the CDN's domain for URLs) saves its
-files on the session's moto server and PostgreSQL; the live path of template.yaml settles them (the real handlers
-in this process, as tests/integration/test_live_path.py runs them); Django then only ever sees clean names that
-exist in both buckets and URLs that serve the bytes it saved.
+files on the session's AWS emulator (moto; LocalStack with --emulator=localstack) and PostgreSQL; the live path of
+template.yaml settles them (the real handlers in this process, as tests/integration/test_live_path.py runs them);
+Django then only ever sees clean names that exist in both buckets and URLs that serve the bytes it saved.
 
 Django runs in its own process (`manage.py drive`, started by the `site` fixture), so its settings never reach
 this one, and the model instances it holds live on while mediacanon renames their files, as in a running site.
@@ -72,6 +72,7 @@ class Site:
     stack: LocalStack
     cdn_url: str
     workdir: Path
+    emulator: str
     process: subprocess.Popen[bytes] | None = None
     _pending: bytes = field(default=b"", repr=False)
 
@@ -161,7 +162,10 @@ class Site:
         moto emits no EventBridge event for DeleteObject (see mediacanon.localrun), so the one Django's delete
         would cause on AWS is sent here: the real event shape of events/replicate_object_deleted.json, for this
         bucket and key (URL-encoded, as S3 encodes it), into the replicate queue the template's rule targets.
+        LocalStack emits it itself, as S3 does (tests/integration/test_emulators.py): nothing is sent there.
         """
+        if self.emulator != "moto":
+            return
         body = json.loads(json.loads(DELETED_EVENT.read_text(encoding="utf-8"))["Records"][0]["body"])
         body["resources"] = [f"arn:aws:s3:::{self.primary}"]
         body["detail"]["bucket"]["name"] = self.primary
@@ -176,8 +180,9 @@ class Site:
 
 
 def fetch(url: str) -> tuple[int, bytes]:
-    """The URL fetched as a browser would: no credentials (moto serves path-style GETs as S3 serves a public CDN)."""
-    assert url.startswith("http://127.0.0.1:"), url  # only ever the session's own moto server
+    """The URL fetched as a browser would: no credentials (the emulator serves path-style GETs as S3 serves a public
+    CDN: neither moto nor LocalStack checks the fixture's public-read bucket policy, they serve anyone)."""
+    assert url.startswith("http://127.0.0.1:"), url  # only ever the session's own emulator
     try:
         with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - a local http URL, checked above
             return response.status, bytes(response.read())
@@ -219,34 +224,34 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 @pytest.fixture
-def site(request: pytest.FixtureRequest, moto_endpoint: str, db_conninfo: str, tmp_path: Path) -> Iterator[Site]:
+def site(request: pytest.FixtureRequest, aws_endpoint: str, emulator: str, db_conninfo: str, tmp_path: Path) -> Iterator[Site]:
     """A fresh stack (buckets, queues and rules of template.yaml), a fresh database migrated by Django, and the
     Django site running against both. Parametrize indirectly with a dict of media-map policies to override."""
     tag = uuid.uuid4().hex[:8]
     media_map, config = media_map_for(tag, tmp_path, getattr(request, "param", None))
-    stack = localrun.provision_media_map(media_map, TEMPLATE, endpoint_url=moto_endpoint, stack_name=f"site-{tag}")
+    stack = localrun.provision_media_map(media_map, TEMPLATE, endpoint_url=aws_endpoint, stack_name=f"site-{tag}")
     # The CDN's read access, which template.yaml leaves to whoever sets the CDN up (a CloudFront origin access
-    # control): moto has no CloudFront, so the CDN is the bucket's path-style URL, readable by anyone.
-    cdn_url = f"{moto_endpoint}/{media_map.buckets.cdn}"
+    # control): the emulators have no CloudFront, so the CDN is the bucket's path-style URL, readable by anyone.
+    cdn_url = f"{aws_endpoint}/{media_map.buckets.cdn}"
     public_read = {
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{media_map.buckets.cdn}/*"}
         ],
     }
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3 = boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1")
     s3.put_bucket_policy(Bucket=media_map.buckets.cdn, Policy=json.dumps(public_read))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MEDIACANON_", "MEDIASITE_"))}
     env.update(
         DATABASE_URL=db_conninfo,
-        AWS_ENDPOINT_URL=moto_endpoint,
+        AWS_ENDPOINT_URL=aws_endpoint,
         MEDIASITE_PRIMARY_BUCKET=media_map.buckets.primary,
         MEDIASITE_CDN_BUCKET=media_map.buckets.cdn,
         MEDIASITE_CDN_URL=cdn_url,
         PYTHONIOENCODING="utf-8",
     )
     manage(env, "migrate", "--verbosity", "0")
-    site = Site(media_map, config, db_conninfo, env, stack, cdn_url, tmp_path)
+    site = Site(media_map, config, db_conninfo, env, stack, cdn_url, tmp_path, emulator)
     site.start()
     try:
         yield site

@@ -1,5 +1,5 @@
 """The sample "Global Publication Archive" Django project, run as its users run it: `manage.py migrate` and
-`manage.py generate_archive` as subprocesses against the session's moto server and PostgreSQL. The files are
+`manage.py generate_archive` as subprocesses against the session's AWS emulator and PostgreSQL. The files are
 checked in S3, the rows through the Django ORM, and every messy key against mediacanon's naming core."""
 
 from __future__ import annotations
@@ -116,15 +116,15 @@ def generate(env: dict[str, str], manifest_path: Path) -> tuple[dict[str, Any], 
 
 
 @pytest.fixture(scope="module")
-def archive(database_url: str, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
+def archive(database_url: str, aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
     """One generated archive for the module: its own database and its own three buckets."""
     name = f"sample_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(database_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        env = project_env(make_conninfo(database_url, dbname=name), moto_endpoint)
+        env = project_env(make_conninfo(database_url, dbname=name), aws_endpoint)
         manifest, output = generate(env, tmp_path_factory.mktemp("archive") / "manifest.json")
-        yield Archive(env, manifest, output, boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1"))
+        yield Archive(env, manifest, output, boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1"))
     finally:
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -314,7 +314,7 @@ def test_rerun_with_the_same_seed_changes_nothing(archive: Archive) -> None:
     assert archive.s3.list_objects_v2(Bucket=archive.bucket("primary"))["KeyCount"] == before
 
 
-def test_same_seed_same_manifest(archive: Archive, db_conninfo: str, moto_endpoint: str, tmp_path: Path) -> None:
-    manifest, _ = generate(project_env(db_conninfo, moto_endpoint), tmp_path / "again.json")
+def test_same_seed_same_manifest(archive: Archive, db_conninfo: str, aws_endpoint: str, tmp_path: Path) -> None:
+    manifest, _ = generate(project_env(db_conninfo, aws_endpoint), tmp_path / "again.json")
     assert manifest["buckets"] != archive.manifest["buckets"]  # a second, separate stack
     assert {k: v for k, v in manifest.items() if k != "buckets"} == {k: v for k, v in archive.manifest.items() if k != "buckets"}

@@ -25,7 +25,10 @@ import pytest
 
 from mediacanon.topology import expand
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.moto_only(reason="moto's CloudFormation is what it checks; LocalStack runs without CloudFormation here"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

@@ -11,7 +11,13 @@ import requests
 
 from mediacanon.sfnremote import run_remote
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.moto_only(
+        reason="moto's Step Functions executor, switched on through POST /moto-api/config; LocalStack's Step Functions "
+        "is not started (it rejects the ASL's ItemBatcher)"
+    ),
+]
 
 
 def test_run_remote_starts_follows_and_returns_the_report_line(moto_endpoint: str) -> None:
