@@ -279,3 +279,44 @@ def test_a_client_built_by_the_adapter_uses_the_standard_retry_mode() -> None:
 
     adapter = S3Adapter()
     assert adapter.client.meta.config.retries == {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}
+
+
+def test_a_store_without_conditional_deletes_is_learnt_once_and_is_permanent(client: Any, stub: Stubber) -> None:
+    """LocalStack and other S3-compatible stores answer DeleteObject with If-Match by 501 NotImplemented ("A header
+    you provided implies functionality that is not implemented", S3's error responses). Retrying cannot help: the
+    adapter says so once per bucket, as a permanent error naming the bucket and both ways out, and never asks again."""
+    from mediacanon.errors import ConditionalDeleteUnsupported
+
+    adapter = S3Adapter(client)
+    expected = {"Bucket": "b", "Key": "icons/a_icon.png", "IfMatch": '"abc"'}
+    stub.add_client_error("delete_object", "NotImplemented", http_status_code=501, expected_params=expected)
+
+    with pytest.raises(ConditionalDeleteUnsupported, match=r"s3://b does not take If-Match.*retire: delete-if-match") as raised:
+        adapter.delete_if_match("b", "icons/a_icon.png", "abc")
+    assert isinstance(raised.value, PermanentError) and not isinstance(raised.value, RetryableError)
+    with pytest.raises(ConditionalDeleteUnsupported):  # known now: no second request (the stub has no more answers)
+        adapter.delete_if_match("b", "icons/b_icon.png", "def")
+    stub.assert_no_pending_responses()
+
+
+def test_any_501_is_permanent_though_a_5xx(client: Any, stub: Stubber) -> None:
+    from mediacanon.errors import UnsupportedByStore
+
+    adapter = S3Adapter(client)
+    stub.add_client_error("get_object", "NotImplemented", http_status_code=501)
+    with pytest.raises(UnsupportedByStore, match="retrying cannot help"):
+        adapter.get_bytes("b", "k")
+
+
+def test_compare_then_delete_deletes_only_the_bytes_it_was_given(client: Any, stub: Stubber) -> None:
+    adapter = S3Adapter(client)
+    head = {"ContentLength": 3, "ETag": '"abc"'}
+    stub.add_response("head_object", head, {"Bucket": "b", "Key": "k"})
+    stub.add_response("delete_object", {}, {"Bucket": "b", "Key": "k"})  # no condition: the store takes none
+    stub.add_response("head_object", {**head, "ETag": '"new"'}, {"Bucket": "b", "Key": "k"})
+    stub.add_client_error("head_object", "404", http_status_code=404, expected_params={"Bucket": "b", "Key": "k"})
+
+    assert adapter.delete_compared("b", "k", "abc") is True
+    assert adapter.delete_compared("b", "k", "abc") is False  # overwritten since: kept, no delete sent
+    assert adapter.delete_compared("b", "k", "abc") is False  # gone
+    stub.assert_no_pending_responses()

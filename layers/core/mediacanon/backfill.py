@@ -33,9 +33,10 @@ from mediacanon.errors import (
     RetryableError,
     UnmappedKeyError,
     UnsafeKeyError,
+    UnsupportedByStore,
 )
 from mediacanon.plan import Action, Owner, build_plan_for_keys, find_owners
-from mediacanon.s3 import NOT_FOUND_CODES, PRECONDITION_CODES, DeleteResult, copied_metadata
+from mediacanon.s3 import NOT_FOUND_CODES, PRECONDITION_CODES, DeleteError, DeleteResult, copied_metadata
 from mediacanon.steps import SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps
 
 if TYPE_CHECKING:
@@ -296,6 +297,7 @@ class _Move:
     mirrored: bool = False
     rows_changed: int = 0
     retired: bool = False
+    retire_note: str = ""  # how the source was retired, or why it was kept, when not the usual way
 
     @property
     def renamed(self) -> bool:
@@ -528,7 +530,7 @@ def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> N
         for move in group:
             if move not in linked:
                 moves.remove(move)
-        if mapping.policies.retire != "delete" or not linked:
+        if mapping.policies.retire not in ("delete", "delete-if-match") or not linked:
             continue
         still = steps.db.rows_referencing(mapping, [values[m.listed.key] for m in linked])
         retiring.extend((m, values[m.listed.key]) for m in linked if not still.get(values[m.listed.key]))
@@ -541,7 +543,7 @@ def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> N
     if not unchanged:
         return
     # the primary bucket is versioned (template.yaml), so this leaves delete markers, not a loss
-    deleted = steps.s3.delete_if_unchanged(primary, {k: m.listed.etag for k, m in unchanged.items()})
+    deleted = _delete_unchanged(steps, primary, unchanged)
     # changed since (PreconditionFailed): kept; gone since (NoSuchKey: S3 evaluates the ETag against the object, and
     # a worker beside this one, or the live link step, retired it first): nothing left to delete, not this batch's
     # retire to mark. Neither fails the batch.
@@ -551,6 +553,28 @@ def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> N
     steps.ledger.mark_retired_many([(move.listed.key, move.canonical) for move in retired])
     for move in retired:
         move.retired = True
+
+
+def _delete_unchanged(steps: Steps, primary: str, unchanged: dict[str, _Move]) -> DeleteResult:
+    """One DeleteObjects, each key only while it has its listed ETag. On a store without conditional deletes (501,
+    learnt once per bucket) the keys just compared by listing are deleted without the condition, except those whose
+    field requires it (policies.retire: delete-if-match), which are kept; each move says which way it went."""
+    etags = {k: m.listed.etag for k, m in unchanged.items()}
+    if primary not in steps.s3.unconditional_buckets:
+        try:
+            return steps.s3.delete_if_unchanged(primary, etags)
+        except UnsupportedByStore:
+            steps.s3.unconditional_buckets.add(primary)
+    kept = {k for k, m in unchanged.items() if m.res.field.policies.retire == "delete-if-match"}
+    for key, move in unchanged.items():
+        move.retire_note = (
+            f"; source kept: {primary} takes no conditional delete (policies.retire: delete-if-match)"
+            if key in kept
+            else " by compare-then-delete (the store takes no conditional delete)"
+        )
+    result = steps.s3.delete_many(primary, [k for k in etags if k not in kept])
+    # the kept ones are reported as not deleted, as a changed source is: no error, nothing to mark
+    return DeleteResult(result.deleted, result.errors + tuple(DeleteError(k, "PreconditionFailed", "kept") for k in kept))
 
 
 def _record_links(steps: Steps, mapping: FieldMapping, group: list[_Move], links: list[Link], result: BatchResult) -> list[_Move]:
@@ -584,7 +608,7 @@ def _record_links(steps: Steps, mapping: FieldMapping, group: list[_Move], links
 
 def _count_move(result: BatchResult, move: _Move) -> None:
     key, canonical = move.listed.key, move.canonical
-    detail = f"{move.rows_changed} row(s) now point at it" + ("; source retired" if move.retired else "")
+    detail = f"{move.rows_changed} row(s) now point at it" + ("; source retired" if move.retired else "") + move.retire_note
     if move.renamed and (move.copied or move.rows_changed or move.retired):
         result.add("migrated", key, detail, canonical)
     elif move.mirrored:

@@ -59,3 +59,20 @@ class NotFoundError(PermanentError):
 
 class PreconditionFailed(PermanentError):
     """A conditional write lost its race (the target changed under us)."""
+
+
+class UnsupportedByStore(PermanentError):
+    """The store answered 501 NotImplemented: an S3-compatible store (LocalStack, MinIO, ...) lacks a feature S3 has.
+    Retrying the same request never helps."""
+
+
+class ConditionalDeleteUnsupported(UnsupportedByStore):
+    """The bucket's store does not take If-Match on DeleteObject (S3 general purpose buckets do, since 2025-09)."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        super().__init__(
+            f"s3://{bucket} does not take If-Match on DeleteObject (501 NotImplemented): sources there are retired by "
+            "compare-then-delete (policies.retire: delete; keep the bucket versioned, so the bytes stay recoverable) "
+            "or kept and reported (policies.retire: delete-if-match)"
+        )

@@ -18,7 +18,7 @@ from mediacanon.errors import ConfigError
 
 COLLISION_POLICIES = ("keep-both", "overwrite", "fail")
 MIRROR_DELETE_POLICIES = ("delete", "report")
-RETIRE_POLICIES = ("delete", "keep")
+RETIRE_POLICIES = ("delete", "delete-if-match", "keep")
 
 DEFAULT_NOISE_TOKENS = (
     "_icon",
@@ -50,7 +50,9 @@ TEMPLATE_FIELDS = {"slug", "ext", "tenant"}
 class Policies:
     collision: str = "keep-both"  # canonical key holds other bytes: keep both and report
     mirror_deletes: str = "delete"  # canonical key removed from primary: delete it from the CDN too
-    retire: str = "delete"  # after the row points at the canonical key: delete the source key
+    # after the row points at the canonical key: delete the source key while it holds the copied bytes (with If-Match;
+    # compare-then-delete where the store lacks conditional deletes), only with If-Match, or never
+    retire: str = "delete"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,15 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from mediacanon.errors import MediacanonError, NotFoundError, PermanentError, PreconditionFailed, RetryableError
+from mediacanon.errors import (
+    ConditionalDeleteUnsupported,
+    MediacanonError,
+    NotFoundError,
+    PermanentError,
+    PreconditionFailed,
+    RetryableError,
+    UnsupportedByStore,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -55,6 +63,9 @@ RETRYABLE_CODES = frozenset(
     }
 )
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# 501 Not Implemented: "A header you provided implies functionality that is not implemented" (S3 error responses).
+# Permanent, though a 5xx: the same request to the same store always gets it.
+NOT_IMPLEMENTED_CODES = frozenset({"NotImplemented", "501"})
 PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
 _CONNECTION_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
 
@@ -114,6 +125,11 @@ def _classify(code: str, status: int | None, message: str) -> MediacanonError:
     # HEAD has no body, so a missing bucket is also a bare 404 there: NoSuchBucket only shows on other calls
     if code in NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
         return NotFoundError(message)
+    if code in NOT_IMPLEMENTED_CODES or status == 501:
+        return UnsupportedByStore(
+            f"{message}: the store does not implement this request (an S3-compatible store, not S3); retrying cannot "
+            "help: use S3, or a store that implements it"
+        )
     if code in RETRYABLE_CODES or (status is not None and (status >= 500 or status == 429)):
         return RetryableError(message)
     return PermanentError(message)
@@ -150,6 +166,8 @@ class S3Adapter:
     def __init__(self, client: S3Client | None = None, *, transfer_config: TransferConfig | None = None) -> None:
         self.client: S3Client = client if client is not None else boto3.client("s3", config=CLIENT_CONFIG)
         self.transfer_config = transfer_config if transfer_config is not None else TransferConfig()
+        # buckets whose store answered 501 to a conditional delete: learnt once, never asked again (delete_if_match)
+        self.unconditional_buckets: set[str] = set()
 
     def iter_objects(self, bucket: str, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
         """Every object under `prefix`, a page at a time: a bucket of millions is never held in memory."""
@@ -356,14 +374,31 @@ class S3Adapter:
         """Delete the key only while it still holds `etag` (DeleteObject If-Match); False when it changed or is gone.
 
         A HEAD then an unconditional delete leaves a window in which a new upload to the key is deleted with the old
-        bytes it replaced; the condition closes it (the retire step's I5)."""
+        bytes it replaced; the condition closes it (the retire step's I5). A store that does not take the condition
+        (501: LocalStack, MinIO, ...) raises ConditionalDeleteUnsupported, at once for a bucket known to lack it."""
+        if bucket in self.unconditional_buckets:
+            raise ConditionalDeleteUnsupported(bucket)
         with _translated(f"delete s3://{bucket}/{key} if ETag {etag}"):
             try:
                 self.client.delete_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"')
             except ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code in NOT_IMPLEMENTED_CODES or status == 501:
+                    self.unconditional_buckets.add(bucket)
+                    raise ConditionalDeleteUnsupported(bucket) from exc
                 if _is_not_found(exc) or code in PRECONDITION_CODES or status == 412:
                     return False
                 raise
+        return True
+
+    def delete_compared(self, bucket: str, key: str, etag: str) -> bool:
+        """Delete the key if it holds `etag` now: compare (HEAD), then delete, for stores without conditional deletes.
+        An upload landing between the two is deleted too; on a versioned bucket its bytes stay a noncurrent version
+        (recoverable), which is why the retire step uses this only as the fallback of `delete_if_match`."""
+        head = self.head(bucket, key)
+        if head is None or head.etag != etag:
+            return False
+        with _translated(f"delete s3://{bucket}/{key}"):
+            self.client.delete_object(Bucket=bucket, Key=key)
         return True

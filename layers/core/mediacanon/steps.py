@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from mediacanon import naming
-from mediacanon.errors import PermanentError, PreconditionFailed, RetryableError, UnmappedKeyError, UnsafeKeyError
+from mediacanon.errors import (
+    ConditionalDeleteUnsupported,
+    PermanentError,
+    PreconditionFailed,
+    RetryableError,
+    UnmappedKeyError,
+    UnsafeKeyError,
+)
 from mediacanon.mediamap import FieldMapping, MediaMap
 from mediacanon.plan import Owner, find_owners, renamed_by_row, resolve_by_reference
 
@@ -379,32 +386,42 @@ class Steps:
         changed = self.ledger.record_link(
             mapping, swaps, source_key=source_key, canonical_key=key, etag=primary.etag, sequencer=sequencer
         )
-        retired = self.retire(mapping, res.tenant, source_key, primary) if source_key and source_key != key else False
+        retired, how = self.retire(mapping, res.tenant, source_key, primary) if source_key and source_key != key else (False, "")
         outcome = Outcome.LINKED if changed or retired else Outcome.SKIPPED
         return StepResult(
             outcome,
             key,
-            f"{changed} row(s) now point at it" + ("; source retired" if retired else ""),
+            f"{changed} row(s) now point at it" + ("; source retired" if retired else "") + how,
             key,
             rows_changed=changed,
             retired=retired,
         )
 
-    def retire(self, mapping: FieldMapping, tenant: str | None, source_key: str, canonical: ObjectHead) -> bool:
-        """Delete the source key once no row references it (I2), and only if it still holds the copied bytes (I5)."""
-        if mapping.policies.retire != "delete":
-            return False
+    def retire(self, mapping: FieldMapping, tenant: str | None, source_key: str, canonical: ObjectHead) -> tuple[bool, str]:
+        """Delete the source key once no row references it (I2), and only if it still holds the copied bytes (I5).
+        Returns whether it was deleted, and how when not as usual (for the step's detail: its log line, the report)."""
+        if mapping.policies.retire not in ("delete", "delete-if-match"):
+            return False, ""
         source_value = naming.column_value(mapping, source_key, tenant)
         if self.db.rows_referencing(mapping, [source_value]).get(source_value):
-            return False
+            return False, ""
         source = self.s3.head(self.primary, source_key)
         if source is None:
-            return False
+            return False, ""
         if source.etag != canonical.metadata.get(SOURCE_ETAG):
-            return False  # overwritten since the copy: those newer bytes are not under the canonical key
+            return False, ""  # overwritten since the copy: those newer bytes are not under the canonical key
         # the primary bucket is versioned (template.yaml), so this leaves a delete marker, not a loss; and it is
         # conditional on the ETag just checked: bytes uploaded under the key since then are not deleted with it
-        if not self.s3.delete_if_match(self.primary, source_key, source.etag):
-            return False
+        how = ""
+        try:
+            deleted = self.s3.delete_if_match(self.primary, source_key, source.etag)
+        except ConditionalDeleteUnsupported as exc:
+            # a store without conditional deletes (501, learnt once per bucket): retrying never helps, so never raise
+            if mapping.policies.retire == "delete-if-match":
+                return False, f"; source kept: {exc.bucket} takes no conditional delete (policies.retire: delete-if-match)"
+            deleted = self.s3.delete_compared(self.primary, source_key, source.etag)
+            how = " by compare-then-delete (the store takes no If-Match on DeleteObject)"
+        if not deleted:
+            return False, ""
         self.ledger.mark_retired(source_key, key=canonical.key)
-        return True
+        return True, how
