@@ -154,9 +154,11 @@ def event_from_record(record: SQSRecord) -> ObjectEvent:
         raise ValueError(f"unexpected detail-type {detail_type!r} in message {record.message_id}")
     obj = s3_event.detail.object
     first = record.attributes.approximate_first_receive_timestamp
+    as_sent = str(obj.get("key") or "")
     return ObjectEvent(
         bucket=s3_event.detail.bucket.name,
-        key=obj.key,  # Powertools decodes it once (unquote_plus), as S3's encoding requires
+        key=obj.key,  # Powertools decodes it once (unquote_plus), as S3's encoding of notification keys requires
+        raw_key=as_sent if as_sent != obj.key else None,  # normalize falls back to it (Steps.normalize)
         created=detail_type == "Object Created",
         etag=obj.etag or None,
         sequencer=obj.get("sequencer"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
@@ -72,6 +72,7 @@ class ObjectEvent:
     version_id: str | None = None
     first_received: float | None = None  # epoch seconds the queue first handed the event out
     reason: str | None = None  # S3's detail.reason: PutObject, CopyObject, CompleteMultipartUpload, DeleteObject, ...
+    raw_key: str | None = None  # the key as the event's text had it, before decoding (None: the same as `key`)
 
 
 @dataclass(frozen=True)
@@ -184,9 +185,18 @@ class Steps:
     # -- normalize -------------------------------------------------------------------------------------------
 
     def normalize(self, event: ObjectEvent) -> StepResult:
-        key = event.key
         if not event.created:
-            return StepResult(Outcome.SKIPPED, key, "deletions are replicate's business")
+            return StepResult(Outcome.SKIPPED, event.key, "deletions are replicate's business")
+        head: ObjectHead | _Unread | None = _UNREAD
+        if event.raw_key is not None and event.raw_key != event.key:
+            # no AWS document says whether S3's EventBridge events URL-encode keys (its notification docs say
+            # direct notifications do; moto sends EventBridge keys as they are, LocalStack encoded): the key is
+            # decoded once, and when that names nothing while the key as sent does, the key as sent is the key.
+            # One HEAD more, for keys whose event text decodes to something else only ('+', '%')
+            head = self.s3.head(self.primary, event.key) if _safe(event.key) else None
+            if head is None and (as_sent := self.s3.head(self.primary, event.raw_key)) is not None:
+                event, head = replace(event, key=event.raw_key, raw_key=None), as_sent
+        key = event.key
         res = self._resolve(key)
         if isinstance(res, StepResult):
             # only a name without a slug can be named by its row: a key refused for itself (a control character,
@@ -210,7 +220,8 @@ class Steps:
             if renamed is None:
                 return StepResult(Outcome.SKIPPED, key, "already canonical", key)
             owner = renamed[0]
-        head = self.s3.head(self.primary, key)
+        if isinstance(head, _Unread):
+            head = self.s3.head(self.primary, key)
         if head is None:
             return StepResult(Outcome.SKIPPED, key, "no longer in the primary bucket (stale event)")
         if owner is None:
