@@ -36,14 +36,22 @@ from mediacanon.errors import (
     UnsupportedByStore,
 )
 from mediacanon.plan import Action, Owner, build_plan_for_keys, find_owners
-from mediacanon.s3 import NOT_FOUND_CODES, PRECONDITION_CODES, DeleteError, DeleteResult, copied_metadata
-from mediacanon.steps import SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps
+from mediacanon.s3 import (
+    NOT_FOUND_CODES,
+    PRECONDITION_CODES,
+    UNKNOWN_ENCRYPTION,
+    DeleteError,
+    DeleteResult,
+    ObjectHead,
+    copied_metadata,
+)
+from mediacanon.steps import PRIMARY_ETAG, SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps, compare_heads
 
 if TYPE_CHECKING:
     from mediacanon.db import Database, Row
     from mediacanon.ledger import Link
     from mediacanon.mediamap import FieldMapping, MediaMap
-    from mediacanon.s3 import ObjectHead, S3Adapter
+    from mediacanon.s3 import S3Adapter
 
 # where an object came from when a row's missing file is copied in from a read-only fallback bucket
 FALLBACK_SOURCE = "mediacanon-fallback-source"
@@ -121,9 +129,11 @@ class _WrittenHeads:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._s3, name)
 
-    def head(self, bucket: str, key: str) -> ObjectHead | None:
-        written = self._written.get((bucket, key))
-        return written if written is not None else self._s3.head(bucket, key)
+    def head(self, bucket: str, key: str, *, checksum: bool = False) -> ObjectHead | None:
+        written = None if checksum else self._written.get((bucket, key))  # a checksum is S3's to say
+        if written is not None:
+            return written
+        return self._s3.head(bucket, key, checksum=True) if checksum else self._s3.head(bucket, key)
 
     def copy(
         self,
@@ -141,7 +151,12 @@ class _WrittenHeads:
         etag = self._s3.copy(src_bucket, src_key, dst_bucket, dst_key, metadata=metadata, source_head=head, drop_metadata=drop)
         if head is not None:
             merged = copied_metadata(head, metadata, drop)
-            self._written[(dst_bucket, dst_key)] = replace(head, key=dst_key, etag=etag, metadata=merged, version_id=None)
+            # the copy keeps its source's checksum (S3 moves it); its encryption is the destination bucket's, which the
+            # ETag shows only when it is the source's MD5 again: otherwise it is not known here
+            encryption = head.encryption if etag == head.etag else UNKNOWN_ENCRYPTION
+            self._written[(dst_bucket, dst_key)] = replace(
+                head, key=dst_key, etag=etag, metadata=merged, version_id=None, encryption=encryption
+            )
         return etag
 
     def delete_many(self, bucket: str, keys: Iterable[str]) -> DeleteResult:
@@ -415,7 +430,9 @@ def _normalize_listed(steps: Steps, moves: list[_Move], result: BatchResult, per
     renames = [m for m in moves if m.renamed and not m.linked]
     targets = present(steps.s3, primary, [m.canonical for m in renames])
     unclaimed = _claim_listed(steps, renames, result)
-    kept, to_copy = [], []
+    kept: list[_Move] = []
+    to_copy: list[_Move] = []
+    to_compare: list[_Move] = []
     for move in moves:
         if not move.renamed or move.linked:  # linked: checked in _linked_unretired, its rows are there already
             kept.append(move)
@@ -429,8 +446,26 @@ def _normalize_listed(steps: Steps, moves: list[_Move], result: BatchResult, per
         elif target.etag == etag:
             move.canonical_etag = etag  # the canonical key already holds these bytes
             kept.append(move)
+        elif target.size == move.listed.size:
+            to_compare.append(move)  # an SSE-KMS or multipart ETag proves nothing: the checksums below
         else:
-            per_object.append(key)  # other bytes, or a multipart source's earlier copy: the steps read both
+            per_object.append(key)  # other bytes: the steps read both
+    # another ETag for as many bytes: the same bytes when S3's checksums say so (two HEADs, only for these)
+    for move, (same, _, there) in _side_by_side(
+        lambda m: compare_heads(
+            steps.s3,
+            primary,
+            _listed_head(m.listed),
+            primary,
+            _listed_head(targets[m.canonical]),  # type: ignore[arg-type]
+        ),
+        to_compare,
+    ):
+        if same:
+            move.canonical_etag = there.etag
+            kept.append(move)
+        else:
+            per_object.append(move.listed.key)  # other bytes, or nothing shows they are the same: the steps read both
     for move, copied in _concurrently(lambda m: _copy_source(steps, m), to_copy):
         key = move.listed.key
         try:
@@ -486,12 +521,46 @@ def _mirror(steps: Steps, move: _Move) -> str:
 
 
 def _mirror_listed(steps: Steps, moves: list[_Move], result: BatchResult, per_object: list[str]) -> list[_Move]:
-    mirrored = present(steps.s3, steps.map.buckets.cdn, [m.canonical for m in moves])
-    # absent, or other bytes (I3: the mirror follows the primary; a multipart copy's recorded ETag aside, which
-    # only a HEAD would show, so such a copy is made once more: the same bytes)
-    to_copy = [m for m in moves if (there := mirrored[m.canonical]) is None or there.etag != m.canonical_etag]
-    kept = [m for m in moves if m not in to_copy]
-    for move, copied in _concurrently(lambda m: _mirror(steps, m), to_copy):
+    primary, cdn = steps.map.buckets.primary, steps.map.buckets.cdn
+    mirrored = present(steps.s3, cdn, [m.canonical for m in moves])
+    # absent, or other bytes (I3: the mirror follows the primary). Another ETag for as many bytes proves nothing under
+    # SSE-KMS or SSE-C (a fresh ETag on every copy) or for a multipart object: S3's checksums decide, read (two HEADs at
+    # most) for those only; an SSE-S3 batch's mirror matches by ETag and costs no request
+    to_copy, to_compare, kept = [], [], []
+    for move in moves:
+        there = mirrored[move.canonical]
+        if there is None or (there.etag != move.canonical_etag and there.size != move.listed.size):
+            to_copy.append(move)
+        elif there.etag != move.canonical_etag:
+            to_compare.append(move)
+        else:
+            kept.append(move)
+    recorded: list[tuple[_Move, ObjectHead]] = []  # copied with the primary's ETag recorded on the copy
+    for move, (same, source, there) in _side_by_side(
+        lambda m: compare_heads(
+            steps.s3,
+            primary,
+            _listed_head(Listed(m.canonical, m.canonical_etag, m.listed.size)),
+            cdn,
+            _listed_head(mirrored[m.canonical]),  # type: ignore[arg-type]  # present: compared for that
+        ),
+        to_compare,
+    ):
+        if same:
+            kept.append(move)  # mirrored already
+        elif source.etag != move.canonical_etag:
+            per_object.append(move.listed.key)  # the canonical copy changed since: the steps read it afresh
+        elif _algorithm(source.checksum) is None or _algorithm(source.checksum) != _algorithm(there.checksum):
+            # no checksum can tell these two apart: the copy records the primary's ETag, as the steps' mirror does, so
+            # that the next run reads the match from the CDN object's head instead of copying once more
+            recorded.append((move, source))
+        else:
+            to_copy.append(move)  # other bytes
+    sources = {id(m): head for m, head in recorded}
+    for move, copied in [
+        *_concurrently(lambda m: _mirror(steps, m), to_copy),
+        *_concurrently(lambda m: _mirror_recorded(steps, m, sources[id(m)]), [m for m, _ in recorded]),
+    ]:
         if isinstance(copied, (PreconditionFailed, NotFoundError)):
             per_object.append(move.listed.key)  # the canonical copy changed or went: the steps read it afresh
         elif isinstance(copied, MediacanonError):
@@ -500,6 +569,29 @@ def _mirror_listed(steps: Steps, moves: list[_Move], result: BatchResult, per_ob
             move.mirrored = True
             kept.append(move)
     return kept
+
+
+def _algorithm(checksum: str | None) -> str | None:
+    return checksum.split(":", 1)[0] if checksum else None
+
+
+def _mirror_recorded(steps: Steps, move: _Move, source: ObjectHead) -> str:
+    """The steps' mirror copy (headers re-sent, the primary's ETag recorded on the copy: `Steps.mirror`)."""
+    primary, cdn = steps.map.buckets.primary, steps.map.buckets.cdn
+    return steps.s3.copy(primary, move.canonical, cdn, move.canonical, metadata={PRIMARY_ETAG: source.etag}, source_head=source)
+
+
+def _listed_head(listed: Listed) -> ObjectHead:
+    """What a listing says of an object, as a head: its key, size and ETag, not how it is encrypted."""
+    return ObjectHead(listed.key, listed.size, listed.etag, encryption=UNKNOWN_ENCRYPTION)
+
+
+def _side_by_side(check: Callable[[_Move], Any], moves: list[_Move]) -> list[tuple[_Move, Any]]:
+    """A batch's HEADs side by side (as its copies); errors raise, as a HEAD's would in the steps."""
+    if not moves:
+        return []
+    with ThreadPoolExecutor(min(COPY_THREADS, len(moves))) as pool:
+        return list(zip(moves, pool.map(check, moves), strict=True))
 
 
 def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> None:

@@ -63,14 +63,23 @@ class Baseline:
 
     originals: Mapping[str, str]  # primary key -> ETag
     fallbacks: Mapping[str, Mapping[str, str]]  # fallback bucket -> key -> ETag
+    # primary key -> its full-object checksum ("<algorithm>:<value>"), when taken `with_checksums`: how an original's
+    # bytes are found under a copy's fresh SSE-KMS ETag that records nothing (a listed batch's as-is copy)
+    checksums: Mapping[str, str] = field(default_factory=dict)
 
 
-def take_baseline(media_map: MediaMap, s3: S3Adapter) -> Baseline:
+def take_baseline(media_map: MediaMap, s3: S3Adapter, *, with_checksums: bool = False) -> Baseline:
     primary = {
         o.key: o.etag for o in s3.iter_objects(media_map.buckets.primary) if not o.key.startswith(media_map.reports_prefix)
     }
     fallbacks = {b: {o.key: o.etag for o in s3.iter_objects(b)} for b in media_map.buckets.fallbacks}
-    return Baseline(primary, fallbacks)
+    checksums: dict[str, str] = {}
+    if with_checksums:
+        for key in primary:
+            head = s3.head(media_map.buckets.primary, key, checksum=True)
+            if head is not None and head.checksum is not None:
+                checksums[key] = head.checksum
+    return Baseline(primary, fallbacks, checksums)
 
 
 @dataclass
@@ -182,7 +191,10 @@ def check_invariants(
                 report.violations.append(Violation("I3", "cdn_key_not_canonical", key, "the CDN holds a non-canonical key"))
                 continue
         if obj.etag != primary[key].etag:
-            p_head, c_head = s3.head(primary_bucket, key), s3.head(cdn_bucket, key)
+            # the same byte-identity rule as the steps (steps.same_bytes): another ETag is other bytes only for two
+            # single-part SSE-S3 objects; a copy's recorded ETag, or S3's full-object checksums, read with the heads
+            # (ChecksumMode: the same two HEADs as without), show an SSE-KMS, SSE-C or multipart copy's bytes
+            p_head, c_head = s3.head(primary_bucket, key, checksum=True), s3.head(cdn_bucket, key, checksum=True)
             if p_head is None or c_head is None or not same_bytes(p_head, c_head):
                 report.violations.append(
                     Violation("I3", "cdn_bytes_differ", key, "the CDN copy's bytes differ from the primary's")
@@ -220,7 +232,9 @@ def _check_baseline(media_map: MediaMap, s3: S3Adapter, baseline: Baseline, prim
                     Violation("I2", "read_only_source_changed", key, f"{what} in read-only s3://{bucket}", {"bucket": bucket})
                 )
     etags = {obj.etag for obj in primary.values()}
-    # a multipart copy has a new ETag for the same bytes; it records the source's ETag in its metadata
+    # a multipart copy, and any copy of an SSE-KMS or SSE-C object, has a new ETag for the same bytes: a steps' copy
+    # records the source's ETag in its metadata, and S3 moves the source's checksum to every copy. Without checksums
+    # in the baseline only multipart copies are read (an SSE-S3 copy keeps its MD5 ETag); with them, every object
     recorded: set[str] | None = None
     for key, etag in baseline.originals.items():
         if etag in etags:
@@ -228,11 +242,13 @@ def _check_baseline(media_map: MediaMap, s3: S3Adapter, baseline: Baseline, prim
         if recorded is None:
             recorded = set()
             for k, obj in primary.items():
-                if "-" in obj.etag:
-                    head = s3.head(media_map.buckets.primary, k)
+                if baseline.checksums or "-" in obj.etag:
+                    head = s3.head(media_map.buckets.primary, k, checksum=bool(baseline.checksums))
                     if head is not None and SOURCE_ETAG in head.metadata:
                         recorded.add(head.metadata[SOURCE_ETAG])
-        if etag not in recorded:
+                    if head is not None and head.checksum is not None:
+                        recorded.add(head.checksum)
+        if etag not in recorded and baseline.checksums.get(key) not in recorded:
             out.append(Violation("I5", "original_bytes_lost", key, f"no primary object holds its bytes (ETag {etag}) any more"))
     return out
 

@@ -7,7 +7,9 @@ RetryableError / PermanentError family. No call here ever sets an ACL: the bucke
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,6 +80,21 @@ class ObjectInfo:
     last_modified: datetime
 
 
+# What an object's ETag says about its bytes depends on how it is encrypted (Amazon S3 API Reference, Object: "Objects
+# created by the PUT Object, POST Object, or Copy operation, or through the Amazon Web Services Management Console, and
+# are encrypted by SSE-S3 or plaintext, have ETags that are an MD5 digest of their object data. [...] encrypted by SSE-C
+# or SSE-KMS, have ETags that are not an MD5 digest of their object data. If an object is created by either the
+# Multipart Upload or Part Copy operation, the ETag is not an MD5 digest, regardless of the method of encryption."):
+# two copies of the same bytes have equal ETags only when both are single-part SSE-S3 or unencrypted objects.
+DIGEST_ENCRYPTIONS = frozenset({None, "AES256"})  # S3's ServerSideEncryption answer (None: none said, unencrypted)
+UNKNOWN_ENCRYPTION = "unknown"  # a listing's object, or a copy's we did not read: its ETag proves nothing
+SSE_C = "SSE-C"  # an object under a customer-provided key (S3 answers SSECustomerAlgorithm, not ServerSideEncryption)
+# the full-object checksums S3 may hold (Checking object integrity: "When you copy [...] your data, however, Amazon S3
+# calculates the checksum on the source object and moves it to the destination object"), read with ChecksumMode
+CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32", "CRC32C", "SHA256", "SHA1")
+OPAQUE_MEMORY = 10_000  # the adapter's memory of the opaque ETags of objects it just wrote (copy_as_is's guard)
+
+
 @dataclass(frozen=True)
 class ObjectHead:
     key: str
@@ -90,6 +107,30 @@ class ObjectHead:
     content_language: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     version_id: str | None = None
+    encryption: str | None = None  # ServerSideEncryption (AES256, aws:kms, aws:kms:dsse), SSE_C, or UNKNOWN_ENCRYPTION
+    checksum: str | None = None  # "<algorithm>:<value>" when read with ChecksumMode and S3 holds one, else None
+
+
+def etag_is_digest(head: ObjectHead) -> bool:
+    """Whether the ETag is the MD5 of the object's bytes: a single-part SSE-S3 or unencrypted object. Only then do two
+    objects with different ETags hold different bytes."""
+    return "-" not in head.etag and head.encryption in DIGEST_ENCRYPTIONS
+
+
+def _encryption(resp: Mapping[str, Any]) -> str | None:
+    if resp.get("SSECustomerAlgorithm"):
+        return SSE_C
+    encryption = resp.get("ServerSideEncryption")
+    return str(encryption) if encryption else None
+
+
+def _checksum(resp: Mapping[str, Any]) -> str | None:
+    """The object's checksum as S3 answered it (HEAD with ChecksumMode, CopyObjectResult), "<algorithm>:<value>"."""
+    for algorithm in CHECKSUM_ALGORITHMS:
+        value = resp.get(f"Checksum{algorithm}")
+        if value:
+            return f"{algorithm}:{value}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -156,6 +197,11 @@ def _etag(raw: str) -> str:
     return raw.strip('"')
 
 
+def _checksums_differ(a: str | None, b: str | None) -> bool:
+    """Both known, of the same algorithm, and different: other bytes."""
+    return a is not None and b is not None and a.split(":", 1)[0] == b.split(":", 1)[0] and a != b
+
+
 def copied_metadata(head: ObjectHead, metadata: dict[str, str] | None, drop: Iterable[str] = ()) -> dict[str, str]:
     """The user metadata a copy carries: the source's, plus `metadata`, less `drop`."""
     dropped = set(drop)
@@ -168,6 +214,24 @@ class S3Adapter:
         self.transfer_config = transfer_config if transfer_config is not None else TransferConfig()
         # buckets whose store answered 501 to a conditional delete: learnt once, never asked again (delete_if_match)
         self.unconditional_buckets: set[str] = set()
+        # (bucket, key) -> ETag of the objects this adapter just wrote whose ETag is not an MD5 digest (SSE-KMS, SSE-C):
+        # a listed batch copies such an object again at once (canonical, then CDN), and this says so without a HEAD
+        self._opaque_written: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._opaque_lock = threading.Lock()
+
+    def _remember_written(self, bucket: str, key: str, etag: str, encryption: str | None) -> None:
+        with self._opaque_lock:
+            if encryption in DIGEST_ENCRYPTIONS:
+                self._opaque_written.pop((bucket, key), None)
+                return
+            self._opaque_written[(bucket, key)] = etag
+            self._opaque_written.move_to_end((bucket, key))
+            while len(self._opaque_written) > OPAQUE_MEMORY:
+                self._opaque_written.popitem(last=False)
+
+    def _written_opaque(self, bucket: str, key: str, etag: str) -> bool:
+        with self._opaque_lock:
+            return self._opaque_written.get((bucket, key)) == etag
 
     def iter_objects(self, bucket: str, prefix: str = "", page_size: int = 1000) -> Iterator[ObjectInfo]:
         """Every object under `prefix`, a page at a time: a bucket of millions is never held in memory."""
@@ -186,11 +250,17 @@ class S3Adapter:
             for page in pages:
                 yield [ObjectInfo(o["Key"], o["Size"], _etag(o["ETag"]), o["LastModified"]) for o in page.get("Contents", [])]
 
-    def head(self, bucket: str, key: str) -> ObjectHead | None:
-        """The object's size, ETag and the headers a copy must keep; None when there is no such key."""
+    def head(self, bucket: str, key: str, *, checksum: bool = False) -> ObjectHead | None:
+        """The object's size, ETag, encryption and the headers a copy must keep; None when there is no such key.
+
+        With `checksum`, also its full-object checksum (ChecksumMode=ENABLED: the same one request; S3 returns it only
+        when asked, and for an SSE-KMS object only to a caller allowed kms:Decrypt on its key)."""
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if checksum:
+            params["ChecksumMode"] = "ENABLED"
         with _translated(f"head s3://{bucket}/{key}"):
             try:
-                resp = self.client.head_object(Bucket=bucket, Key=key)
+                resp = self.client.head_object(**params)
             except ClientError as exc:
                 if _is_not_found(exc):
                     return None
@@ -206,6 +276,8 @@ class S3Adapter:
             content_language=resp.get("ContentLanguage"),
             metadata=dict(resp.get("Metadata", {})),
             version_id=resp.get("VersionId"),
+            encryption=_encryption(resp),
+            checksum=_checksum(resp),
         )
 
     def copy(
@@ -253,10 +325,17 @@ class S3Adapter:
                     CopySource={"Bucket": src_bucket, "Key": src_key}, Bucket=dst_bucket, Key=dst_key, **extra
                 )
             etag = _etag(resp["CopyObjectResult"]["ETag"])
-            if not head.etag.count("-") and etag != head.etag:
-                # a single-part copy keeps the MD5 ETag: another means the source changed under us (S3 refuses
-                # that through CopySourceIfMatch already; this also holds where the condition is ignored)
+            encryption = _encryption(resp)
+            # S3 refuses a changed source through CopySourceIfMatch already; these checks also hold where the condition
+            # is ignored (moto). A single-part SSE-S3 copy of a single-part SSE-S3 source keeps its MD5 ETag, so another
+            # ETag means other bytes; an SSE-KMS or SSE-C ETag is fresh on every copy and says nothing, but the copy's
+            # checksum (moved from the source) still differs from the one read with the source's head if it changed.
+            if etag_is_digest(head) and encryption in DIGEST_ENCRYPTIONS and etag != head.etag:
                 raise PreconditionFailed(f"{what}: the source changed since it was read (ETag {head.etag} -> {etag})")
+            moved = _checksum(resp["CopyObjectResult"])
+            if _checksums_differ(head.checksum, moved):
+                raise PreconditionFailed(f"{what}: the source changed since it was read ({head.checksum} -> {moved})")
+            self._remember_written(dst_bucket, dst_key, etag, encryption)
             return etag
         with _translated(what):
             self.client.copy(
@@ -346,8 +425,22 @@ class S3Adapter:
                 CopySourceIfMatch=f'"{source_etag}"',
             )
         etag = _etag(resp["CopyObjectResult"]["ETag"])
-        if not source_etag.count("-") and etag != source_etag:  # as in `copy`: where the condition is ignored
-            raise PreconditionFailed(f"{what}: the source changed since it was listed (ETag {source_etag} -> {etag})")
+        encryption = _encryption(resp)
+        if (
+            "-" not in source_etag
+            and etag != source_etag
+            and encryption in DIGEST_ENCRYPTIONS
+            and not self._written_opaque(src_bucket, src_key, source_etag)
+        ):
+            # as in `copy`, where the condition is ignored: an MD5 ETag copied as another means other bytes, but only if
+            # the source's ETag was an MD5 too, which a listing does not say: an SSE-KMS source copied into an SSE-S3
+            # bucket (a KMS primary, the template's SSE-S3 CDN bucket) gets its first MD5 ETag. One HEAD tells them
+            # apart, made only then (never for an SSE-S3 source on S3, which refuses a changed one with 412 first)
+            now = self.head(src_bucket, src_key, checksum=True)
+            copied = _checksum(resp["CopyObjectResult"])
+            if now is None or etag_is_digest(now) or now.etag != source_etag or _checksums_differ(now.checksum, copied):
+                raise PreconditionFailed(f"{what}: the source changed since it was listed (ETag {source_etag} -> {etag})")
+        self._remember_written(dst_bucket, dst_key, etag, encryption)
         return etag
 
     def delete_if_unchanged(self, bucket: str, etags: dict[str, str]) -> DeleteResult:

@@ -29,11 +29,12 @@ from mediacanon.errors import (
 )
 from mediacanon.mediamap import FieldMapping, MediaMap
 from mediacanon.plan import Owner, find_owners, renamed_by_row, resolve_by_reference
+from mediacanon.s3 import ObjectHead, etag_is_digest
 
 if TYPE_CHECKING:
     from mediacanon.db import Database, Swap
     from mediacanon.ledger import Ledger
-    from mediacanon.s3 import ObjectHead, S3Adapter
+    from mediacanon.s3 import S3Adapter
 
 # S3 user metadata must be ASCII: source keys (which may be unicode) are URL-quoted in it.
 SOURCE_KEY = "mediacanon-source-key"
@@ -87,17 +88,53 @@ class StepResult:
 
 
 def same_bytes(a: ObjectHead, b: ObjectHead) -> bool:
-    """Byte-identical without reading bodies: equal ETags, or a copy's recorded ETag of what it copied.
+    """Byte-identical without reading bodies, from what the two heads hold: equal ETags, a copy's recorded ETag of what
+    it copied, or equal full-object checksums (when the heads were read with them).
 
-    A multipart copy gets a new ETag for the same bytes, which is why copies record the ETag they came from.
-    """
+    A multipart copy, and every copy of an SSE-KMS or SSE-C object, gets a new ETag for the same bytes, which is why
+    copies record the ETag they came from; a copy S3 made keeps its source's checksum (S3 moves it to the copy)."""
     if a.etag == b.etag:
         return True
     return a.size == b.size and (
         b.metadata.get(PRIMARY_ETAG) == a.etag
         or a.metadata.get(PRIMARY_ETAG) == b.etag
         or (a.metadata.get(SOURCE_ETAG) is not None and a.metadata.get(SOURCE_ETAG) == b.metadata.get(SOURCE_ETAG))
+        or (a.checksum is not None and a.checksum == b.checksum)
     )
+
+
+def undecided(a: ObjectHead, b: ObjectHead) -> bool:
+    """Whether `same_bytes` said no only for want of checksums: the sizes agree, and an ETag is not an MD5 digest (an
+    SSE-KMS, SSE-C or multipart object, or one only listed), so different ETags prove nothing."""
+    if same_bytes(a, b) or a.size != b.size or (etag_is_digest(a) and etag_is_digest(b)):
+        return False
+    return a.checksum is None or b.checksum is None
+
+
+def confirm_same_bytes(s3: S3Adapter, a_bucket: str, a: ObjectHead, b_bucket: str, b: ObjectHead) -> bool:
+    """`same_bytes`, and where the heads cannot tell (`undecided`), the same with the full-object checksums S3 holds:
+    see `compare_heads`. An SSE-S3 single-part pair never costs a request here."""
+    return compare_heads(s3, a_bucket, a, b_bucket, b)[0]
+
+
+def compare_heads(
+    s3: S3Adapter, a_bucket: str, a: ObjectHead, b_bucket: str, b: ObjectHead
+) -> tuple[bool, ObjectHead, ObjectHead]:
+    """Whether `a` and `b` hold the same bytes, and the heads that showed it. While `undecided`, each head lacking a
+    checksum is read again with ChecksumMode (its metadata too: a listed object's head holds none), `b` first (the
+    copy: its recorded ETag may settle it), only then. An object that changed since its head was read is not the
+    same (False, with the heads read so far)."""
+    heads = [a, b]
+    for i, bucket in ((1, b_bucket), (0, a_bucket)):
+        if not undecided(heads[0], heads[1]):
+            break
+        if heads[i].checksum is not None:
+            continue
+        again = s3.head(bucket, heads[i].key, checksum=True)
+        if again is None or again.etag != heads[i].etag:
+            return False, heads[0], heads[1]
+        heads[i] = again
+    return same_bytes(heads[0], heads[1]), heads[0], heads[1]
 
 
 class _Unread:
@@ -260,7 +297,9 @@ class Steps:
         holder = self.ledger.claim(canonical, key, head.etag, take_over=authoritative)
         target = self.s3.head(self.primary, canonical)
         if target is not None:
-            if same_bytes(head, target) or target.metadata.get(SOURCE_ETAG) == head.etag:
+            if target.metadata.get(SOURCE_ETAG) == head.etag or confirm_same_bytes(
+                self.s3, self.primary, head, self.primary, target
+            ):
                 return StepResult(Outcome.NORMALIZED, key, "canonical key already holds these bytes", canonical)
             if not authoritative and holder != key:
                 policy = res.field.policies.collision
@@ -270,7 +309,7 @@ class Steps:
                     return StepResult(Outcome.COLLISION, key, f"{canonical!r} holds other bytes; kept both", canonical)
         elif holder != key and not authoritative:
             holder_head = self.s3.head(self.primary, holder)
-            if holder_head is not None and not same_bytes(head, holder_head):
+            if holder_head is not None and not confirm_same_bytes(self.s3, self.primary, head, self.primary, holder_head):
                 return StepResult(Outcome.COLLISION, key, f"{canonical!r} is claimed by {holder!r}; kept both", canonical)
             self.ledger.claim(canonical, key, head.etag, take_over=True)
         try:
@@ -331,7 +370,7 @@ class Steps:
         when the caller has just read it (else it is read here)."""
         if isinstance(mirrored, _Unread):
             mirrored = self.s3.head(self.cdn, key)
-        if mirrored is not None and same_bytes(head, mirrored):
+        if mirrored is not None and confirm_same_bytes(self.s3, self.primary, head, self.cdn, mirrored):
             return StepResult(Outcome.SKIPPED, key, "already mirrored", key)
         self.s3.copy(self.primary, key, self.cdn, key, metadata={PRIMARY_ETAG: head.etag}, source_head=head)
         return StepResult(Outcome.MIRRORED, key, "copied to the CDN bucket", key, copied=True)
@@ -367,7 +406,7 @@ class Steps:
         # I1: a row moves only to a key both buckets hold with the same bytes
         if primary is None:
             return StepResult(Outcome.SKIPPED, key, "not in the primary bucket: rows left alone (I1)")
-        if not same_bytes(primary, mirrored):
+        if not confirm_same_bytes(self.s3, self.primary, primary, self.cdn, mirrored):
             return StepResult(Outcome.SKIPPED, key, "CDN copy differs from primary: replicate will redo it")
         source_key = unquote(primary.metadata[SOURCE_KEY]) if SOURCE_KEY in primary.metadata else None
         return self.link_rows(key, res, source_key, primary, event.sequencer)
