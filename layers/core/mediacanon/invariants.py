@@ -35,12 +35,13 @@ from mediacanon import naming
 from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
 from mediacanon.mediamap import MediaMap
 from mediacanon.plan import row_canonical
+from mediacanon.s3 import etag_is_digest
 from mediacanon.steps import SOURCE_ETAG, SOURCE_KEY, same_bytes
 
 if TYPE_CHECKING:
     from mediacanon.db import Database
     from mediacanon.ledger import Ledger
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.s3 import ObjectHead, S3Adapter
 
 INVARIANTS = ("I1", "I2", "I3", "I4", "I5")
 
@@ -193,9 +194,10 @@ def check_invariants(
         if obj.etag != primary[key].etag:
             # the same byte-identity rule as the steps (steps.same_bytes): another ETag is other bytes only for two
             # single-part SSE-S3 objects; a copy's recorded ETag, or S3's full-object checksums, read with the heads
-            # (ChecksumMode: the same two HEADs as without), show an SSE-KMS, SSE-C or multipart copy's bytes
+            # (ChecksumMode: the same two HEADs as without), show an SSE-KMS, SSE-C or multipart copy's bytes; where
+            # none can tell (SSE-KMS objects older than S3's checksums), the bytes themselves, streamed
             p_head, c_head = s3.head(primary_bucket, key, checksum=True), s3.head(cdn_bucket, key, checksum=True)
-            if p_head is None or c_head is None or not same_bytes(p_head, c_head):
+            if p_head is None or c_head is None or not _same(s3, primary_bucket, p_head, cdn_bucket, c_head):
                 report.violations.append(
                     Violation("I3", "cdn_bytes_differ", key, "the CDN copy's bytes differ from the primary's")
                 )
@@ -219,6 +221,17 @@ def check_invariants(
 
     report.counts = {"primary_objects": len(primary), "cdn_objects": len(cdn), "rows": rows, "referenced_keys": len(referenced)}
     return report
+
+
+def _same(s3: S3Adapter, a_bucket: str, a: ObjectHead, b_bucket: str, b: ObjectHead) -> bool:
+    """steps.same_bytes on heads read with their checksums; where those cannot tell, the bytes' SHA-256, streamed."""
+    if same_bytes(a, b):
+        return True
+    if a.size != b.size or (etag_is_digest(a) and etag_is_digest(b)):
+        return False  # MD5 ETags that differ: other bytes
+    if a.checksum and b.checksum and a.checksum.split(":", 1)[0] == b.checksum.split(":", 1)[0]:
+        return False  # checksums of one algorithm that differ: other bytes
+    return s3.digest(a_bucket, a.key) == s3.digest(b_bucket, b.key)
 
 
 def _check_baseline(media_map: MediaMap, s3: S3Adapter, baseline: Baseline, primary: Mapping[str, Any]) -> list[Violation]:
