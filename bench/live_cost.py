@@ -10,9 +10,8 @@ notifications are turned on (a site older than mediacanon's events: no upload ev
 
 1. the backfill runs to the end (`mediacanon.sfnlocal.run_backfill`: the real state machine, every phase; the objects
    phase in listed batches, `process_listed`) while nothing drains the live queues;
-2. moto emits no event for a delete marker (a DeleteObjects on a versioned bucket), where S3 emits an "Object Deleted"
-   one per retired source: that event, in S3's shape (events/replicate_object_deleted.json), is put on the default
-   event bus for each delete marker the backfill left, so the template's ReplicateRule routes it as on AWS;
+2. each retired source's delete marker sends S3's "Object Deleted" event (the embedded moto server,
+   `mediacanon.motoserver`, sends it where moto itself does not), so the template's ReplicateRule routes it as on AWS;
 3. the queues are drained through the real handlers (`mediacanon.localrun.run`), their S3 requests counted by
    operation at the wire (an HTTP proxy in front of the moto server, `bench/counting.py`) and their PostgreSQL round
    trips by a TCP proxy in front of PostgreSQL. The local runner's own SQS calls bypass both proxies, and the handler
@@ -34,7 +33,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 import boto3
 import psycopg
@@ -79,27 +77,6 @@ def media_map_data(primary: str, cdn: str) -> dict[str, Any]:
                 "canonical": "icons/{slug}{ext}",
             }
         ],
-    }
-
-
-def deleted_event(bucket: str, key: str, version_id: str, sequencer: str) -> dict[str, Any]:
-    """The PutEvents entry of S3's "Object Deleted" event for a delete marker (events/replicate_object_deleted.json):
-    the key URL-encoded form-style, as S3 sends it."""
-    detail = {
-        "version": "0",
-        "bucket": {"name": bucket},
-        "object": {"key": quote_plus(key, safe="/"), "version-id": version_id, "sequencer": sequencer},
-        "request-id": uuid.uuid4().hex[:16].upper(),
-        "requester": "123456789012",
-        "source-ip-address": "203.0.113.17",
-        "reason": "DeleteObject",
-        "deletion-type": "Delete Marker Created",
-    }
-    return {
-        "Source": "aws.s3",
-        "DetailType": "Object Deleted",
-        "Detail": json.dumps(detail),
-        "Resources": [f"arn:aws:s3:::{bucket}"],
     }
 
 
@@ -184,7 +161,6 @@ def measure(n: int, *, moto_url: str, database_url: str, workdir: Path, timeout:
     s3_proxy = S3CountingProxy(moto_url)
     pg_proxy = _pg_proxy(database_url)
     s3_client = boto3.client("s3", endpoint_url=moto_url, region_name=REGION)
-    events = boto3.client("events", endpoint_url=moto_url, region_name=REGION)
     data = media_map_data(primary, cdn)
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / f"mediamap-{suffix}.yaml"
@@ -226,9 +202,6 @@ def measure(n: int, *, moto_url: str, database_url: str, workdir: Path, timeout:
             for m in page.get("DeleteMarkers", [])
             if m["IsLatest"]
         ]
-        entries = [deleted_event(primary, m["Key"], m["VersionId"], f"{i + 1:018X}") for i, m in enumerate(markers)]
-        for start in range(0, len(entries), 10):  # PutEvents takes 10 entries a call
-            events.put_events(Entries=entries[start : start + 10])  # type: ignore[arg-type]
         queued = {queue: stack.depth(queue) for queue in STEP_QUEUES.values()}
 
         sources = {messy_key(i) for i in range(n)}
@@ -285,7 +258,7 @@ def measure(n: int, *, moto_url: str, database_url: str, workdir: Path, timeout:
             "s3_per_object": sum(backfill_s3.values()) / objects,
             "db_round_trips_per_object": backfill_db / objects,
         },
-        "delete_events_sent": len(entries),
+        "delete_markers": len(markers),
         "queued": queued,
         "drain": {
             "line": report.line,
@@ -305,7 +278,7 @@ def render(results: dict[str, Any]) -> str:
     per = results["migrated"] or 1
     lines = [
         f"{results['objects']} objects, {results['migrated']} migrated by the backfill ({results['backfill']['report_line']});"
-        f" {results['delete_events_sent']} Object Deleted events sent for its delete markers; queued before the drain:"
+        f" {results['delete_markers']} delete markers (each an Object Deleted event); queued before the drain:"
         f" {', '.join(f'{q}={d}' for q, d in results['queued'].items())}; drain: {results['drain']['line']}",
         "",
         "| message (queue: what caused it) | messages | per object | S3 requests per object (by operation) "

@@ -35,7 +35,7 @@ def measured(moto_endpoint: str, database_url: str, aws_env: None, tmp_path_fact
 
 def test_every_backfilled_object_reaches_the_live_path_as_four_messages(measured: dict[str, Any]) -> None:
     assert measured["migrated"] == OBJECTS, measured["backfill"]
-    assert measured["delete_events_sent"] == OBJECTS  # one delete marker per retired source
+    assert measured["delete_markers"] == OBJECTS  # one delete marker per retired source, each an Object Deleted event
     kinds = measured["kinds"]
     # the canonical copy (normalize + replicate), the CDN copy (link), the retired source (replicate)
     for kind in (

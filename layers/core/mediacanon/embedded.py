@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -136,19 +135,18 @@ def _moto_config(endpoint_url: str, config: dict[str, Any] | None = None) -> dic
 
 def start_moto(state_dir: Path, port: int | None = None) -> tuple[str, int]:
     """Start a detached moto server; returns (endpoint_url, pid) once it answers, with Step Functions executing ASL."""
-    moto_server = Path(sys.executable).parent / "moto_server"
-    if not moto_server.exists():
-        found = shutil.which("moto_server")
-        if found is None:
-            raise EmbeddedError("moto_server not found next to this Python nor on PATH: install moto[server]")
-        moto_server = Path(found)
+    # moto's own server, with the delete-marker events moto does not send (mediacanon.motoserver)
+    try:
+        import moto.server  # noqa: F401
+    except ImportError as exc:
+        raise EmbeddedError("moto's server is not installed in this Python: install moto[server]") from exc
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     endpoint_url = f"http://127.0.0.1:{port}"
     log_path = state_dir / f"moto-{port}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "mediacanon.motoserver", "-H", "127.0.0.1", "-p", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -13,7 +13,8 @@ Local deviations from AWS, each on purpose:
   whose row never comes would be dead-lettered instead of reported UNOWNED (on AWS: 300 s < 5 x 400 s).
 - Functions run one batch at a time, in template order (no MaximumConcurrency, no batching window wait).
 - moto's EventBridge bodies are rewritten into real S3's shape before the handler sees them (``s3_body``).
-- moto emits no EventBridge event for DeleteObject(s): the replicate step's unmirror path is not exercised here.
+- moto sends no EventBridge event for a delete marker; the embedded moto server (``mediacanon.motoserver``) sends
+  S3's "Object Deleted" one, so a key Django deletes is unmirrored here as on AWS.
 """
 
 from __future__ import annotations
