@@ -500,6 +500,45 @@ def test_every_reader_of_the_secret_may_decrypt_it_with_its_kms_key() -> None:
             assert not [s for s in _role_statements(resources, role_id) if "kms:" in str(s["Action"])], role_id
 
 
+MEDIA_KEY = "arn:aws:kms:us-east-1:123456789012:key/abcd1234-12ab-34cd-56ef-1234567890ab"
+
+
+def test_the_roles_that_copy_sse_kms_media_may_use_its_kms_key_through_s3() -> None:
+    """AWS KMS Developer Guide, "How Amazon S3 uses AWS KMS" / Amazon S3 User Guide, "Using server-side encryption with
+    AWS KMS keys (SSE-KMS)": to upload (and copy into) an SSE-KMS object the caller needs kms:GenerateDataKey on the
+    key, to read (and copy from) one kms:Decrypt. HeadObject, ChecksumMode: "If you enable checksum mode and the object
+    is uploaded with a checksum and encrypted with an Key Management Service (KMS) key, you must have permission to use
+    the kms:Decrypt action to retrieve the checksum." So with MediaKmsKeyArn: normalize, replicate and the backfill
+    (copies) and the state machine (ItemReader reads, ResultWriter writes under the reports prefix) get both, link
+    (HEADs with ChecksumMode, deletes, writes nothing) kms:Decrypt only; every grant through S3 only (kms:ViaService),
+    on that key only. Without it: no media KMS grant at all."""
+    with_key = {**BASE, "MediaKmsKeyArn": MEDIA_KEY}
+    resources = resolved_resources(expanded(with_key), with_key)
+    expected = {
+        "NormalizeFunctionRole": {"kms:Decrypt", "kms:GenerateDataKey"},
+        "ReplicateFunctionRole": {"kms:Decrypt", "kms:GenerateDataKey"},
+        "BackfillFunctionRole": {"kms:Decrypt", "kms:GenerateDataKey"},
+        "BackfillStateMachineRole": {"kms:Decrypt", "kms:GenerateDataKey"},
+        "LinkFunctionRole": {"kms:Decrypt"},
+    }
+    granted = {}
+    for role_id, r in resources.items():
+        if r["Type"] != "AWS::IAM::Role":
+            continue
+        media = [s for s in _role_statements(resources, role_id) if MEDIA_KEY in _as_list(s.get("Resource"))]
+        if not media:
+            continue
+        for statement in media:
+            assert statement["Effect"] == "Allow", role_id
+            assert statement["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}, role_id
+        granted[role_id] = {a for s in media for a in _as_list(s["Action"])}
+    assert granted == expected
+    resources = resolved_resources(expanded(BASE), BASE)
+    for role_id, r in resources.items():
+        if r["Type"] == "AWS::IAM::Role":
+            assert not [s for s in _role_statements(resources, role_id) if "kms:" in str(s["Action"])], role_id
+
+
 # -- 9. large copies -----------------------------------------------------------------------------------------------
 
 
