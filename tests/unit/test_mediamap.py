@@ -357,3 +357,44 @@ def test_bad_staging_manifest_names_the_place_and_the_fix(manifest: Any, where: 
     assert (info.value.path, info.value.where) == (SOURCE, where)
     assert problem in info.value.problem
     assert info.value.fix
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    """One edit of a map with four unrelated mistakes shows all four, each with its place and fix, not the first alone."""
+    from mediacanon.errors import ConfigErrors
+
+    data = _valid()
+    data["buckets"]["cdn"] = "Not_A_Bucket"
+    data["schema"] = "media canon"
+    data["fields"][0]["max_length"] = 5000
+    second = copy.deepcopy(data["fields"][0])
+    second.update(name="archive.PublicationSource.masthead", column="masthead", upload_to="mastheads", max_length=100)
+    data["fields"].append(second)
+
+    with pytest.raises(ConfigErrors) as info:
+        parse(data, source=SOURCE)
+
+    found = [(e.where, e.problem.split(" ")[-1]) for e in info.value.errors]
+    assert [where for where, _ in found] == [
+        "buckets.cdn",
+        "schema",
+        f"{FIELD}.max_length",
+        "fields[archive.PublicationSource.masthead].upload_to",
+    ]
+    assert all(e.fix for e in info.value.errors)
+    text = str(info.value)
+    assert text.startswith(f"{SOURCE}: 4 problems:\n") and all(where in text for where, _ in found)
+    assert isinstance(info.value, ConfigError)  # callers that catch one error still catch it
+
+
+def test_two_fields_of_different_tables_that_claim_the_same_keys_are_named_together() -> None:
+    data = _valid()
+    other = copy.deepcopy(data["fields"][0])
+    other.update(name="press.Outlet.logo", table="press_outlet", column="logo")
+    data["fields"].append(other)
+    with pytest.raises(ConfigError) as info:
+        parse(data, source=SOURCE)
+    assert info.value.where == FIELD
+    assert "press.Outlet.logo" in info.value.problem and "both would claim every key" in info.value.problem
+    other["include"] = ["*-logo.*"]
+    assert len(parse(data).fields) == 2  # include globs tell them apart

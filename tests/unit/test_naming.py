@@ -449,6 +449,18 @@ def test_exclude_glob_wins_over_include() -> None:
     assert resolve(media_map, "icons/nytimes.png").is_canonical
 
 
+def test_exclude_globs_match_keys_as_docs_mediamap_says_not_only_file_names() -> None:
+    """docs/mediamap.md: include/exclude are "glob patterns over keys". A directory pattern excludes what is under it
+    (it used to be matched against the file name only, and so excluded nothing); a file-name pattern still works."""
+    mapping = dataclasses.replace(ICON, exclude=("icons/drafts/*", "*-old.*"))
+    media_map = MediaMap(buckets=SAMPLE_MAP.buckets, fields=(mapping,))
+    for key in ("icons/drafts/nytimes.png", "icons/drafts/a/b.png", "icons/nytimes-old.png", "icons/x/bbc-old.PNG"):
+        with pytest.raises(UnmappedKeyError):
+            resolve(media_map, key)
+    assert resolve(media_map, "icons/nytimes.png").is_canonical
+    assert resolve(media_map, "icons/draftsman.png").canonical_key == "icons/draftsman.png"
+
+
 def test_a_bare_django_copy_number_is_an_alternative_slug_not_a_strip() -> None:
     # "Aftenposten (2).jpg" is stored by Django as "Aftenposten_2.jpg", but "Channel_4.jpg" is a real name:
     # the name gives "aftenposten-2"; the owner lookup tries "aftenposten" next

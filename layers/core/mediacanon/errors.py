@@ -31,6 +31,17 @@ class ConfigError(PermanentError):
         super().__init__(f"{path}: {where}: {problem} (fix: {fix})")
 
 
+class ConfigErrors(ConfigError):
+    """Several problems in one media map, all reported at once; reads as the first where one is expected."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.path, first.where, first.problem, first.fix)
+        self.errors = errors
+        lines = [f"  {e.where}: {e.problem} (fix: {e.fix})" for e in errors]
+        self.args = (f"{first.path}: {len(errors)} problems:\n" + "\n".join(lines),)
+
+
 class UnsafeKeyError(PermanentError):
     """An object key mediacanon refuses to touch."""
 

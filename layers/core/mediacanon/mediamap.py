@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 
-from mediacanon.errors import ConfigError
+from mediacanon.errors import ConfigError, ConfigErrors
 
 COLLISION_POLICIES = ("keep-both", "overwrite", "fail")
 MIRROR_DELETE_POLICIES = ("delete", "report")
@@ -129,53 +131,71 @@ def load(path: str | Path) -> MediaMap:
 
 
 def parse(data: Any, source: str = "<memory>") -> MediaMap:
-    """Validate a media map already read from YAML (a dict)."""
+    """Validate a media map already read from YAML (a dict); every problem is reported at once."""
     v = _Validator(source)
     if not isinstance(data, dict):
-        v.fail("file", "must be a mapping with 'buckets' and 'fields'", "start from the sample mediamap.yaml")
-    v.known_keys("file", data, {"version", "buckets", "fields", "defaults", "schema", "reports_prefix", "staging_manifest"})
+        with v.part():
+            v.fail("file", "must be a mapping with 'buckets' and 'fields'", "start from the sample mediamap.yaml")
+        v.check()
+    with v.part():
+        v.known_keys("file", data, {"version", "buckets", "fields", "defaults", "schema", "reports_prefix", "staging_manifest"})
     if data.get("version", 1) != 1:
-        v.fail("version", f"unsupported version {data.get('version')!r}", "set 'version: 1'")
+        v.soft("version", f"unsupported version {data.get('version')!r}", "set 'version: 1'")
 
-    buckets_data = v.mapping("buckets", data.get("buckets"))
-    v.known_keys("buckets", buckets_data, {"primary", "cdn", "fallbacks"})
-    primary = v.bucket("buckets.primary", buckets_data.get("primary"))
-    cdn = v.bucket("buckets.cdn", buckets_data.get("cdn"))
-    if primary == cdn:
-        v.fail("buckets.cdn", "is the same bucket as buckets.primary", "give the CDN mirror its own bucket")
-    fallbacks = tuple(
-        v.bucket(f"buckets.fallbacks[{i}]", name)
-        for i, name in enumerate(v.sequence("buckets.fallbacks", buckets_data.get("fallbacks", [])))
-    )
-    if primary in fallbacks or cdn in fallbacks:
-        v.fail("buckets.fallbacks", "lists the primary or CDN bucket", "fallbacks are read-only sources; list only other buckets")
+    primary, cdn, fallbacks = "", "", tuple[str, ...]()
+    with v.part():
+        buckets_data = v.mapping("buckets", data.get("buckets"))
+        v.known_keys("buckets", buckets_data, {"primary", "cdn", "fallbacks"})
+        with v.part():
+            primary = v.bucket("buckets.primary", buckets_data.get("primary"))
+        with v.part():
+            cdn = v.bucket("buckets.cdn", buckets_data.get("cdn"))
+        if primary and primary == cdn:
+            v.soft("buckets.cdn", "is the same bucket as buckets.primary", "give the CDN mirror its own bucket")
+        fallbacks = tuple(
+            v.bucket(f"buckets.fallbacks[{i}]", name)
+            for i, name in enumerate(v.sequence("buckets.fallbacks", buckets_data.get("fallbacks", [])))
+        )
+        if primary in fallbacks or cdn in fallbacks:
+            v.soft(
+                "buckets.fallbacks", "lists the primary or CDN bucket", "fallbacks are read-only sources; list only other buckets"
+            )
 
-    defaults = v.mapping("defaults", data.get("defaults", {}))
-    v.known_keys("defaults", defaults, {"noise_tokens", "extension_aliases", "policies", "staging", "location", "max_length"})
+    defaults: dict[str, Any] = {}
+    with v.part():
+        defaults = v.mapping("defaults", data.get("defaults", {}))
+        v.known_keys("defaults", defaults, {"noise_tokens", "extension_aliases", "policies", "staging", "location", "max_length"})
 
     schema = data.get("schema", "mediacanon")
     if not isinstance(schema, str) or not IDENTIFIER.match(schema):
-        v.fail("schema", f"{schema!r} is not a valid PostgreSQL identifier", "use letters, digits and '_' (e.g. 'mediacanon')")
+        v.soft("schema", f"{schema!r} is not a valid PostgreSQL identifier", "use letters, digits and '_' (e.g. 'mediacanon')")
     reports_prefix = data.get("reports_prefix", "mediacanon-reports/")
     if not isinstance(reports_prefix, str) or not reports_prefix.endswith("/") or reports_prefix.startswith("/"):
-        v.fail("reports_prefix", f"{reports_prefix!r} must be a relative prefix ending in '/'", "e.g. 'mediacanon-reports/'")
+        v.soft("reports_prefix", f"{reports_prefix!r} must be a relative prefix ending in '/'", "e.g. 'mediacanon-reports/'")
 
-    fields_data = v.sequence("fields", data.get("fields"))
-    if not fields_data:
-        v.fail("fields", "is empty", "add one entry per Django file field (table, column, slug_column, upload_to, canonical)")
-    fields = tuple(_parse_field(v, i, item, defaults) for i, item in enumerate(fields_data))
+    fields: list[FieldMapping] = []
+    with v.part():
+        fields_data = v.sequence("fields", data.get("fields"))
+        if not fields_data:
+            v.fail("fields", "is empty", "add one entry per Django file field (table, column, slug_column, upload_to, canonical)")
+        for i, item in enumerate(fields_data):
+            with v.part():
+                fields.append(_parse_field(v, i, item, defaults))
     names = [f.name for f in fields]
-    for name in names:
-        if names.count(name) > 1:
-            v.fail(f"fields[{name}]", "is declared twice", "give every field mapping a unique name")
-    _check_prefix_overlap(v, fields)
+    for name in dict.fromkeys(n for n in names if names.count(n) > 1):
+        v.soft(f"fields[{name}]", "is declared twice", "give every field mapping a unique name")
+    _check_prefix_overlap(v, tuple(fields))
+    staging_manifest = StagingManifest()
+    with v.part():
+        staging_manifest = _parse_staging_manifest(v, data.get("staging_manifest", {}))
+    v.check()
     return MediaMap(
         buckets=Buckets(primary=primary, cdn=cdn, fallbacks=fallbacks),
-        fields=fields,
+        fields=tuple(fields),
         schema=schema,
         reports_prefix=reports_prefix,
         source=source,
-        staging_manifest=_parse_staging_manifest(v, data.get("staging_manifest", {})),
+        staging_manifest=staging_manifest,
     )
 
 
@@ -225,21 +245,26 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
             "policies",
         },
     )
+    missing = [r for r in ("name", "table", "column", "slug_column", "upload_to", "canonical") if not item.get(r)]
     for required in ("name", "table", "column", "slug_column", "upload_to", "canonical"):
-        if not isinstance(item.get(required), str) or not item[required]:
-            v.fail(f"{where}.{required}", "is missing", _REQUIRED_HELP[required])
+        if required in missing or not isinstance(item.get(required), str):
+            v.soft(f"{where}.{required}", "is missing", _REQUIRED_HELP[required])
+            missing.append(required)
+    if missing:
+        raise _Invalid  # what follows reads them
     for ident in ("table", "column", "slug_column", "id_column"):
         value = item.get(ident, "id")
         if not isinstance(value, str) or not IDENTIFIER.match(value):
-            v.fail(
+            v.soft(
                 f"{where}.{ident}",
                 f"{value!r} is not a valid PostgreSQL identifier",
                 "use the db_table / column name Django created",
             )
 
     upload_to = item["upload_to"]
-    if upload_to.startswith("/") or not upload_to.endswith("/") or ".." in upload_to.split("/"):
-        v.fail(
+    upload_to_ok = not (upload_to.startswith("/") or not upload_to.endswith("/") or ".." in upload_to.split("/"))
+    if not upload_to_ok:
+        v.soft(
             f"{where}.upload_to",
             f"{upload_to!r} must be a relative prefix ending in '/'",
             "copy upload_to from the model, e.g. 'icons/'",
@@ -247,7 +272,7 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
 
     location = item.get("location", defaults.get("location", ""))
     if not isinstance(location, str) or location.startswith("/") or (location and not location.endswith("/")):
-        v.fail(
+        v.soft(
             f"{where}.location",
             f"{location!r} must be empty or a relative prefix ending in '/'",
             "copy AWS_LOCATION, e.g. 'media/' or '{tenant}/'",
@@ -256,28 +281,28 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
     tenant_column = item.get("tenant_column")
     if "{tenant}" in location:
         if not isinstance(tenant_column, str) or not IDENTIFIER.match(tenant_column):
-            v.fail(
+            v.soft(
                 f"{where}.tenant_column",
                 "is missing or not a valid identifier while location uses {tenant}",
                 "name the column that holds the tenant, e.g. 'tenant'",
             )
     elif tenant_column is not None:
-        v.fail(
+        v.soft(
             f"{where}.tenant_column", "is set but location has no {tenant} placeholder", "remove it, or set location: '{tenant}/'"
         )
 
     canonical = item["canonical"]
     _check_template(v, f"{where}.canonical", canonical, allowed={"slug", "ext"})
     if "{slug}" not in canonical:
-        v.fail(f"{where}.canonical", f"{canonical!r} does not contain {{slug}}", "e.g. 'icons/{slug}{ext}'")
+        v.soft(f"{where}.canonical", f"{canonical!r} does not contain {{slug}}", "e.g. 'icons/{slug}{ext}'")
     if canonical.startswith("/") or canonical.endswith("/") or any(seg in ("", ".", "..") for seg in canonical.split("/")):
-        v.fail(
+        v.soft(
             f"{where}.canonical",
             f"{canonical!r} must be a relative object name with no '', '.' or '..' segment",
             "e.g. 'icons/{slug}{ext}'",
         )
-    if not canonical.startswith(upload_to):
-        v.fail(
+    if upload_to_ok and not canonical.startswith(upload_to):
+        v.soft(
             f"{where}.canonical",
             f"{canonical!r} is outside upload_to {upload_to!r}",
             "keep canonical keys under upload_to so Django's storage finds them",
@@ -285,7 +310,7 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
 
     max_length = item.get("max_length", defaults.get("max_length", 100))
     if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= 1024:
-        v.fail(
+        v.soft(
             f"{where}.max_length",
             f"{max_length!r} must be an integer from 1 to 1024",
             "use the FileField's max_length (Django's default is 100)",
@@ -295,7 +320,7 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
     for i, pattern in enumerate(staging):
         _check_template(v, f"{where}.staging[{i}]", pattern, allowed={"slug"})
         if pattern.count("{slug}") != 1:
-            v.fail(
+            v.soft(
                 f"{where}.staging[{i}]", f"{pattern!r} must contain {{slug}} exactly once", "e.g. 'downloads/{slug}/*favicon*/*'"
             )
 
@@ -304,7 +329,7 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
     aliases: dict[str, str] = {}
     for src, dst in aliases_data.items():
         if not (isinstance(src, str) and isinstance(dst, str) and src.startswith(".") and dst.startswith(".")):
-            v.fail(f"{where}.extension_aliases", f"{src!r}: {dst!r} must map '.ext' to '.ext'", "e.g. '.jpeg': '.jpg'")
+            v.soft(f"{where}.extension_aliases", f"{src!r}: {dst!r} must map '.ext' to '.ext'", "e.g. '.jpeg': '.jpg'")
         aliases[src.lower()] = dst.lower()
 
     noise = tuple(
@@ -320,7 +345,7 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
         ("retire", RETIRE_POLICIES),
     ):
         if key in policies_data and policies_data[key] not in allowed:
-            v.fail(
+            v.soft(
                 f"{where}.policies.{key}", f"{policies_data[key]!r} is not a known policy", f"use one of: {', '.join(allowed)}"
             )
 
@@ -355,18 +380,18 @@ def _check_template(v: _Validator, where: str, template: str, allowed: set[str])
 
 
 def _check_prefix_overlap(v: _Validator, fields: tuple[FieldMapping, ...]) -> None:
-    for a in fields:
-        for b in fields:
-            if a is b or a.location != b.location:
+    """Two fields that can claim the same key are an error naming both: the same location and upload_to (nested
+    prefixes are fine: the longer one wins), and no include patterns to tell their keys apart."""
+    for i, a in enumerate(fields):
+        for b in fields[i + 1 :]:
+            if a.name == b.name or a.location != b.location or a.upload_to != b.upload_to or a.include or b.include:
                 continue
-            if a.upload_to.startswith(b.upload_to) and a.upload_to != b.upload_to:
-                continue  # nested prefixes: the longer one wins, that is well defined
-            if a.upload_to == b.upload_to and a.table == b.table and a.column != b.column and not (a.include or b.include):
-                v.fail(
-                    f"fields[{a.name}]",
-                    f"shares upload_to {a.upload_to!r} with {b.name} and neither has include patterns",
-                    "give each field its own upload_to, or include globs that tell them apart",
-                )
+            v.soft(
+                f"fields[{a.name}]",
+                f"shares upload_to {a.upload_to!r} with {b.name} and neither has include patterns: both would claim "
+                "every key under it",
+                "give each field its own upload_to, or include globs that tell them apart",
+            )
 
 
 _REQUIRED_HELP = {
@@ -379,12 +404,35 @@ _REQUIRED_HELP = {
 }
 
 
+class _Invalid(Exception):
+    """Ends the part of the map being read; its problem is already recorded."""
+
+
 class _Validator:
+    """Collects every problem of a map: `fail` records one and ends the part being read (a field, a section), `soft`
+    records one and reads on; `check` raises them all at once (ConfigErrors), one as it is (ConfigError)."""
+
     def __init__(self, source: str) -> None:
         self.source = source
+        self.errors: list[ConfigError] = []
+
+    def soft(self, where: str, problem: str, fix: str) -> None:
+        self.errors.append(ConfigError(self.source, where, problem, fix))
 
     def fail(self, where: str, problem: str, fix: str) -> NoReturn:
-        raise ConfigError(self.source, where, problem, fix)
+        self.soft(where, problem, fix)
+        raise _Invalid
+
+    @contextmanager
+    def part(self) -> Iterator[None]:
+        with suppress(_Invalid):
+            yield
+
+    def check(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
 
     def mapping(self, where: str, value: Any) -> dict[str, Any]:
         if value is None:

@@ -271,7 +271,7 @@ def resolve_for_row(
 def mapping_for(media_map: MediaMap, key: str, tenant: str | None = None) -> tuple[FieldMapping, str | None] | None:
     """The field whose location and upload_to hold the key (include/exclude applied), and its tenant."""
     for mapping, key_tenant, rest in _prefix_matches(media_map, key, tenant):
-        if _included(mapping, rest.rsplit("/", 1)[-1]):
+        if _included(mapping, rest):
             return mapping, key_tenant
     return None
 
@@ -287,7 +287,7 @@ def resolve(media_map: MediaMap, key: str, tenant: str | None = None) -> Resolut
         raise UnmappedKeyError(key, "hidden or system file (its name starts with '.'), not media Django wrote")
     for mapping, key_tenant, rest in _prefix_matches(media_map, key, tenant):
         filename = rest.rsplit("/", 1)[-1]
-        if not _included(mapping, filename):
+        if not _included(mapping, rest):
             continue
         rule = f"upload_to {mapping.location + mapping.upload_to!r}"
         stem, ext, ext_note = split_ext(filename, mapping.extension_aliases)
@@ -298,7 +298,7 @@ def resolve(media_map: MediaMap, key: str, tenant: str | None = None) -> Resolut
             if not m:
                 continue
             filename = rest.rsplit("/", 1)[-1]
-            if not _included(mapping, filename):
+            if not _included(mapping, rest):
                 continue
             _, ext, ext_note = split_ext(filename, mapping.extension_aliases)
             return _finish(mapping, key, key_tenant, f"staging {pattern!r}", m.group("slug"), ext, ext_note, from_staging=True)
@@ -378,19 +378,22 @@ def _prefix_matches(media_map: MediaMap, key: str, tenant: str | None) -> list[t
     return hits
 
 
-def _included(mapping: FieldMapping, filename: str) -> bool:
-    """Include / exclude globs, matched case-insensitively against the name as it is and with its extension aliased.
-
-    An alias says two extensions are the same format, so 'nytimes.jpe' is included by '*.jpg' once '.jpe' -> '.jpg'.
+def _included(mapping: FieldMapping, name: str) -> bool:
+    """Include / exclude globs over the key as Django names it (relative to the field's location, 'icons/drafts/a.png')
+    and over its file name alone ('a.png'), matched case-insensitively, each as it is and with its extension aliased:
+    '*.png' and 'icons/drafts/*' both work, and an alias says two extensions are the same format, so 'nytimes.jpe' is
+    included by '*.jpg' once '.jpe' -> '.jpg'.
     """
-    names = {filename.lower()}
-    dot = filename.rfind(".")
-    if dot > 0:
-        raw_ext = filename[dot:].lower()
-        names.add(filename[:dot].lower() + mapping.extension_aliases.get(raw_ext, raw_ext))
+    names: set[str] = set()
+    for candidate in {name, name.rsplit("/", 1)[-1]}:
+        names.add(candidate.lower())
+        dot = candidate.rfind(".")
+        if dot > 0 and "/" not in candidate[dot:]:
+            raw_ext = candidate[dot:].lower()
+            names.add(candidate[:dot].lower() + mapping.extension_aliases.get(raw_ext, raw_ext))
 
     def matches(patterns: tuple[str, ...]) -> bool:
-        return any(fnmatch.fnmatchcase(name, p.lower()) for name in names for p in patterns)
+        return any(fnmatch.fnmatchcase(n, p.lower()) for n in names for p in patterns)
 
     if mapping.include and not matches(mapping.include):
         return False
