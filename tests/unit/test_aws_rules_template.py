@@ -18,6 +18,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from support.template import placeholders
 
 from mediacanon.errors import MediacanonError
 from mediacanon.s3 import S3Adapter
@@ -57,31 +58,10 @@ def resolved_resources(template: dict[str, Any], parameters: dict[str, str]) -> 
     resolver = Resolver(template, parameters)
     names = set(template["Resources"])
     return {
-        logical_id: resolver.resolve(_placeholders(resource, names))
+        logical_id: resolver.resolve(placeholders(resource, names))
         for logical_id, resource in template["Resources"].items()
         if resolver.resource_enabled(resource)
     }
-
-
-def _placeholders(value: Any, resources: set[str]) -> Any:
-    if isinstance(value, list):
-        return [_placeholders(v, resources) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if list(value) == ["Ref"] and value["Ref"] in resources:
-        return f"ref:{value['Ref']}"
-    if list(value) == ["Fn::GetAtt"]:
-        target = value["Fn::GetAtt"]
-        name, attribute = target if isinstance(target, list) else str(target).split(".", 1)
-        return f"getatt:{name}.{attribute}"
-    if list(value) == ["Fn::Sub"] and isinstance(value["Fn::Sub"], str):
-        text = value["Fn::Sub"]
-        for name in resources:
-            text = text.replace(f"${{{name}}}", f"ref:{name}")
-            for attribute in ("Arn", "QueueName", "Endpoint", "DomainName", "Id"):
-                text = text.replace(f"${{{name}.{attribute}}}", f"getatt:{name}.{attribute}")
-        return {"Fn::Sub": text}
-    return {k: _placeholders(v, resources) for k, v in value.items()}
 
 
 def _as_list(value: Any) -> list[Any]:

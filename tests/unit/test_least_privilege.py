@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.template import placeholders
 
 from mediacanon.topology import Resolver, expand
 
@@ -50,7 +51,7 @@ class Stack:
         declared = self.template["Parameters"]
         self.resolver = Resolver(self.template, {k: v for k, v in parameters.items() if k in declared})
         self.resources = {
-            logical_id: self.resolver.resolve(_placeholders(resource, set(self.template["Resources"])))
+            logical_id: self.resolver.resolve(placeholders(resource, set(self.template["Resources"])))
             for logical_id, resource in self.template["Resources"].items()
             if self.resolver.resource_enabled(resource)
         }
@@ -86,28 +87,6 @@ def stack_for(parameters: dict[str, str]) -> Stack:
     if key not in _stacks:
         _stacks[key] = Stack(parameters)
     return _stacks[key]
-
-
-def _placeholders(value: Any, resources: set[str]) -> Any:
-    if isinstance(value, list):
-        return [_placeholders(v, resources) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if list(value) == ["Ref"] and value["Ref"] in resources:
-        return f"ref:{value['Ref']}"
-    if list(value) == ["Fn::GetAtt"]:
-        target = value["Fn::GetAtt"]
-        name, attribute = target if isinstance(target, list) else str(target).split(".", 1)
-        return f"getatt:{name}.{attribute}"
-    if list(value) == ["Fn::Sub"] and isinstance(value["Fn::Sub"], str):
-        # ${Resource} and ${Resource.Attr} inside a Sub: the same placeholders, so the resolver can finish it
-        text = value["Fn::Sub"]
-        for name in resources:
-            text = text.replace(f"${{{name}}}", f"ref:{name}")
-            for attribute in ("Arn", "QueueName", "Endpoint", "DomainName", "Id"):
-                text = text.replace(f"${{{name}.{attribute}}}", f"getatt:{name}.{attribute}")
-        return {"Fn::Sub": text}
-    return {k: _placeholders(v, resources) for k, v in value.items()}
 
 
 def _as_list(value: Any) -> list[Any]:
