@@ -330,3 +330,22 @@ def test_verify_still_finds_a_cdn_copy_with_other_bytes(site: Site) -> None:
     assert not checked.ok
     assert checked.broken_i3_differs == ["icons/paper-001.png"]
     assert set(canonical) == {"icons/paper-000.png", "icons/paper-001.png"}
+
+
+def test_the_plan_does_not_call_an_sse_kms_mirror_different(site: Site) -> None:
+    """The dry-run plan used to read "CDN copy differs" wherever the two ETags differed, which under SSE-KMS is every
+    mirrored key; it now asks the heads and checksums for those keys, and still finds a copy with other bytes."""
+    from mediacanon.plan import Action, build_plan
+
+    site.papers(3)
+    with site.steps() as steps:
+        process_listed(steps, site.listing("icons/paper-"), dry_run=False)
+    with Database(site.conninfo) as db:
+        actions = {i.key: i.action for i in build_plan(site.media_map, S3Adapter(site.client), db).items}
+    assert {k: a for k, a in actions.items() if k.startswith("icons/")} == dict.fromkeys(
+        ["icons/paper-000.png", "icons/paper-001.png", "icons/paper-002.png"], Action.OK
+    )
+    site.client.put_object(Bucket=site.cdn, Key="icons/paper-001.png", Body=b"paper X")
+    with Database(site.conninfo) as db:
+        actions = {i.key: i.action for i in build_plan(site.media_map, S3Adapter(site.client), db).items}
+    assert actions["icons/paper-001.png"] == Action.MIRROR and actions["icons/paper-000.png"] == Action.OK

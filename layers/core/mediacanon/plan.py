@@ -7,7 +7,7 @@ S3 and PostgreSQL adapters, a page of keys at a time so the database sees one qu
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from itertools import islice
@@ -78,11 +78,13 @@ def decide(
     primary: Mapping[str, str],
     cdn: Mapping[str, str],
     owner_canonical: str | None,
+    mirrors: Callable[[str], bool] | None = None,
 ) -> PlanItem:
     """The action for one object of the primary bucket.
 
     `primary` and `cdn` map keys to ETags; `owner_canonical` is the canonical key computed from the owner's row
-    (the row is the authority over the name when there is one).
+    (the row is the authority over the name when there is one). `mirrors(key)` settles a key whose two ETags differ
+    (an SSE-KMS copy's ETag is not its source's: `steps.confirm_same_bytes`); without it, other ETags mean other bytes.
     """
     mapping = resolution.field
     if owner is None:
@@ -116,7 +118,7 @@ def decide(
         return PlanItem(key, Action.LINK, how, mapping.name, canonical, owner)
     if cdn.get(key) is None:
         return PlanItem(key, Action.MIRROR, "missing from the CDN bucket", mapping.name, canonical, owner)
-    if cdn[key] != primary[key]:
+    if cdn[key] != primary[key] and not (mirrors is not None and mirrors(key)):
         return PlanItem(key, Action.MIRROR, "CDN copy differs", mapping.name, canonical, owner)
     return PlanItem(key, Action.OK, "canonical, referenced and mirrored", mapping.name, canonical, owner)
 
@@ -130,7 +132,7 @@ def build_plan(media_map: MediaMap, s3: S3Adapter, db: Database, page_size: int 
     plan = Plan()
     keys = iter(sorted(primary))
     while page := list(islice(keys, page_size)):
-        plan.items.extend(_plan_page(media_map, db, page, primary, cdn))
+        plan.items.extend(_plan_page(media_map, db, page, primary, cdn, _mirrors(media_map, s3)))
     plan.items.extend(_plan_rows(media_map, s3, db, primary))
     return plan
 
@@ -169,11 +171,30 @@ def build_plan_for_keys(media_map: MediaMap, s3: S3Adapter, db: Database, keys: 
     """The plan of one batch of primary keys (the backfill's dry run), with HEADs instead of listings."""
     primary = _HeadedEtags(s3, media_map.buckets.primary)
     cdn = _HeadedEtags(s3, media_map.buckets.cdn)
-    return list(_plan_page(media_map, db, list(keys), primary, cdn))
+    return list(_plan_page(media_map, db, list(keys), primary, cdn, _mirrors(media_map, s3)))
+
+
+def _mirrors(media_map: MediaMap, s3: S3Adapter) -> Callable[[str], bool]:
+    """Whether the CDN bucket holds the primary object's bytes under `key`, for a key whose two ETags differ: the heads
+    (a copy's recorded ETag), then the checksums S3 holds. Two to four HEADs, asked only when the ETags differ."""
+    from mediacanon.steps import confirm_same_bytes
+
+    primary, cdn = media_map.buckets.primary, media_map.buckets.cdn
+
+    def mirrors(key: str) -> bool:
+        source, copy = s3.head(primary, key), s3.head(cdn, key)
+        return source is not None and copy is not None and confirm_same_bytes(s3, primary, source, cdn, copy)
+
+    return mirrors
 
 
 def _plan_page(
-    media_map: MediaMap, db: Database, page: list[str], primary: Mapping[str, str], cdn: Mapping[str, str]
+    media_map: MediaMap,
+    db: Database,
+    page: list[str],
+    primary: Mapping[str, str],
+    cdn: Mapping[str, str],
+    mirrors: Callable[[str], bool] | None = None,
 ) -> Iterator[PlanItem]:
     resolved: list[tuple[str, naming.Resolution]] = []
     for key in page:
@@ -200,7 +221,7 @@ def _plan_page(
             except UnsafeKeyError as exc:
                 yield PlanItem(key, Action.REFUSE, exc.reason, res.field.name, None, owner)
                 continue
-        yield decide(key, res, owner, primary, cdn, owner_canonical)
+        yield decide(key, res, owner, primary, cdn, owner_canonical, mirrors)
 
 
 def resolve_by_reference(media_map: MediaMap, db: Database, key: str) -> naming.Resolution | None:
