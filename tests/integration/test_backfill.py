@@ -276,6 +276,7 @@ def test_a_backfill_killed_midway_and_run_again_ends_in_the_same_state(site: Sit
 
 def test_rollback_restores_the_names_and_rows_of_an_execution(site: Site) -> None:
     from mediacanon.db import Database
+    from mediacanon.invariants import check_invariants
     from mediacanon.ledger import Ledger
     from mediacanon.rollback import rollback
     from mediacanon.s3 import S3Adapter
@@ -290,13 +291,25 @@ def test_rollback_restores_the_names_and_rows_of_an_execution(site: Site) -> Non
         undone = rollback(site.media_map, S3Adapter(site.client), db, ledger, execution=execution)
 
     assert undone.rows_changed_since == []
-    # every row is back where it was, and every key a row pointed at before exists again, with its bytes
+    # every row is back where it was, but the repair: guardian's row pointed at a 404 (its file only in the legacy
+    # bucket) and stays on the copy the backfill made, reported with its reason (I1: never back onto a 404)
     rows_after = site.rows()
     assert rows_after["nytimes"] == rows_before["nytimes"]
-    assert rows_after["el-pais"] == rows_before["el-pais"]
-    assert site.body(site.primary, "icons/nytimes_icon_v2_final.png") == b"nyt icon"
-    assert site.body(site.primary, "mastheads/NYTimes_Masthead_FINAL (1).JPG") == b"nyt masthead"
-    assert rows_after == rows_before
+    assert rows_after["el-pais"] == rows_before["el-pais"]  # it had no file: empty again
+    assert rows_before["guardian"] == ("icons/guardian_old.png", None) and rows_after["guardian"] == ("icons/guardian.png", None)
+    assert {k: v for k, v in rows_after.items() if k != "guardian"} == {k: v for k, v in rows_before.items() if k != "guardian"}
+    assert [s["reason"] for s in undone.skipped] == [
+        "left on its key: its file 'icons/guardian_old.png' was in no bucket before (a repair)"
+    ]
+    # every key a row points at again exists in both buckets, with its bytes, marked as restored
+    for key, body in (
+        ("icons/nytimes_icon_v2_final.png", b"nyt icon"),
+        ("mastheads/NYTimes_Masthead_FINAL (1).JPG", b"nyt masthead"),
+    ):
+        assert site.body(site.primary, key) == site.body(site.cdn, key) == body
+    with Database(site.conninfo) as db:
+        checked = check_invariants(site.media_map, S3Adapter(site.client), db, Ledger(db, site.media_map.schema))
+    assert checked.ok, checked.summary()
 
 
 # -- the batch worker on listed objects (what the ItemReader gives it: key, ETag, size) --------------------------------

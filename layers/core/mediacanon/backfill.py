@@ -45,7 +45,7 @@ from mediacanon.s3 import (
     ObjectHead,
     copied_metadata,
 )
-from mediacanon.steps import PRIMARY_ETAG, SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps, compare_heads
+from mediacanon.steps import PRIMARY_ETAG, RESTORED_BY, SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps, compare_heads
 
 if TYPE_CHECKING:
     from mediacanon.db import Database, Row
@@ -774,7 +774,7 @@ def prune_mirror(steps: Steps, *, dry_run: bool, max_deletes: int) -> BatchResul
             extra.append((obj.key, policy))
         elif not canonical:
             head = s3.head(media_map.buckets.primary, obj.key)
-            if head is None or (SOURCE_ETAG not in head.metadata and FALLBACK_SOURCE not in head.metadata):
+            if head is None or not ({SOURCE_ETAG, FALLBACK_SOURCE, RESTORED_BY} & set(head.metadata)):
                 extra.append((obj.key, policy))
     to_delete = [key for key, policy in extra if policy == "delete"]
     for key, policy in extra:

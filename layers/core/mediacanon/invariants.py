@@ -36,7 +36,7 @@ from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
 from mediacanon.mediamap import MediaMap
 from mediacanon.plan import row_canonical
 from mediacanon.s3 import etag_is_digest
-from mediacanon.steps import SOURCE_ETAG, SOURCE_KEY, same_bytes
+from mediacanon.steps import RESTORED_BY, SOURCE_ETAG, SOURCE_KEY, same_bytes
 
 if TYPE_CHECKING:
     from mediacanon.db import Database
@@ -115,9 +115,10 @@ def check_invariants(
     primary_bucket, cdn_bucket = media_map.buckets.primary, media_map.buckets.cdn
     primary = {o.key: o for o in s3.iter_objects(primary_bucket)}
     cdn = {o.key: o for o in s3.iter_objects(cdn_bucket)}
-    entries = [e for e in ledger.entries() if e.rolled_back_at is None]
+    every_entry = ledger.entries()
+    entries = [e for e in every_entry if e.rolled_back_at is None]
     changed_rows: dict[str, set[Any]] = defaultdict(set)
-    for entry in entries:
+    for entry in every_entry:  # a rollback changes rows too: its entries' rows are held to I1 as well
         changed_rows[entry.field].update(c["id"] for c in entry.changes)
     retired = {e.source_key for e in entries if e.retired_at is not None and e.source_key}
 
@@ -188,7 +189,8 @@ def check_invariants(
         if key not in canonical_primary:
             # a key canonical by its row (a name with no ASCII slug) carries its source on the copy
             head = s3.head(primary_bucket, key)
-            if head is None or SOURCE_KEY not in head.metadata:
+            # and one a rollback restored carries the ledger entry it reversed (rollback.RESTORED_BY)
+            if head is None or (SOURCE_KEY not in head.metadata and RESTORED_BY not in head.metadata):
                 report.violations.append(Violation("I3", "cdn_key_not_canonical", key, "the CDN holds a non-canonical key"))
                 continue
         if obj.etag != primary[key].etag:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 SOURCE_KEY = "mediacanon-source-key"
 SOURCE_ETAG = "mediacanon-source-etag"
 PRIMARY_ETAG = "mediacanon-primary-etag"  # on a CDN copy: the primary object's ETag it mirrors
+RESTORED_BY = "mediacanon-restored-by-rollback"  # on the copies rollback restores: the ledger entry it reversed
 
 # What S3 names as an "Object Created" event's `reason` when a client uploaded the bytes itself (Django's storage:
 # PutObject, or a multipart upload for large files; a browser form: POST Object). Any other reason (CopyObject, or
@@ -261,6 +262,10 @@ class Steps:
             head = self.s3.head(self.primary, key)
         if head is None:
             return StepResult(Outcome.SKIPPED, key, "no longer in the primary bucket (stale event)")
+        if RESTORED_BY in head.metadata:
+            # a rollback put these bytes back under this name: events queued before it must not rename them again
+            # (a new file under the key carries no mark, and is normalized as any upload)
+            return StepResult(Outcome.SKIPPED, key, f"restored by a rollback (ledger entry {head.metadata[RESTORED_BY]})")
         if owner is None:
             owner = find_owners(self.db, [(key, res)]).get(key)
         if owner is None:
