@@ -9,28 +9,231 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mediacanon import mediamap, naming
-from mediacanon.errors import ConfigError, MediacanonError, UnmappedKeyError, UnsafeKeyError
+from mediacanon.errors import ConfigError, MediacanonError, RetryableError, UnmappedKeyError, UnsafeKeyError
 
+# User data (keys, paths, error texts) is printed verbatim: no markup (`[draft]` is not a tag), no emoji codes
+# (`:smile:` stays as typed), no highlighting. Styles come from Text objects only.
 # Not a terminal (CI logs, pipes): wide enough that keys are not folded mid-name.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+console = Console(width=None if sys.stdout.isatty() else 200, markup=False, emoji=False, highlight=False)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200, markup=False, emoji=False, highlight=False)
 
+# Exit codes: 0 done; 1 the run failed or found what it checks for broken; 2 the command line is wrong (an option's
+# value, an unknown name, a missing folder or manifest: nothing was started) or explain refused the key;
+# 130 interrupted.
+EXIT_FAILED = 1
 EXIT_REFUSED = 2
+EXIT_USAGE = 2
+
+PHASES = ("objects", "rows", "mirror", "report")  # mediacanon.backfill.PHASES (not imported: it pulls in the steps)
+PLAN_ACTIONS = ("rename", "link", "mirror", "orphan", "refuse", "missing", "repair", "ok", "skip")
+LOCAL_UP = "`mediacanon local up`"
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+def _say(text: str | Text, *, err: bool = False) -> None:
+    """One line of output, verbatim: never read as markup or emoji codes, never folded."""
+    (err_console if err else console).print(text, soft_wrap=True)
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    _say(Text.assemble(("error:", "red"), " ", message), err=True)
     sys.exit(code)
+
+
+# -- expected failures: one line, never a traceback ------------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+_database_in_use: list[str] = []  # the conninfo the command uses (from --database-url, DATABASE_URL or local up)
+
+
+def _database_where() -> str:
+    """Where the database settings come from, for a message: the variable or option, and its host/port/dbname."""
+    url = _database_in_use[-1] if _database_in_use else os.environ.get("DATABASE_URL")
+    where = "DATABASE_URL (or --database-url)"
+    if not url:
+        return where
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # a malformed URL is reported by _check_database_url
+        return where
+    target = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', parts.get('user', ''))}"
+    return f"{where} {target}"
+
+
+def _endpoint_where() -> str:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    return f"AWS_ENDPOINT_URL {endpoint}" if endpoint else "AWS (no AWS_ENDPOINT_URL set)"
+
+
+def describe_error(exc: BaseException) -> str | None:
+    """The one-line message (what failed: detail (fix: ...)) for an expected failure; None for a bug."""
+    import psycopg
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        ReadTimeoutError,
+    )
+
+    chain = list(_chain(exc))
+    ours = next((e for e in chain if isinstance(e, MediacanonError)), None)
+    context = f" ({_one_line(str(ours))})" if ours is not None and ours is not exc else ""
+    for cause in chain:
+        if isinstance(cause, EndpointConnectionError | ConnectTimeoutError | ConnectionClosedError | ReadTimeoutError):
+            fix = (
+                f"the emulator has stopped or never ran: start it ({LOCAL_UP}) or correct AWS_ENDPOINT_URL, then run the "
+                "same command again"
+                if os.environ.get("AWS_ENDPOINT_URL")
+                else "check the network and AWS_DEFAULT_REGION, then run the same command again"
+            )
+            return f"cannot reach {_endpoint_where()}: {_one_line(str(cause))}{context} (fix: {fix})"
+        if isinstance(cause, NoCredentialsError | NoRegionError):
+            return (
+                f"AWS is not configured: {_one_line(str(cause))} (fix: set AWS_PROFILE or AWS credentials and AWS_DEFAULT_REGION)"
+            )
+        if isinstance(cause, psycopg.OperationalError):
+            return (
+                f"the database refuses the connection ({_database_where()}): {_one_line(str(cause))}{context} "
+                f"(fix: start PostgreSQL or correct DATABASE_URL: host, port, user, password, database name; {LOCAL_UP} "
+                "runs one)"
+            )
+        if isinstance(cause, psycopg.ProgrammingError) and ("connection info" in str(cause) or "percent-encoded" in str(cause)):
+            return _bad_database_url(_one_line(str(cause)))
+        if isinstance(cause, ClientError) and ours is None:
+            error = cause.response.get("Error", {})
+            return (
+                f"AWS refused {cause.operation_name}: {error.get('Code', '?')}: {_one_line(error.get('Message', ''))} "
+                "(fix: check the ARN or name given, the region and your credentials' permissions)"
+            )
+    if isinstance(exc, ConfigError):
+        return str(exc)  # file: place: problem (fix: ...)
+    if ours is not None:
+        message = _one_line(str(ours))
+        if "(fix:" in message or "fix:" in message:
+            return message
+        if isinstance(ours, RetryableError):
+            return f"{message} (fix: this may pass on its own: run the same command again)"
+        return message
+    return None
+
+
+def _bad_database_url(detail: str) -> str:
+    return (
+        f"DATABASE_URL (or --database-url) is not a PostgreSQL URL or conninfo: {detail} "
+        "(fix: use postgresql://USER:PASSWORD@HOST:5432/DBNAME, percent-encoding special characters)"
+    )
+
+
+class _Main(click.Group):
+    """The command group: maps the failures a user can cause or meet (a bad media map, a database or an endpoint
+    that is down, a failed AWS call) to `error: ...` on stderr and exit 1. Anything else is a bug: its traceback shows."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            message = describe_error(exc)
+            if message is None:
+                raise
+            _fail(message)
+
+
+class _PhasesCommand(click.Command):
+    """Takes `--phase objects report` (the phases after one --phase, up to the next option) as well as
+    `--phase objects --phase report`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, spread_phases(args))
+
+
+def spread_phases(args: Sequence[str]) -> list[str]:
+    """`--phase a b` -> `--phase a --phase b`: bare words after a --phase value (this command has no arguments)."""
+    out: list[str] = []
+    after_phase = False
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            out.append(arg)
+            out.extend(it)
+            break
+        if arg == "--phase":
+            out.append(arg)
+            value = next(it, None)
+            if value is not None:
+                out.append(value)
+            after_phase = value is not None
+            continue
+        if arg.startswith("-"):
+            after_phase = arg.startswith("--phase=")
+            out.append(arg)
+            continue
+        out.extend(["--phase", arg] if after_phase else [arg])
+    return out
+
+
+def _iso_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (fix: e.g. 2026-11-21T10:00:00+00:00, or `date -u -Iseconds`)"
+        ) from None
+
+
+def _check_database_url(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception as exc:  # psycopg.ProgrammingError: the text itself cannot be parsed
+        _fail(_bad_database_url(_one_line(str(exc))))
+    port = str(parts.get("port", "5432"))
+    if not all(p.strip().isdigit() for p in port.split(",")):
+        _fail(_bad_database_url(f"port {port!r} is not a number"))
+    _database_in_use.append(url)
+    return url
+
+
+def _need_database(database_url: str | None, why: str = "") -> str:
+    url = use_endpoints(database_url)
+    if not url:
+        _fail(f"no database{why}: set DATABASE_URL, pass --database-url, or run {LOCAL_UP}")
+    return _check_database_url(url)
 
 
 def _state_dir() -> Path:
@@ -63,6 +266,17 @@ def _load_map(config: str) -> mediamap.MediaMap:
         _fail(str(exc))
 
 
+def _check_fields(media_map: mediamap.MediaMap, fields: Sequence[str], option: str = "--field") -> None:
+    names = [f.name for f in media_map.fields]
+    unknown = [f for f in fields if f not in names]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown field {', '.join(map(repr, unknown))}: the media map has {', '.join(names)} "
+            "(fix: pass one of those names; `mediacanon check-config` lists them)",
+            param_hint=f"'{option}'",
+        )
+
+
 config_option = click.option(
     "--config",
     "config",
@@ -77,7 +291,7 @@ database_option = click.option(
 )
 
 
-@click.group()
+@click.group(cls=_Main)
 @click.version_option(package_name="mediacanon")
 def main() -> None:
     """mediacanon: canonical media keys for Django in S3, its CDN mirror and the database, kept in agreement."""
@@ -88,18 +302,16 @@ def main() -> None:
 def check_config(config: str) -> None:
     """Validate the media map; print its fields."""
     media_map = _load_map(config)
-    console.print(f"[green]{config}: valid[/green]", highlight=False)
+    _say(Text(f"{config}: valid", style="green"))
     for f in media_map.fields:
         p = f.policies
-        console.print(
-            f"[bold]{f.name}[/bold]  {f.table}.{f.column} (slug: {f.slug_column}, max_length {f.max_length})", highlight=False
-        )
-        console.print(f"  {f.location + f.upload_to} -> {f.location + f.canonical}", highlight=False)
+        _say(Text.assemble((f.name, "bold"), f"  {f.table}.{f.column} (slug: {f.slug_column}, max_length {f.max_length})"))
+        _say(f"  {f.location + f.upload_to} -> {f.location + f.canonical}")
         for pattern in f.staging:
-            console.print(f"  staging {f.location + pattern}", highlight=False)
-        console.print(f"  policies: collision={p.collision} mirror_deletes={p.mirror_deletes} retire={p.retire}", highlight=False)
+            _say(f"  staging {f.location + pattern}")
+        _say(f"  policies: collision={p.collision} mirror_deletes={p.mirror_deletes} retire={p.retire}")
     b = media_map.buckets
-    console.print(f"buckets: primary={b.primary} cdn={b.cdn} fallbacks (read-only)={', '.join(b.fallbacks) or '-'}")
+    _say(f"buckets: primary={b.primary} cdn={b.cdn} fallbacks (read-only)={', '.join(b.fallbacks) or '-'}")
 
 
 @main.command()
@@ -124,7 +336,7 @@ def explain(
         if as_json:
             click.echo(json.dumps({"key": key, "error": exc.reason, "kind": kind}))
         else:
-            err_console.print(f"[red]{kind}:[/red] {key!r}: {exc.reason}", highlight=False)
+            _say(Text.assemble((f"{kind}:", "red"), f" {key!r}: {exc.reason}"), err=True)
         sys.exit(EXIT_REFUSED)
     out: dict[str, Any] = {
         "key": key,
@@ -139,18 +351,15 @@ def explain(
     }
     url = None if offline else use_endpoints(database_url)
     if url:
-        out.update(_explain_owner(url, key, res))
+        out.update(_explain_owner(_check_database_url(url), key, res))
     if as_json:
         click.echo(json.dumps(out, ensure_ascii=False))
         return
-    console.print(f"[bold]{key}[/bold] -> [green]{out['canonical_key']}[/green]", highlight=False)
-    console.print(f"  field: {res.field.name} ({res.field.table}.{res.field.column})   rule: {res.rule}", highlight=False)
+    _say(Text.assemble((key, "bold"), " -> ", (str(out["canonical_key"]), "green")))
+    _say(f"  field: {res.field.name} ({res.field.table}.{res.field.column})   rule: {res.rule}")
     for step in out["why"]:
-        console.print(f"  - {step}", highlight=False)
-    console.print(
-        f"  owner: {out['owner'] or ('no row owns it' if url else 'no database given (name alone)')}",
-        highlight=False,
-    )
+        _say(f"  - {step}")
+    _say(f"  owner: {out['owner'] or ('no row owns it' if url else 'no database given (name alone)')}")
 
 
 def _explain_owner(database_url: str, key: str, res: naming.Resolution) -> dict[str, Any]:
@@ -162,7 +371,7 @@ def _explain_owner(database_url: str, key: str, res: naming.Resolution) -> dict[
             db.check_field(res.field)
             owner = find_owners(db, [(key, res)]).get(key)
     except MediacanonError as exc:
-        _fail(f"database lookup failed: {exc}")
+        _fail(f"database lookup failed: {describe_error(exc) or exc}")
     if owner is None:
         return {"owner": None}
     canonical = naming.canonical_key_for_row(res.field, owner.slug, key, owner.tenant)
@@ -179,13 +388,8 @@ def _explain_owner(database_url: str, key: str, res: naming.Resolution) -> dict[
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-@click.option(
-    "--only",
-    "only",
-    multiple=True,
-    help="show only these actions (rename, link, mirror, orphan, refuse, missing, repair, ok, skip)",
-)
-@click.option("--limit", type=int, default=None, help="show at most N rows of the table (totals always count all)")
+@click.option("--only", "only", multiple=True, type=click.Choice(PLAN_ACTIONS), help="show only these actions (repeatable)")
+@click.option("--limit", type=click.IntRange(0), default=None, help="show at most N rows of the table (totals always count all)")
 @config_option
 @database_option
 def plan(as_json: bool, only: tuple[str, ...], limit: int | None, config: str, database_url: str | None) -> None:
@@ -195,37 +399,31 @@ def plan(as_json: bool, only: tuple[str, ...], limit: int | None, config: str, d
     from mediacanon.s3 import S3Adapter
 
     media_map = _load_map(config)
-    url = use_endpoints(database_url)
-    if not url:
-        _fail("no database: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
-    try:
-        with Database(url) as db, console.status("listing buckets and rows ..."):
-            result = build_plan(media_map, S3Adapter(), db)
-    except MediacanonError as exc:
-        _fail(str(exc))
+    url = _need_database(database_url)
+    with Database(url) as db, console.status("listing buckets and rows ..."):
+        result = build_plan(media_map, S3Adapter(), db)
     items = [i for i in result.items if not only or i.action.value in only]
     if as_json:
         data = result.to_json()
         data["items"] = [d for d in data["items"] if not only or d["action"] in only]
         click.echo(json.dumps(data, ensure_ascii=False, default=str))
         return
-    table = Table(title=f"plan for s3://{media_map.buckets.primary} (dry run: nothing written)", title_justify="left")
+    table = Table(title=Text(f"plan for s3://{media_map.buckets.primary} (dry run: nothing written)"), title_justify="left")
     for column in ("key", "canonical key", "owner row", "action", "why"):
         table.add_column(column, overflow="fold")
     for item in items[:limit]:
         owner = f"{item.owner.id} ({item.owner.slug}, by {item.owner.matched_by})" if item.owner else "-"
-        table.add_row(item.key, item.canonical_key or "-", owner, item.action.value, item.reason)
+        table.add_row(*(Text(str(v)) for v in (item.key, item.canonical_key or "-", owner, item.action.value, item.reason)))
     console.print(table)
     if limit is not None and len(items) > limit:
-        console.print(f"... {len(items) - limit} more (use --limit or --json)")
+        _say(f"... {len(items) - limit} more (use --limit or --json)")
     totals = result.totals
-    console.print(
+    _say(
         "PLAN | "
         + " ".join(
             f"{name}={totals.get(name, 0)}"
             for name in ("rename", "link", "mirror", "repair", "ok", "orphan", "missing", "refuse", "skip")
-        ),
-        highlight=False,
+        )
     )
 
 
@@ -241,43 +439,51 @@ def verify_command(as_json: bool, config: str, database_url: str | None) -> None
     from mediacanon.verify import verify
 
     media_map = _load_map(config)
-    url = use_endpoints(database_url)
-    if not url:
-        _fail("no database: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
-    try:
-        with Database(url) as db:
-            result = verify(media_map, S3Adapter(), db, Ledger(db, media_map.schema))
-    except MediacanonError as exc:
-        _fail(str(exc))
+    url = _need_database(database_url)
+    with Database(url) as db:
+        result = verify(media_map, S3Adapter(), db, Ledger(db, media_map.schema))
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))
     else:
         data = result.to_json()
         for name, section in (("I1 never a 404", data["i1_never_a_404"]), ("I3 exact mirror", data["i3_exact_mirror"])):
-            console.print(f"{name}: {'[green]ok[/green]' if section['ok'] else '[red]BROKEN[/red]'}", highlight=False)
+            _say(Text.assemble(f"{name}: ", ("ok", "green") if section["ok"] else ("BROKEN", "red")))
             for what, items in section.items():
                 if what != "ok" and items:
-                    console.print(f"  {what}: {len(items)}", highlight=False)
+                    _say(f"  {what}: {len(items)}")
                     for item in items[:20]:
-                        console.print(f"    {item}", highlight=False)
+                        _say(f"    {item}")
         for what, items in data["report"].items():
-            console.print(f"{what.replace('_', ' ')}: {len(items)}" + (f"  e.g. {items[0]}" if items else ""), highlight=False)
-        console.print(
-            "VERIFY | " + ("ok" if result.ok else "BROKEN") + " | " + " ".join(f"{k}={v}" for k, v in result.counts.items()),
-            highlight=False,
-        )
+            _say(f"{what.replace('_', ' ')}: {len(items)}" + (f"  e.g. {items[0]}" if items else ""))
+        _say("VERIFY | " + ("ok" if result.ok else "BROKEN") + " | " + " ".join(f"{k}={v}" for k, v in result.counts.items()))
     sys.exit(0 if result.ok else 1)
 
 
-@main.command("backfill")
+@main.command("backfill", cls=_PhasesCommand)
 @click.option("--dry-run", is_flag=True, help="plan only: nothing is written anywhere but the report")
 @click.option(
-    "--phase", "phases", multiple=True, type=click.Choice(["objects", "rows", "mirror", "report"]), help="run only these phases"
+    "--phase",
+    "phases",
+    multiple=True,
+    type=click.Choice(PHASES),
+    help="run only these phases: `--phase objects report` or `--phase objects --phase report`",
 )
 @click.option("--field", "fields", multiple=True, help="only these field mappings (by name)")
-@click.option("--max-deletes", type=int, default=1000, show_default=True, help="abort the mirror prune above this many deletions")
+@click.option(
+    "--max-deletes",
+    type=click.IntRange(0),
+    default=1000,
+    show_default=True,
+    help="abort the mirror prune above this many deletions",
+)
 @click.option("--state-machine-arn", default=None, help="run on AWS: start this deployed state machine instead of the local one")
-@click.option("--timeout", type=float, default=3600, show_default=True, help="seconds to wait for the execution")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=3600,
+    show_default=True,
+    help="seconds to wait for the execution",
+)
 @config_option
 @database_option
 def backfill_command(
@@ -292,6 +498,7 @@ def backfill_command(
 ) -> None:
     """Start a backfill of everything that already exists, show its progress, print its report line."""
     media_map = _load_map(config)
+    _check_fields(media_map, fields)
     if state_machine_arn:
         from mediacanon.sfnremote import run_remote
 
@@ -304,71 +511,109 @@ def backfill_command(
             timeout=timeout,
         )
     else:
+        from mediacanon.db import Database
+        from mediacanon.s3 import S3Adapter
         from mediacanon.sfnlocal import run_backfill
 
-        url = use_endpoints(database_url)
-        if not url:
-            _fail("no database: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
-        try:
-            result = run_backfill(
-                media_map,
-                endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
-                database_url=url,
-                dry_run=dry_run,
-                phases=list(phases) or None,
-                fields=list(fields) or None,
-                max_deletes=max_deletes,
-                progress=True,
-                timeout=timeout,
-            )
-        except MediacanonError as exc:
-            _fail(str(exc))
-    console.print(f"execution: {result.execution_arn}  status: {result.status}", highlight=False)
+        url = _need_database(database_url)
+        # what the execution's first task would find out, found out before it starts: the database answers, the
+        # fields' tables and columns exist, the primary bucket is there
+        with Database(url) as db:
+            for mapping in media_map.fields:
+                if not fields or mapping.name in fields:
+                    db.check_field(mapping)
+        next(iter(S3Adapter().iter_objects(media_map.buckets.primary, page_size=1)), None)
+        result = run_backfill(
+            media_map,
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
+            database_url=url,
+            dry_run=dry_run,
+            phases=list(phases) or None,
+            fields=list(fields) or None,
+            max_deletes=max_deletes,
+            progress=True,
+            timeout=timeout,
+        )
+    _say(f"execution: {result.execution_arn}  status: {result.status}")
     if result.failed_items:
-        console.print(f"[red]{result.failed_items} item(s) failed in map runs[/red] (not in the report; see the map run)")
-    if result.error:
-        console.print(f"[red]error:[/red] {result.error}", highlight=False)
+        _say(Text.assemble((f"{result.failed_items} item(s) failed in map runs", "red"), " (not in the report; see the map run)"))
     for key in result.report_keys:
-        console.print(f"report: s3://{media_map.buckets.primary}/{key}", highlight=False)
+        _say(f"report: s3://{media_map.buckets.primary}/{key}")
     if result.report_line:
-        console.print(result.report_line, highlight=False)
-    sys.exit(0 if result.status == "SUCCEEDED" else 1)
+        _say(result.report_line)
+    if result.error:
+        name = result.execution_arn.rsplit(":", 1)[-1]
+        _fail(
+            f"backfill {name} {result.status.lower()}: {task_error(result.error)} (fix: correct that, then run the backfill "
+            f"again: every phase is idempotent; `mediacanon report {name}` shows what was done)"
+        )
+    sys.exit(0 if result.status == "SUCCEEDED" else EXIT_FAILED)
+
+
+_FIELD = r'"{}"\s*:\s*("(?:[^"\\]|\\.)*")'
+
+
+def task_error(error: str) -> str:
+    """A failed execution's error, one line: `ErrorType: message` of the Lambda error a task failed with, not the
+    JSON (its stack trace escaped) that Step Functions carries as the cause; the cause itself for other errors.
+    Takes `error: cause` as mediacanon.sfnlocal gives it, which may be cut short."""
+    from mediacanon.backfill import _child_error
+
+    name, _, cause = error.partition(": ")
+    text = _child_error({"Error": name, "Cause": cause})
+    if cause.lstrip().startswith("{") and text == f"{name}: {cause}":  # JSON cut short: read the leading fields
+        found = {}
+        for field in ("errorType", "errorMessage"):
+            match = re.search(_FIELD.format(field), cause)
+            if match:
+                found[field] = json.loads(match.group(1))
+        if "errorMessage" in found:
+            text = f"{found.get('errorType', name)}: {found['errorMessage']}"
+    return _one_line(text)
 
 
 @main.command("rollback")
 @click.argument("execution", required=False)
-@click.option("--since", "since", default=None, help="reverse every rename since this ISO time (e.g. 2026-11-21T10:00:00+00:00)")
+@click.option(
+    "--since",
+    "since",
+    default=None,
+    callback=_iso_time,
+    help="reverse every rename since this ISO time (e.g. 2026-11-21T10:00:00+00:00)",
+)
 @click.option("--dry-run", is_flag=True, help="list what would be restored; change nothing")
 @config_option
 @database_option
-def rollback_command(execution: str | None, since: str | None, dry_run: bool, config: str, database_url: str | None) -> None:
-    """Reverse the renames of EXECUTION (or --since TIME) from the ledger: copy back retired sources, swap rows back."""
-    from datetime import datetime
-
+def rollback_command(execution: str | None, since: datetime | None, dry_run: bool, config: str, database_url: str | None) -> None:
+    """Reverse the renames of EXECUTION (its name or ARN; or --since TIME) from the ledger: copy back retired
+    sources, swap rows back."""
     from mediacanon.db import Database
     from mediacanon.ledger import Ledger
     from mediacanon.rollback import rollback
     from mediacanon.s3 import S3Adapter
 
     if (execution is None) == (since is None):
-        _fail("name an EXECUTION or pass --since TIME (exactly one)")
+        raise click.UsageError("name an EXECUTION or pass --since TIME (exactly one)")
+    name = execution.rsplit(":", 1)[-1] if execution else None  # the ledger records the execution's name
     media_map = _load_map(config)
-    url = use_endpoints(database_url)
-    if not url:
-        _fail("no database: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
-    when = datetime.fromisoformat(since) if since else None
-    try:
-        with Database(url) as db:
-            result = rollback(
-                media_map, S3Adapter(), db, Ledger(db, media_map.schema), execution=execution, since=when, dry_run=dry_run
+    url = _need_database(database_url)
+    with Database(url) as db:
+        ledger = Ledger(db, media_map.schema)
+        if name is not None and not ledger.entries(execution=name):
+            raise click.BadParameter(
+                f"no rename of execution {name!r} is in the ledger (fix: pass the name or ARN `mediacanon backfill` "
+                "printed, or --since TIME for the live path's renames)",
+                param_hint="'EXECUTION'",
             )
-    except MediacanonError as exc:
-        _fail(str(exc))
+        try:
+            result = rollback(media_map, S3Adapter(), db, ledger, execution=name, since=since, dry_run=dry_run)
+        except FileNotFoundError as exc:  # mediacanon.rollback: a canonical copy to restore from is gone
+            _fail(f"rollback stopped: {exc} (fix: restore that object from its bucket's versions, then roll back again)")
     for key in result.restored_objects:
-        console.print(f"{'would restore' if dry_run else 'restored'} {key}", highlight=False)
+        _say(f"{'would restore' if dry_run else 'restored'} {key}")
     for row in result.rows_changed_since:
-        console.print(f"left alone (changed since): {row}", highlight=False)
-    console.print(result.line, highlight=False)
+        _say(f"left alone (changed since): {row}")
+    _say(result.line)
 
 
 @main.command("report")
@@ -377,6 +622,7 @@ def rollback_command(execution: str | None, since: str | None, dry_run: bool, co
 @config_option
 def report_command(execution: str, as_csv: bool, config: str) -> None:
     """Print the report of a backfill EXECUTION (its name or ARN) from the reports prefix."""
+    from mediacanon.errors import NotFoundError
     from mediacanon.s3 import S3Adapter
 
     media_map = _load_map(config)
@@ -384,17 +630,21 @@ def report_command(execution: str, as_csv: bool, config: str) -> None:
     name = execution.rsplit(":", 1)[-1]
     base = f"{media_map.reports_prefix}{name}/report"
     s3 = S3Adapter()
+    where = f"s3://{media_map.buckets.primary}/{base}.{'csv' if as_csv else 'json'}"
     try:
         if as_csv:
             click.echo(s3.get_bytes(media_map.buckets.primary, base + ".csv").decode(), nl=False)
             return
         data = json.loads(s3.get_bytes(media_map.buckets.primary, base + ".json"))
-    except MediacanonError as exc:
-        _fail(f"no report for {name!r} at s3://{media_map.buckets.primary}/{base}.json ({exc})")
+    except NotFoundError:
+        _fail(
+            f"no report for {name!r} at {where} (fix: pass the execution name or ARN `mediacanon backfill` printed; "
+            "a run still going or one that failed before its report phase has none yet)"
+        )
     counts = Counter(item["outcome"] for item in data.get("items", []))
     for outcome, n in sorted(counts.items()):
-        console.print(f"{outcome}: {n}", highlight=False)
-    console.print(data["line"], highlight=False)
+        _say(f"{outcome}: {n}")
+    _say(data["line"])
 
 
 UPLOAD_LISTED = ("invalid", "conflict", "missing", "failed", "unmapped")  # outcomes printed one line each
@@ -464,7 +714,20 @@ def upload_command(
         _fail("pass a staging DIRECTORY or --from-media-root PATH (exactly one)")
     if media_root is not None and manifest is not None:
         _fail("--manifest applies to a staging DIRECTORY, not to --from-media-root")
+    if directory is not None and not directory.is_dir():
+        raise click.BadParameter(
+            f"{upload.display_path(directory)} is {'not a folder' if directory.exists() else 'not there'} "
+            "(fix: pass the folder holding the staging tree, e.g. the one holding downloads/)",
+            param_hint="'DIRECTORY'",
+        )
+    if manifest is not None and not manifest.is_file():
+        raise click.BadParameter(
+            f"{upload.display_path(manifest)} is {'not a file' if manifest.exists() else 'not there'} "
+            "(fix: pass the path of the audit CSV)",
+            param_hint="'--manifest'",
+        )
     media_map = _load_map(config)
+    _check_fields(media_map, fields)
     url = use_endpoints(database_url)
     # one connection per worker for the HEADs and as many for the transfer manager's parts
     s3 = S3Adapter(boto3.client("s3", config=Config(max_pool_connections=2 * workers + 2)))
@@ -481,6 +744,10 @@ def upload_command(
                     accepted=tuple(accepted) or settings.accepted,
                 )
                 parsed = upload.read_manifest(manifest, settings)
+                if not parsed.usable:  # no slug could pass: nothing would be uploaded
+                    raise click.BadParameter(
+                        "; ".join(f"{p.source}: {p.reason}" for p in parsed.problems), param_hint="'--manifest'"
+                    )
             early, tasks, prefix = upload.staging_tasks(media_map, s3, directory, manifest=parsed, key_prefix=key_prefix)
             what = f"{directory} -> s3://{media_map.buckets.primary}/{prefix}"
         else:
@@ -488,18 +755,23 @@ def upload_command(
             if not url:
                 _fail("--from-media-root reads the rows: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
             if not media_root.is_dir():
-                _fail(f"MEDIA_ROOT {media_root} is not a folder (fix: pass Django's settings.MEDIA_ROOT)")
+                raise click.BadParameter(
+                    f"MEDIA_ROOT {upload.display_path(media_root)} is not a folder (fix: pass Django's settings.MEDIA_ROOT)",
+                    param_hint="'--from-media-root'",
+                )
             from mediacanon.db import Database
 
-            with Database(url) as db:
+            with Database(_check_database_url(url)) as db:
                 early, tasks = upload.media_root_tasks(media_map, s3, db, media_root, fields=fields)
             what = f"{media_root} (MEDIA_ROOT) -> s3://{media_map.buckets.primary}"
     except MediacanonError as exc:
-        _fail(str(exc))
+        _fail(describe_error(exc) or str(exc))
+    # a staging tree none of whose files a staging pattern names: wrong folder, wrong --key-prefix, or empty
+    nothing_named = directory is not None and not tasks and not any(i.outcome == upload.Outcome.NOT_AUDITED for i in early)
 
     report = upload.CsvReport(report_path) if report_path else None
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[sent]}"),
+        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[sent]}"),
         TimeElapsedColumn(), console=console, disable=not console.is_terminal,
     )  # fmt: skip
     bar = progress.add_task(("dry run " if dry_run else "uploading ") + what, total=len(tasks), sent="")
@@ -513,7 +785,7 @@ def upload_command(
             shown[item.outcome.value] += 1
             if verbose or shown[item.outcome.value] <= show:
                 line = f"{item.outcome.value}: {item.source}: {item.reason}"
-                progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
+                progress.console.print(line, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
     def on_bytes(n: int) -> None:
         nonlocal sent
@@ -536,10 +808,10 @@ def upload_command(
                 uploader.emit(item)
             summary = uploader.run(tasks)
     except KeyboardInterrupt:
-        console.print(uploader.summary.line, highlight=False)
+        _say(uploader.summary.line)
         _fail("interrupted: what landed stays; run the same command again to resume", code=130)
     except MediacanonError as exc:
-        _fail(str(exc))
+        _fail(describe_error(exc) or str(exc))
     finally:
         signal.signal(signal.SIGTERM, previous)
         if report:
@@ -547,11 +819,18 @@ def upload_command(
     for outcome, n in sorted(shown.items()):
         if not verbose and n > show:
             more = f"see {report_path}" if report_path else "pass --report FILE or --show N to see them"
-            console.print(f"... {n - show} more {outcome} ({more})", highlight=False)
+            _say(f"... {n - show} more {outcome} ({more})")
     if report_path:
-        console.print(f"report: {report_path}", highlight=False)
-    console.print(summary.line, highlight=False)
-    sys.exit(0 if summary.ok else 1)
+        _say(f"report: {report_path}")
+    _say(summary.line)
+    if nothing_named:
+        assert directory is not None
+        _fail(
+            f"nothing to upload: no file under {upload.display_path(directory)} is named by a staging pattern "
+            f"({', '.join(p for f in media_map.fields for p in f.staging) or 'the media map has none'}; key prefix "
+            f"{prefix!r}) (fix: pass the folder holding the staging tree, or --key-prefix)"
+        )
+    sys.exit(0 if summary.ok else EXIT_FAILED)
 
 
 @main.group()

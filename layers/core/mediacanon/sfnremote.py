@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from mediacanon.backfill import PHASES
+from mediacanon.backfill import PHASES, _child_error
 from mediacanon.errors import RetryableError
 from mediacanon.sfnlocal import BackfillResult
 
@@ -33,7 +33,7 @@ def run_remote(
         payload["fields"] = fields
     name = f"backfill-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))["executionArn"]
-    console = Console(stderr=True)
+    console = Console(stderr=True, markup=False, emoji=False, highlight=False)
     console.print(f"started {arn}", highlight=False)
     deadline = time.monotonic() + timeout
     seen: dict[str, str] = {}
@@ -57,9 +57,33 @@ def run_remote(
         report_line=output.get("line"),
         report_keys=list(output.get("keys", [])),
         map_run_counts=counts,
-        error=execution.get("error"),
+        error=None if execution["status"] == "SUCCEEDED" else failure(sfn, execution),
         counts=output.get("counts", {}),
     )
+
+
+HISTORY_PAGES = 5  # a failed execution's failing events are among its last ones
+
+
+def failure(sfn: Any, execution: Any) -> str:
+    """Why the execution did not succeed, one line: the earliest failure among its last events (the failed task's
+    `ErrorType: message`, which says more than the Fail state it led to), else the execution's own error and cause."""
+    found: dict[str, Any] | None = None
+    params: dict[str, Any] = {"executionArn": execution["executionArn"], "reverseOrder": True, "maxResults": 1000}
+    for _ in range(HISTORY_PAGES):
+        page = sfn.get_execution_history(**params)
+        for event in page.get("events", []):
+            for key, details in event.items():
+                if key.endswith("EventDetails") and isinstance(details, dict) and details.get("error"):
+                    found = details  # newest first: the last one kept is the earliest
+        if not page.get("nextToken"):
+            break
+        params["nextToken"] = page["nextToken"]
+    if found is None:
+        found = {"error": execution.get("error"), "cause": execution.get("cause")}
+    if not found.get("error"):
+        return f"the execution ended {execution['status']}"
+    return " ".join(_child_error({"Error": found["error"], "Cause": found.get("cause")}).split())
 
 
 def _map_run_counts(sfn: Any, execution_arn: str) -> dict[str, dict[str, int]]:

@@ -688,12 +688,12 @@ def media_root_tasks(
                 continue
             seen.add(key)
             base = Item(local, Outcome.UPLOADED, f"named by {where}", key=key, field=mapping.name, slug=row.slug)
-            tasks.append(_media_root_task(s3, bucket, local, key, base, config))
+            tasks.append(_media_root_task(s3, bucket, local, key, base, config, media_map.buckets.fallbacks))
     return early, tasks
 
 
 def _media_root_task(
-    s3: S3Adapter, bucket: str, local: str, key: str, base: Item, config: TransferConfig
+    s3: S3Adapter, bucket: str, local: str, key: str, base: Item, config: TransferConfig, fallbacks: Sequence[str] = ()
 ) -> Callable[[], list[Decision]]:
     def check() -> list[Decision]:
         return [_checked(decide, base)]
@@ -705,7 +705,15 @@ def _media_root_task(
         try:
             st = os.stat(local)
         except FileNotFoundError:
-            reason = f"{base.reason}: neither S3 nor MEDIA_ROOT holds it; the row is left as it is (fix: restore the file, or clear the row in Django)"
+            # a read-only fallback bucket holding the key is where the backfill's rows phase copies it in from
+            fallback = next((b for b in fallbacks if s3.head(b, key) is not None), None)
+            if fallback is not None:
+                reason = (
+                    f"{base.reason}: not in MEDIA_ROOT, but the read-only fallback s3://{fallback} holds it; the row is "
+                    "left as it is (fix: run `mediacanon backfill`: it copies the file in from there)"
+                )
+            else:
+                reason = f"{base.reason}: neither S3 nor MEDIA_ROOT holds it; the row is left as it is (fix: restore the file, or clear the row in Django)"
             return replace(base, outcome=Outcome.MISSING, reason=reason)
         except OSError as exc:
             reason = "symlink loop" if exc.errno == errno.ELOOP else f"cannot be read: {exc.strerror}"
