@@ -54,6 +54,37 @@ def test_copy_keeps_headers_and_metadata_at_every_size(
     assert head is not None and head.etag == etag and head.size == size
 
 
+@pytest.mark.parametrize(("size", "parts"), [(1024, None), (6 * MiB, 2)], ids=["single-request", "multipart"])
+def test_copy_keeps_the_source_tags_at_every_size(
+    s3_client: Any, bucket: Callable[[str], str], size: int, parts: int | None
+) -> None:
+    """A single CopyObject copies the source's tags (x-amz-tagging-directive defaults to COPY:
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html); a multipart copy's CreateMultipartUpload
+    takes none from the source (https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html), so the
+    adapter puts them on the copy itself."""
+    src, dst = bucket("src"), bucket("dst")
+    s3_client.put_object(Bucket=src, Key="icons/NYT_icon.png", Body=os.urandom(size), Tagging="owner=archive&note=a%20b%2Bc")
+    tags = s3_client.get_object_tagging(Bucket=src, Key="icons/NYT_icon.png")["TagSet"]
+    assert len(tags) == 2
+    adapter = S3Adapter(s3_client, transfer_config=SMALL_PARTS)
+
+    etag = adapter.copy(src, "icons/NYT_icon.png", dst, "icons/nytimes.png")
+
+    assert etag.endswith(f"-{parts}") if parts else "-" not in etag  # the path under test really ran
+    copied = s3_client.get_object_tagging(Bucket=dst, Key="icons/nytimes.png")["TagSet"]
+    assert sorted(copied, key=lambda t: t["Key"]) == sorted(tags, key=lambda t: t["Key"])
+    assert {t["Key"]: t["Value"] for t in copied} == {"owner": "archive", "note": "a b+c"}
+
+
+def test_a_multipart_copy_of_an_untagged_source_has_no_tags(s3_client: Any, bucket: Callable[[str], str]) -> None:
+    src, dst = bucket("src"), bucket("dst")
+    s3_client.put_object(Bucket=src, Key="big.png", Body=os.urandom(6 * MiB))
+    adapter = S3Adapter(s3_client, transfer_config=SMALL_PARTS)
+
+    assert adapter.copy(src, "big.png", dst, "big.png").endswith("-2")
+    assert s3_client.get_object_tagging(Bucket=dst, Key="big.png")["TagSet"] == []
+
+
 def test_copy_with_a_stale_source_head_refuses_other_bytes(s3_client: Any, bucket: Callable[[str], str]) -> None:
     src = bucket("src")
     adapter = S3Adapter(s3_client)

@@ -92,6 +92,9 @@ def test_copy_above_threshold_puts_the_headers_on_the_multipart_upload(client: A
         content_language="en",
         metadata={"uploaded-by": "django"},
     )
+    # CreateMultipartUpload copies no tags: the source's are read first, then put on the finished copy
+    tags = [{"Key": "owner", "Value": "archive"}]
+    stub.add_response("get_object_tagging", {"TagSet": tags}, {"Bucket": "src", "Key": "big.png"})
     stub.add_response("head_object", head_response(size, **HEADERS), {"Bucket": "src", "Key": "big.png", "IfMatch": '"abc"'})
     # a multipart upload has no MetadataDirective: the headers themselves must be on CreateMultipartUpload
     stub.add_response(
@@ -133,6 +136,7 @@ def test_copy_above_threshold_puts_the_headers_on_the_multipart_upload(client: A
         },
     )
     stub.add_response("head_object", head_response(size, '"m-2"'), {"Bucket": "dst", "Key": "big.png"})
+    stub.add_response("put_object_tagging", {}, {"Bucket": "dst", "Key": "big.png", "Tagging": {"TagSet": tags}})
 
     assert adapter.copy("src", "big.png", "dst", "big.png", source_head=source) == "m-2"
     assert not [params for _, params in sent if "ACL" in params]

@@ -338,6 +338,9 @@ class S3Adapter:
                 raise PreconditionFailed(f"{what}: the source changed since it was read ({head.checksum} -> {moved})")
             self._remember_written(dst_bucket, dst_key, etag, encryption)
             return etag
+        # a multipart copy starts with CreateMultipartUpload, which copies no tags (only CopyObject's
+        # x-amz-tagging-directive does): the source's are read first and put on the copy once it is complete
+        tags = self.tags(src_bucket, src_key, version_id=head.version_id)
         with _translated(what):
             self.client.copy(
                 {"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key, ExtraArgs=extra, Config=self.transfer_config
@@ -346,7 +349,28 @@ class S3Adapter:
         copied = self.head(dst_bucket, dst_key)
         if copied is None:
             raise RetryableError(f"{what}: the copy vanished right after it was made (deleted concurrently)")
+        if tags:
+            params: dict[str, Any] = {"Bucket": dst_bucket, "Key": dst_key, "Tagging": {"TagSet": tags}}
+            if copied.version_id:
+                params["VersionId"] = copied.version_id  # this copy's version, not one written since
+            with _translated(f"{what}: put the source's tags"):
+                self.client.put_object_tagging(**params)
         return copied.etag
+
+    def tags(self, bucket: str, key: str, *, version_id: str | None = None) -> list[dict[str, str]]:
+        """The object's tag set ([] when it has none). A store that implements no tagging (501) holds no tags: []."""
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        with _translated(f"get tags of s3://{bucket}/{key}"):
+            try:
+                tag_set = self.client.get_object_tagging(**params)["TagSet"]
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if str(exc.response.get("Error", {}).get("Code", "")) in NOT_IMPLEMENTED_CODES or status == 501:
+                    return []
+                raise
+        return [{"Key": tag["Key"], "Value": tag["Value"]} for tag in tag_set]
 
     def delete_many(self, bucket: str, keys: Iterable[str]) -> DeleteResult:
         """Delete keys, 1,000 per request; failures per key are returned, not raised (see raise_for_errors)."""
