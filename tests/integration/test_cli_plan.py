@@ -88,8 +88,14 @@ def test_verify_reports_missing_rows_and_orphans_without_failing(stack: dict[str
     result = CliRunner().invoke(main, ["verify", "--json"])
     data = json.loads(result.output)
     assert result.exit_code == 0, result.output  # nothing mediacanon changed points at a 404; the CDN is exact
-    assert {m["key"] for m in data["report"]["missing"]} == {"icons/gone.png", "icons/old.png"}
+    # the plan's words: gone.png is missing (no bucket holds it), old.png repairable (the plan's "repair")
+    assert {m["key"] for m in data["report"]["missing"]} == {"icons/gone.png"}
+    assert {m["key"] for m in data["report"]["repairable"]} == {"icons/old.png"}
     assert "icons/old_unused_banner.png" in data["report"]["orphans"]
+    plan = json.loads(CliRunner().invoke(main, ["plan", "--json"]).output)
+    assert data["reported"]["missing"] == plan["totals"]["missing"]
+    assert data["reported"]["repairable"] == plan["totals"]["repair"]
+    assert data["reported"]["orphan"] == plan["totals"]["orphan"]
 
 
 def test_verify_fails_when_the_cdn_holds_a_non_canonical_key(stack: dict[str, str], s3_client: Any) -> None:

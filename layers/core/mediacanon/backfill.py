@@ -35,7 +35,7 @@ from mediacanon.errors import (
     UnsafeKeyError,
     UnsupportedByStore,
 )
-from mediacanon.plan import Action, Owner, build_plan_for_keys, find_owners
+from mediacanon.plan import Action, HeadedEtags, Owner, build_plan_for_keys, find_owners, orphan_reason
 from mediacanon.s3 import (
     NOT_FOUND_CODES,
     PRECONDITION_CODES,
@@ -197,14 +197,36 @@ def _process_object(steps: Steps, key: str, result: BatchResult) -> None:
         return
     mirrored = steps.replicate(_event(primary, canonical))
     linked = steps.link(_event(steps.map.buckets.cdn, canonical))
-    _count(result, key, canonical, normalized, mirrored, linked)
+    unowned = _orphan_reason(steps, key) if key == canonical and not linked.rows_changed else None
+    _count(result, key, canonical, normalized, mirrored, linked, unowned)
+
+
+def _orphan_reason(steps: Steps, key: str) -> str | None:
+    """Why a key the steps left where it is counts as an orphan (plan.orphan_reason: the plan's and verify's
+    definition), or None when a row owns it. A key canonical by its name with no row is one: normalize leaves it
+    alone ('already canonical'), but nothing will ever point at it. One query by reference, one by slug."""
+    try:
+        res = naming.resolve(steps.map, key)
+    except (UnsafeKeyError, UnmappedKeyError):
+        return None  # named by the row that references it (normalize resolved it by reference): owned
+    owner = find_owners(steps.db, [(key, res)]).get(key)
+    return orphan_reason(res.field, key, owner, HeadedEtags(steps.s3, steps.map.buckets.primary))
 
 
 def _count(
-    result: BatchResult, key: str, canonical: str, normalized: StepResult, mirrored: StepResult, linked: StepResult
+    result: BatchResult,
+    key: str,
+    canonical: str,
+    normalized: StepResult,
+    mirrored: StepResult,
+    linked: StepResult,
+    unowned: str | None = None,
 ) -> None:
     renamed = key != canonical
-    if renamed and (normalized.copied or linked.rows_changed or linked.retired):
+    if unowned is not None:
+        done = "; mirrored" if mirrored.outcome == Outcome.MIRRORED else ""
+        result.add("orphan", key, unowned + done, canonical)
+    elif renamed and (normalized.copied or linked.rows_changed or linked.retired):
         result.add("migrated", key, linked.detail, canonical)
     elif linked.rows_changed:
         result.add("linked", key, linked.detail, canonical)

@@ -6,7 +6,6 @@ unset and `mediacanon local up` has started the embedded default, its endpoints 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -446,16 +445,28 @@ def verify_command(as_json: bool, config: str, database_url: str | None) -> None
         click.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))
     else:
         data = result.to_json()
-        for name, section in (("I1 never a 404", data["i1_never_a_404"]), ("I3 exact mirror", data["i3_exact_mirror"])):
+        sections = (
+            ("I1 never a 404 (rows mediacanon moved)", data["i1_never_a_404"]),
+            ("I2 delete last", data["i2_delete_last"]),
+            ("I3 exact mirror", data["i3_exact_mirror"]),
+            ("I5 nothing lost", data["i5_nothing_lost"]),
+        )
+        for name, section in sections:
             _say(Text.assemble(f"{name}: ", ("ok", "green") if section["ok"] else ("BROKEN", "red")))
             for what, items in section.items():
                 if what != "ok" and items:
                     _say(f"  {what}: {len(items)}")
                     for item in items[:20]:
                         _say(f"    {item}")
+        _say("reported, not broken (the plan's words: missing and repairable rows pointed at a 404 before mediacanon):")
         for what, items in data["report"].items():
             _say(f"{what.replace('_', ' ')}: {len(items)}" + (f"  e.g. {items[0]}" if items else ""))
-        _say("VERIFY | " + ("ok" if result.ok else "BROKEN") + " | " + " ".join(f"{k}={v}" for k, v in result.counts.items()))
+        _say(
+            "VERIFY | "
+            + ("ok" if result.ok else "BROKEN")
+            + " | "
+            + " ".join(f"{k}={v}" for k, v in {**result.counts, **result.reported}.items())
+        )
     sys.exit(0 if result.ok else 1)
 
 
@@ -874,7 +885,14 @@ def local_up(fresh: bool, template: str, config: str) -> None:
     if fresh and _state_dir().exists():
         embedded.down(_state_dir())
         shutil.rmtree(_state_dir())
-    endpoints = embedded.up(_state_dir())
+    watched = None
+    if Path(config).exists():  # where the database names objects: the media map's file columns and the ledger
+        media_map = _load_map(config)
+        watched = embedded.Watched(tuple((m.table, m.column) for m in media_map.fields), (media_map.schema,))
+    try:
+        endpoints = embedded.up(_state_dir(), watched=watched)
+    except embedded.StackLostError as exc:
+        _fail(str(exc))
     console.print(f"AWS_ENDPOINT_URL={endpoints.endpoint_url}\nDATABASE_URL={endpoints.database_url}", highlight=False)
     if Path(config).exists():
         use_endpoints()
@@ -912,11 +930,12 @@ def local_run(
     if not url or not endpoint:  # never provision or poll a real account from here
         _fail("the local stack is not up: run `mediacanon local up`")
     stack = localrun.provision_media_map(_load_map(config), template, endpoint_url=endpoint)  # idempotent
-    # the handlers' structured logs and EMF metrics go where CloudWatch would keep them: a file, not the terminal
+    # the handlers' structured logs, EMF metrics and warnings go where CloudWatch would keep them: a file, not the
+    # terminal (localrun routes them there, Powertools' logger handlers included); progress goes to stderr
     _state_dir().mkdir(parents=True, exist_ok=True)
     log_path = _state_dir() / "lambda-logs.jsonl"
     try:
-        with log_path.open("a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        with log_path.open("a", encoding="utf-8") as log:
             report = localrun.run(
                 stack,
                 config=config,
@@ -925,6 +944,7 @@ def local_run(
                 until_idle=until_idle,
                 timeout=timeout if timeout is not None else (600.0 if until_idle else None),
                 retry_delay=retry_delay,
+                log=log,
             )
     except localrun.IdleTimeout as exc:
         console.print(exc.report.line, highlight=False)
@@ -934,8 +954,10 @@ def local_run(
     finally:
         localrun.shutdown()
     console.print(f"handler logs and metrics: {log_path}", highlight=False)
-    for (step, outcome), n in sorted(report.outcomes.items()):
-        console.print(f"  {step:<9} {outcome:<11} {n}", highlight=False)
+    rows = report.table()
+    width = max(len(name) for name, _, _ in rows)
+    for name, n, meaning in rows:
+        console.print(f"  {name:<{width}} {n:>6}  {meaning}", highlight=False)
     console.print(report.line, highlight=False)
     sys.exit(1 if report.failed else 0)
 

@@ -48,6 +48,11 @@ class EmbeddedError(MediacanonError):
     """The local stack could not be started or stopped; the message says what to look at."""
 
 
+class StackLostError(EmbeddedError):
+    """The moto server of the local stack is gone (it keeps buckets, objects and queues in memory only), while the
+    embedded PostgreSQL kept its rows and ledger: a new, empty moto beside that database would contradict it."""
+
+
 @dataclass(frozen=True)
 class Endpoints:
     endpoint_url: str
@@ -254,34 +259,105 @@ def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
     tmp.replace(state_dir / "state.json")  # readers (`mediacanon local env`) never see half a file
 
 
-def up(state_dir: Path, *, port: int | None = None, repo: Path | None = None) -> Endpoints:
-    """Start the moto server and PostgreSQL (unless DATABASE_URL is set), or reuse the running ones."""
+def up(state_dir: Path, *, port: int | None = None, repo: Path | None = None, watched: Watched | None = None) -> Endpoints:
+    """Start the moto server and PostgreSQL (unless DATABASE_URL is set), or reuse the running ones.
+
+    moto keeps everything in memory: a moto process of this state dir that is gone (it died, or `down` stopped it)
+    took its buckets, objects and queues with it, while the embedded PostgreSQL kept its data on disk. When that
+    database holds rows, starting a new, empty moto beside it would leave rows and a ledger naming objects no bucket
+    holds: `up` refuses (StackLostError) and names `--fresh`, which starts both over. `watched` says where the
+    database names objects (the media map's file columns, the ledger's schema; see `remembered_rows`)."""
     state_dir = state_dir.resolve()
     state = _read_state(state_dir)
     moto = state.get("moto", {})
     reusable = _alive(moto.get("pid")) and _moto_config(moto.get("endpoint_url", "")) is not None
-    if not reusable or (port is not None and moto.get("port") != port):
+    external = os.environ.get("DATABASE_URL")
+    datadir = state_dir / "pgdata"
+    database_url = external or start_postgres(datadir, repo=repo)
+    restart = not reusable or (port is not None and moto.get("port") != port)
+    if restart and moto.get("pid") and not external:
+        _refuse_if_remembered(state_dir, moto, database_url, watched)
+    if restart:
         if reusable:
             stop_moto(moto.get("pid"))
         endpoint_url, pid = start_moto(state_dir, port)
         moto = {"pid": pid, "port": int(endpoint_url.rsplit(":", 1)[1]), "endpoint_url": endpoint_url}
 
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        postgres: dict[str, Any] = {"external": True}
-        database_url = external
-    else:
-        datadir = state_dir / "pgdata"
-        database_url = start_postgres(datadir, repo=repo)
-        postgres = {"external": False, "datadir": str(datadir)}
+    postgres: dict[str, Any] = {"external": True} if external else {"external": False, "datadir": str(datadir)}
     _write_state(
         state_dir, {"moto": moto, "postgres": postgres, "endpoint_url": moto["endpoint_url"], "database_url": database_url}
     )
     return Endpoints(moto["endpoint_url"], database_url)
 
 
+def _refuse_if_remembered(state_dir: Path, moto: dict[str, Any], database_url: str, watched: Watched | None) -> None:
+    """Raise StackLostError when the database names objects while the moto server that held them is gone."""
+    remembered = remembered_rows(database_url, watched)
+    if not remembered:
+        return
+    tables = ", ".join(f"{name} ({n})" for name, n in list(remembered.items())[:4])
+    more = f" and {len(remembered) - 4} more tables" if len(remembered) > 4 else ""
+    raise StackLostError(
+        f"the local moto server (pid {moto.get('pid')}, {moto.get('endpoint_url')}) is gone and its buckets, objects "
+        f"and queues with it (moto keeps them in memory), but the database in {state_dir / 'pgdata'} still holds "
+        f"rows: {tables}{more} (fix: `mediacanon local up --fresh` starts both over and deletes that database too)"
+    )
+
+
+# Django's own bookkeeping, filled by `migrate`: it names no file
+_BOOKKEEPING = ("django_migrations", "django_content_type", "auth_permission")
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What in the database names objects: file columns (table, column) and mediacanon's own schema (the ledger)."""
+
+    columns: tuple[tuple[str, str], ...] = ()
+    schemas: tuple[str, ...] = ()
+
+
+def remembered_rows(database_url: str, watched: Watched | None = None) -> dict[str, int]:
+    """Where the database names objects, with how many rows (up to 1000 each: whether it remembers anything, not
+    how much): the rows of `watched`'s file columns that hold a name and every table of its schemas; without
+    `watched`, every table outside PostgreSQL's own schemas but Django's bookkeeping. Tables not there count 0."""
+    import psycopg
+    from psycopg import sql
+
+    out: dict[str, int] = {}
+    with psycopg.connect(database_url, connect_timeout=10, autocommit=True) as conn:
+        listed = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+            "AND table_schema NOT IN ('pg_catalog', 'information_schema') AND table_schema NOT LIKE 'pg_toast%' "
+            "ORDER BY table_schema, table_name"
+        ).fetchall()
+        queries: list[tuple[str, sql.Composable]] = []
+        if watched is None:
+            for schema, table in listed:
+                if table not in _BOOKKEEPING:
+                    queries.append((f"{schema}.{table}", sql.SQL("SELECT 1 FROM {}").format(sql.Identifier(schema, table))))
+        else:
+            names = {(schema, table) for schema, table in listed}
+            for table, column in watched.columns:
+                schema, _, name = table.rpartition(".")
+                if (schema or "public", name) in names:
+                    where = sql.SQL("SELECT 1 FROM {} WHERE coalesce({}, '') <> ''").format(
+                        sql.Identifier(schema or "public", name), sql.Identifier(column)
+                    )
+                    queries.append((f"{table}.{column}", where))
+            for schema, table in listed:
+                if schema in watched.schemas:
+                    queries.append((f"{schema}.{table}", sql.SQL("SELECT 1 FROM {}").format(sql.Identifier(schema, table))))
+        for label, query in queries:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM ({} LIMIT 1000) AS t").format(query)).fetchone()
+            if row and row[0]:
+                out[label] = int(row[0])
+    return out
+
+
 def down(state_dir: Path, *, repo: Path | None = None) -> None:
-    """Stop what `up` started (an external DATABASE_URL is left alone); the data stays for the next `up`."""
+    """Stop what `up` started (an external DATABASE_URL is left alone). The database's data stays on disk; moto's
+    buckets, objects and queues do not (moto keeps them in memory): the next `up` refuses to start an empty moto
+    beside a database that holds rows, and `up --fresh` starts both over."""
     state_dir = state_dir.resolve()
     state = _read_state(state_dir)
     if not state:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from mediacanon import naming
 from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
 from mediacanon.mediamap import MediaMap
-from mediacanon.plan import row_canonical
+from mediacanon.plan import Action, FallbackKeys, plan_objects, plan_row, row_canonical
 from mediacanon.s3 import etag_is_digest
 from mediacanon.steps import RESTORED_BY, SOURCE_ETAG, SOURCE_KEY, same_bytes
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from mediacanon.s3 import ObjectHead, S3Adapter
 
 INVARIANTS = ("I1", "I2", "I3", "I4", "I5")
+PAGE = 1000  # keys per database round of the plan's decision
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,15 @@ def take_baseline(media_map: MediaMap, s3: S3Adapter, *, with_checksums: bool = 
 class InvariantReport:
     violations: list[Violation] = field(default_factory=list)
     # reported, not broken
-    missing: list[dict[str, Any]] = field(default_factory=list)  # rows pointing at keys no bucket holds
+    # rows mediacanon never moved that point at a key the primary bucket lacks (404s from before mediacanon), split
+    # as the plan splits them (plan.plan_row): nothing can bring the file back ("missing"), or the backfill can
+    # (its canonical key exists, or a read-only fallback holds it: "repairable")
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    repairable: list[dict[str, Any]] = field(default_factory=list)
     unmirrored: list[str] = field(default_factory=list)  # canonical referenced keys not yet in the CDN
     pending: list[str] = field(default_factory=list)  # referenced but not canonical: a rename is due
-    orphans: list[str] = field(default_factory=list)  # mapped objects no row references
-    refused: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)  # no row owns them (plan.orphan_reason): the plan's orphans
+    refused: list[str] = field(default_factory=list)  # the plan's refused keys (unsafe names, collisions)
     retired_copy_gone: list[dict[str, Any]] = field(default_factory=list)  # see I5 in the module docstring
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -115,6 +120,8 @@ def check_invariants(
     primary_bucket, cdn_bucket = media_map.buckets.primary, media_map.buckets.cdn
     primary = {o.key: o for o in s3.iter_objects(primary_bucket)}
     cdn = {o.key: o for o in s3.iter_objects(cdn_bucket)}
+    primary_etags = {k: o.etag for k, o in primary.items()}
+    fallbacks = FallbackKeys(media_map, s3)
     every_entry = ledger.entries()
     entries = [e for e in every_entry if e.rolled_back_at is None]
     changed_rows: dict[str, set[Any]] = defaultdict(set)
@@ -156,7 +163,10 @@ def check_invariants(
                     )
                 )
             elif not in_primary:
-                report.missing.append(where)
+                item = plan_row(mapping, row, primary_etags, fallbacks)
+                if item is not None:
+                    where = {**where, "canonical_key": item.canonical_key, "reason": item.reason}
+                    (report.missing if item.action == Action.MISSING else report.repairable).append(where)
         for key, (is_named, by_row) in named.items():
             if key in broken:
                 continue
@@ -167,20 +177,28 @@ def check_invariants(
                 report.unmirrored.append(key)
 
     canonical_primary: set[str] = set()
+    unplaced: list[str] = []  # what the plan decides for: unreferenced keys and names refused by themselves
     for key in primary:
         if key.startswith(media_map.reports_prefix):
             continue
         try:
-            res = naming.resolve(media_map, key)
+            if naming.resolve(media_map, key).is_canonical:
+                canonical_primary.add(key)
         except UnsafeKeyError:
-            report.refused.append(key)
+            unplaced.append(key)
             continue
         except UnmappedKeyError:
             continue
-        if res.is_canonical:
-            canonical_primary.add(key)
         if key not in referenced:
-            report.orphans.append(key)
+            unplaced.append(key)
+    # orphans and refused keys counted by the plan's own decision (plan.decide), not a second definition
+    cdn_etags = {k: o.etag for k, o in cdn.items()}
+    for start in range(0, len(unplaced), PAGE):
+        for item in plan_objects(media_map, db, unplaced[start : start + PAGE], primary_etags, cdn_etags):
+            if item.action == Action.ORPHAN:
+                report.orphans.append(item.key)
+            elif item.action == Action.REFUSE:
+                report.refused.append(item.key)
 
     for key, obj in cdn.items():
         if key not in primary:

@@ -15,6 +15,8 @@ Local deviations from AWS, each on purpose:
 - moto's EventBridge bodies are rewritten into real S3's shape before the handler sees them (``s3_body``).
 - moto sends no EventBridge event for a delete marker; the embedded moto server (``mediacanon.motoserver``) sends
   S3's "Object Deleted" one, so a key Django deletes is unmirrored here as on AWS.
+- What a function writes (Powertools' JSON logs, its EMF metrics, the warnings Python prints to stderr) goes to
+  ``run(log=...)``, the file CloudWatch Logs stands for, as one stream: never to the terminal of the run.
 """
 
 from __future__ import annotations
@@ -24,16 +26,19 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import logging
 import os
+import sys
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote_plus
 
 import boto3
@@ -61,6 +66,7 @@ DEFAULT_MEMORY_MB = 512  # the template's Globals.Function.MemorySize (topology.
 SQS_MAX_RECEIVE = 10  # messages per ReceiveMessage / entries per *Batch call
 IDLE_ROUNDS = 2  # consecutive empty rounds with empty queues before the stack counts as idle
 POLL_INTERVAL = 0.2  # seconds between empty rounds, while failed records wait out their retry delay
+PROGRESS_EVERY = 10.0  # seconds between two plain progress lines when stderr is not a terminal
 
 
 class LocalRunError(MediacanonError):
@@ -333,8 +339,9 @@ class InProcessFunctions:
         """The template's environment for the function, then the local overrides."""
         return {**fn.environment, **self.environment, "AWS_DEFAULT_REGION": self.stack.region}
 
-    def invoke(self, fn: Function, event: dict[str, Any]) -> Any:
-        with _environment(self.env_for(fn)):
+    def invoke(self, fn: Function, event: dict[str, Any], log: TextIO | None = None) -> Any:
+        """Run the function's handler on one event; with `log`, everything it writes goes there (see `_captured`)."""
+        with _environment(self.env_for(fn)), _captured(log, f"{self.stack.stack_name}-{fn.logical_id}"):
             module = self._modules.get(fn.logical_id) or self._load(fn)
             handler: Callable[[dict[str, Any], LocalLambdaContext], Any] = getattr(module, fn.handler_name)
             account = PSEUDO_PARAMETERS["AWS::AccountId"]
@@ -360,6 +367,46 @@ class InProcessFunctions:
     def close(self) -> None:
         _reset_steps()
         self._modules.clear()
+
+
+@contextmanager
+def _captured(log: TextIO | None, function_name: str) -> Iterator[None]:
+    """A function's output into `log`, as Lambda hands a function's stdout and stderr to CloudWatch Logs: print()
+    (Powertools' EMF metrics), the handlers of Powertools' loggers, which hold the stream that was sys.stdout when
+    the first one was made (maybe a terminal), and warnings, which Python would print to stderr (Powertools warns
+    when a batch published no metric), each as a JSON line. Nothing is silenced: it is written where it belongs."""
+    if log is None:
+        yield
+        return
+    handlers = _powertools_handlers()
+    saved = [h.setStream(log) for h in handlers]
+    try:
+        with redirect_stdout(log), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            yield
+        for w in caught:
+            line = {
+                "level": "WARNING",
+                "location": f"{w.filename}:{w.lineno}",
+                "message": str(w.message),
+                "category": w.category.__name__,
+                "function_name": function_name,
+                "timestamp": time.strftime("%Y-%m-%d %H:%M:%S%z"),
+            }
+            log.write(json.dumps(line) + "\n")
+    finally:
+        for handler, stream in zip(handlers, saved, strict=True):
+            handler.setStream(stream)
+
+
+def _powertools_handlers() -> list[logging.StreamHandler[Any]]:
+    """The stream handlers Powertools' Logger installed (it marks the standard logger with `powertools_handler`)."""
+    found: list[logging.StreamHandler[Any]] = []
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        handler = getattr(logger, "powertools_handler", None)
+        if isinstance(handler, logging.StreamHandler) and handler not in found:
+            found.append(handler)
+    return found
 
 
 def _reset_steps() -> None:
@@ -424,6 +471,7 @@ class RunReport:
     rows_changed: int = 0
     retired: int = 0
     refused_keys: set[str] = field(default_factory=set)  # refused by any step (each step sees the same key)
+    unowned_keys: set[str] = field(default_factory=set)  # left for the backfill: no row owned them after the wait
     records: int = 0  # records handed to a handler (a retried one counts at every delivery)
     failed_records: int = 0  # records a handler failed (each will come back, or go to the DLQ)
     batches: int = 0
@@ -440,6 +488,8 @@ class RunReport:
         self.retired += int(result.retired)
         if result.outcome == Outcome.REFUSED:
             self.refused_keys.add(result.key)
+        if result.outcome == Outcome.UNOWNED:
+            self.unowned_keys.add(result.key)
 
     def count(self, outcome: Outcome, step: str | None = None) -> int:
         return sum(n for (s, o), n in self.outcomes.items() if o == outcome.value and step in (None, s))
@@ -450,14 +500,54 @@ class RunReport:
         return sum(self.dlq_depths.values())
 
     @property
+    def totals(self) -> dict[str, int]:
+        """What the run did, the numbers of its ``DONE |`` line and of `mediacanon local run`'s table: ``normalized``
+        counts copies to a canonical key (a NORMALIZED result that found the canonical key already holding the bytes
+        copied nothing); ``linked`` counts database rows moved, like the backfill's line, not LINKED results (one
+        result can move several rows); ``refused`` counts keys, not results (normalize and replicate both refuse the
+        same upload); ``failed`` counts messages in the dead-letter queues."""
+        return {
+            "normalized": self.copies["normalize"],
+            "mirrored": self.count(Outcome.MIRRORED),
+            "linked": self.rows_changed,
+            "retired": self.retired,
+            "refused": len(self.refused_keys),
+            "failed": self.failed,
+        }
+
+    @property
     def line(self) -> str:
-        """``normalized`` counts copies to a canonical key (not no-op NORMALIZED results); ``linked`` counts
-        database rows moved, like the backfill's line, not LINKED results (one result can move several rows);
-        ``refused`` counts keys, not results (normalize and replicate both refuse the same upload)."""
-        return (
-            f"DONE | normalized={self.copies['normalize']} mirrored={self.count(Outcome.MIRRORED)}"
-            f" linked={self.rows_changed} retired={self.retired} refused={len(self.refused_keys)} failed={self.failed}"
-        )
+        return "DONE | " + " ".join(f"{name}={n}" for name, n in self.totals.items())
+
+    def table(self) -> list[tuple[str, int, str]]:
+        """(name, count, meaning) rows: the ``DONE |`` line's numbers under the same names (``totals``), then the
+        keys left for the backfill, then every step's results, which count deliveries (a retried record at each
+        one) and are named apart from the totals, so that no row reads as another number of the line."""
+        normalized = self.count(Outcome.NORMALIZED, "normalize")
+        rows = [
+            ("normalized", self.totals["normalized"], "objects copied to their canonical key"),
+            ("mirrored", self.totals["mirrored"], "objects copied to the CDN bucket"),
+            ("linked", self.totals["linked"], "database rows moved to a canonical key"),
+            ("retired", self.totals["retired"], "sources deleted once no row referenced them"),
+            ("refused", self.totals["refused"], "keys never touched (unsafe or unusable names)"),
+            ("failed", self.totals["failed"], "messages in the dead-letter queues"),
+            ("unowned", len(self.unowned_keys), "uploads no row owned after the wait: left for the backfill"),
+        ]
+        for (step, outcome), n in sorted(self.outcomes.items()):
+            if (step, outcome) == ("normalize", Outcome.NORMALIZED.value):
+                if self.copies["normalize"]:
+                    rows.append(("normalize results: copied", self.copies["normalize"], "results that made the copy"))
+                if normalized - self.copies["normalize"]:
+                    rows.append(
+                        (
+                            "normalize results: already there",
+                            normalized - self.copies["normalize"],
+                            "the canonical key already held the bytes: nothing copied",
+                        )
+                    )
+                continue
+            rows.append((f"{step} results: {outcome}", n, "results, a redelivered record at each delivery"))
+        return rows
 
 
 def run(
@@ -472,12 +562,17 @@ def run(
     capture: bool = False,
     environment: Mapping[str, str] | None = None,
     progress: bool | None = None,
+    log: TextIO | None = None,
+    progress_every: float = PROGRESS_EVERY,
 ) -> RunReport:
     """Feed every function its queue's batches until the stack is idle (``until_idle``), or for ``timeout``
     seconds (``until_idle=False``; None: until interrupted). Raises IdleTimeout when not idle in time.
 
     ``environment`` adds to or overrides what the handlers see (e.g. ``{"LOG_LEVEL": "WARNING"}``);
-    ``progress`` shows a live status line on a terminal (default: when stderr is one).
+    ``log`` receives everything the handlers write (their JSON logs, EMF metrics and warnings: ``_captured``);
+    without it they write where they would anyway (stdout, stderr). ``progress`` shows it on stderr: on a
+    terminal a live status line, elsewhere a plain line every ``progress_every`` seconds (None, the default:
+    either, as stderr is a terminal or not; False: nothing).
     """
     _check_retry_window(stack, owner_wait, retry_delay)
     env = {
@@ -490,14 +585,12 @@ def run(
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
     quiet = 0
-    status = _progress(progress)
     try:
-        with status as display:
+        with _Progress(progress, progress_every) as display:
             while True:
-                processed = sum(_poll(stack, functions, fn, report, retry_delay, capture) for fn in stack.topology.functions)
+                processed = sum(_poll(stack, functions, fn, report, retry_delay, capture, log) for fn in stack.topology.functions)
                 depths = stack.depths() if not processed else {}
-                if display is not None:
-                    display.update(_status_text(report, depths))
+                display.update(stack, report, depths)
                 quiet = quiet + 1 if not processed and not any(depths.values()) else 0
                 if until_idle and quiet >= IDLE_ROUNDS:
                     break
@@ -530,7 +623,13 @@ def _check_retry_window(stack: LocalStack, owner_wait: float, retry_delay: int) 
 
 
 def _poll(
-    stack: LocalStack, functions: InProcessFunctions, fn: Function, report: RunReport, retry_delay: int, capture: bool
+    stack: LocalStack,
+    functions: InProcessFunctions,
+    fn: Function,
+    report: RunReport,
+    retry_delay: int,
+    capture: bool,
+    log: TextIO | None = None,
 ) -> int:
     """Receive one batch for the function, invoke it, settle every record; returns the records handled."""
     queue = fn.queue_logical_id
@@ -560,7 +659,7 @@ def _poll(
         }
         if capture:
             report.deliveries.extend(Delivery(queue, m["Body"]) for m in messages)
-        failed = _invoke(functions, fn, event, report)
+        failed = _invoke(functions, fn, event, report, log)
         report.batches += 1
         report.records += len(messages)
         report.failed_records += len(failed)
@@ -572,11 +671,13 @@ def _poll(
     return len(messages)
 
 
-def _invoke(functions: InProcessFunctions, fn: Function, event: dict[str, Any], report: RunReport) -> set[str]:
+def _invoke(
+    functions: InProcessFunctions, fn: Function, event: dict[str, Any], report: RunReport, log: TextIO | None = None
+) -> set[str]:
     """The message ids that failed, as the event-source mapping reads a handler's answer."""
     every = {r["messageId"] for r in event["Records"]}
     try:
-        response = functions.invoke(fn, event)
+        response = functions.invoke(fn, event, log)
     except Exception as exc:  # an escaped exception fails the whole batch, as on Lambda (Powertools raises it
         # when every record failed); the records come back and, after maxReceiveCount, reach the DLQ
         report.errors = [*report.errors[-19:], f"{fn.logical_id}: {type(exc).__name__}: {exc}"]
@@ -636,16 +737,48 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
 # -- progress ----------------------------------------------------------------------------------------------
 
 
-def _progress(enabled: bool | None) -> Any:
-    """A rich status line on a terminal; nothing otherwise (CI logs, pipes)."""
-    from rich.console import Console
+class _Progress:
+    """The run's progress on stderr: a rich status line on a terminal; elsewhere (CI logs, pipes) a plain line every
+    `every` seconds, ``local run: 120 messages, queues: normalize 3 replicate 0 link 1``; or nothing."""
 
-    console = Console(stderr=True)
-    if enabled is False or (enabled is None and not console.is_terminal):
-        return nullcontext(None)
-    return console.status("starting ...")
+    def __init__(self, enabled: bool | None, every: float, stream: TextIO | None = None) -> None:
+        from rich.console import Console
+
+        self.stream = stream or sys.stderr
+        self.console = Console(file=self.stream)
+        self.mode = "off" if enabled is False else "status" if self.console.is_terminal else "lines"
+        self.every = every
+        self.status: Any = None
+        self.last = time.monotonic()
+
+    def __enter__(self) -> _Progress:
+        if self.mode == "status":
+            self.status = self.console.status("starting ...")
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+    def update(self, stack: LocalStack, report: RunReport, depths: Mapping[str, int]) -> None:
+        if self.mode == "status":
+            self.status.update(_status_text(stack, report, depths))
+        elif self.mode == "lines" and time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            print(progress_line(stack, report, depths or stack.depths()), file=self.stream, flush=True)
 
 
-def _status_text(report: RunReport, depths: Mapping[str, int]) -> str:
-    queued = " ".join(f"{q}={d}" for q, d in depths.items()) or "-"
-    return f"records={report.records} failed={report.failed_records} | {report.line.removeprefix('DONE | ')} | queued {queued}"
+def _queue_name(queue_logical_id: str) -> str:
+    return queue_logical_id.removesuffix("Queue").lower() or queue_logical_id
+
+
+def progress_line(stack: LocalStack, report: RunReport, depths: Mapping[str, int]) -> str:
+    """``local run: 120 messages, queues: normalize 3 replicate 0 link 1`` (messages handed to a handler so far)."""
+    queued = " ".join(f"{_queue_name(q)} {depths.get(q, 0)}" for q in stack.function_queues.values())
+    return f"local run: {report.records} messages, queues: {queued}"
+
+
+def _status_text(stack: LocalStack, report: RunReport, depths: Mapping[str, int]) -> str:
+    queued = " ".join(f"{_queue_name(q)} {d}" for q, d in depths.items()) or "-"
+    return f"{report.records} messages, {report.failed_records} failed | {report.line.removeprefix('DONE | ')} | queued: {queued}"

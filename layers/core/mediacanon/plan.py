@@ -87,14 +87,12 @@ def decide(
     (an SSE-KMS copy's ETag is not its source's: `steps.confirm_same_bytes`); without it, other ETags mean other bytes.
     """
     mapping = resolution.field
-    if owner is None:
-        return PlanItem(
-            key, Action.ORPHAN, "no row references it and no row has its slug", mapping.name, resolution.canonical_key
-        )
+    why = orphan_reason(mapping, key, owner, primary)
+    if owner is None or why is not None:
+        canonical_key = resolution.canonical_key if owner is None else owner_canonical or resolution.canonical_key
+        return PlanItem(key, Action.ORPHAN, why or "", mapping.name, canonical_key, owner)
     canonical = owner_canonical or resolution.canonical_key
     owner_key = naming.key_for_value(mapping, owner.value, owner.tenant) if owner.value else None
-    if owner.matched_by == "slug" and owner_key not in (None, key) and owner_key in primary:
-        return PlanItem(key, Action.ORPHAN, f"row {owner.id} already references {owner_key!r}", mapping.name, canonical, owner)
     if key != canonical:
         if canonical in primary and primary[canonical] != primary[key]:
             return PlanItem(
@@ -123,6 +121,23 @@ def decide(
     return PlanItem(key, Action.OK, "canonical, referenced and mirrored", mapping.name, canonical, owner)
 
 
+def orphan_reason(mapping: FieldMapping, key: str, owner: Owner | None, primary: Mapping[str, str]) -> str | None:
+    """Why an object of the primary bucket is an orphan, or None when a row owns it: the one definition the plan,
+    the backfill's report and `verify` share. An orphan is a mapped object (outside the reports prefix, not refused)
+    that no row references, and that no row claims by its slug either: no row has the slug its name gives, or the
+    row that has it already references another key the primary bucket holds (this one is a superseded upload). A
+    key canonical by its name is no exception: with no row, nothing will ever point at it (I5: reported, kept)."""
+    if owner is None:
+        return ORPHAN_NO_ROW
+    owner_key = naming.key_for_value(mapping, owner.value, owner.tenant) if owner.value else None
+    if owner.matched_by == "slug" and owner_key not in (None, key) and owner_key in primary:
+        return f"row {owner.id} already references {owner_key!r}"
+    return None
+
+
+ORPHAN_NO_ROW = "no row references it and no row has its slug"
+
+
 def build_plan(media_map: MediaMap, s3: S3Adapter, db: Database, page_size: int = 1000) -> Plan:
     """A dry run over the real bucket and database: one PlanItem per object, then per broken row."""
     for mapping in media_map.fields:
@@ -137,7 +152,7 @@ def build_plan(media_map: MediaMap, s3: S3Adapter, db: Database, page_size: int 
     return plan
 
 
-class _HeadedEtags(Mapping[str, str]):
+class HeadedEtags(Mapping[str, str]):
     """Key -> ETag of one bucket, read by HEAD on first use: a batch's plan without listing the bucket."""
 
     def __init__(self, s3: S3Adapter, bucket: str) -> None:
@@ -169,8 +184,8 @@ class _HeadedEtags(Mapping[str, str]):
 
 def build_plan_for_keys(media_map: MediaMap, s3: S3Adapter, db: Database, keys: Sequence[str]) -> list[PlanItem]:
     """The plan of one batch of primary keys (the backfill's dry run), with HEADs instead of listings."""
-    primary = _HeadedEtags(s3, media_map.buckets.primary)
-    cdn = _HeadedEtags(s3, media_map.buckets.cdn)
+    primary = HeadedEtags(s3, media_map.buckets.primary)
+    cdn = HeadedEtags(s3, media_map.buckets.cdn)
     return list(_plan_page(media_map, db, list(keys), primary, cdn, _mirrors(media_map, s3)))
 
 
@@ -186,6 +201,14 @@ def _mirrors(media_map: MediaMap, s3: S3Adapter) -> Callable[[str], bool]:
         return source is not None and copy is not None and confirm_same_bytes(s3, primary, source, cdn, copy)
 
     return mirrors
+
+
+def plan_objects(
+    media_map: MediaMap, db: Database, keys: Sequence[str], primary: Mapping[str, str], cdn: Mapping[str, str]
+) -> list[PlanItem]:
+    """The plan's decision for these primary keys (a page of them), given what the buckets hold: how `verify` counts
+    orphans and refused keys exactly as the plan does. A key whose two ETags differ counts as unmirrored here."""
+    return list(_plan_page(media_map, db, list(keys), primary, cdn))
 
 
 def _plan_page(
@@ -314,41 +337,58 @@ def _owner(row: Row, matched_by: str) -> Owner:
     return Owner(id=row.id, slug=row.slug, value=row.value or None, tenant=row.tenant, matched_by=matched_by)
 
 
-def _plan_rows(media_map: MediaMap, s3: S3Adapter, db: Database, primary: dict[str, str]) -> Iterator[PlanItem]:
+def _plan_rows(media_map: MediaMap, s3: S3Adapter, db: Database, primary: Mapping[str, str]) -> Iterator[PlanItem]:
     """Rows whose column names a key the primary bucket does not hold."""
-    fallback_keys: dict[str, set[str]] = {}
+    fallbacks = FallbackKeys(media_map, s3)
     for mapping in media_map.fields:
         for row in db.iter_rows(mapping):
-            if not row.value:
-                continue
-            if mapping.tenant_scoped and not row.tenant:
-                continue
-            key = naming.key_for_value(mapping, row.value, row.tenant)
-            if key in primary:
-                continue
-            owner = _owner(row, "reference")
-            try:
-                canonical = naming.canonical_key_for_row(mapping, row.slug, key, row.tenant)
-            except UnsafeKeyError as exc:
-                yield PlanItem(key, Action.MISSING, f"missing, and {exc.reason}", mapping.name, None, owner)
-                continue
-            if canonical in primary:
-                yield PlanItem(
-                    key,
-                    Action.REPAIR,
-                    f"missing; canonical {canonical!r} exists: point the row at it",
-                    mapping.name,
-                    canonical,
-                    owner,
-                )
-                continue
-            source = _fallback_holding(media_map, s3, fallback_keys, key)
-            if source:
-                yield PlanItem(
-                    key, Action.REPAIR, f"missing; read-only fallback {source!r} has it: copy in", mapping.name, canonical, owner
-                )
-            else:
-                yield PlanItem(key, Action.MISSING, "the row points at a key no bucket holds", mapping.name, canonical, owner)
+            item = plan_row(mapping, row, primary, fallbacks)
+            if item is not None:
+                yield item
+
+
+class FallbackKeys:
+    """The keys of the read-only fallback buckets, each listed once on first use."""
+
+    def __init__(self, media_map: MediaMap, s3: S3Adapter) -> None:
+        self.map = media_map
+        self.s3 = s3
+        self.cache: dict[str, set[str]] = {}
+
+    def holding(self, key: str) -> str | None:
+        """The first fallback bucket holding `key`, or None."""
+        return _fallback_holding(self.map, self.s3, self.cache, key)
+
+
+def plan_row(mapping: FieldMapping, row: Row, primary: Mapping[str, str], fallbacks: FallbackKeys) -> PlanItem | None:
+    """For a row whose column names a key the primary bucket does not hold: REPAIR when its file can be brought back
+    (its canonical key exists, or a read-only fallback holds the key), else MISSING. None for a row whose key is
+    there, or that names no key. The one definition of "missing" the plan, the backfill's rows phase and `verify`
+    share: a row pointing at a key no bucket holds and nothing can bring back (a 404 that was there before
+    mediacanon; `verify` holds a row mediacanon moved to a 404 to I1 instead)."""
+    if not row.value or (mapping.tenant_scoped and not row.tenant):
+        return None
+    key = naming.key_for_value(mapping, row.value, row.tenant)
+    if key in primary:
+        return None
+    owner = _owner(row, "reference")
+    try:
+        canonical = naming.canonical_key_for_row(mapping, row.slug, key, row.tenant)
+    except UnsafeKeyError as exc:
+        return PlanItem(key, Action.MISSING, f"missing, and {exc.reason}", mapping.name, None, owner)
+    if canonical in primary:
+        return PlanItem(
+            key, Action.REPAIR, f"missing; canonical {canonical!r} exists: point the row at it", mapping.name, canonical, owner
+        )
+    source = fallbacks.holding(key)
+    if source:
+        return PlanItem(
+            key, Action.REPAIR, f"missing; read-only fallback {source!r} has it: copy in", mapping.name, canonical, owner
+        )
+    return PlanItem(key, Action.MISSING, MISSING_REASON, mapping.name, canonical, owner)
+
+
+MISSING_REASON = "the row points at a key no bucket holds"
 
 
 def _fallback_holding(media_map: MediaMap, s3: S3Adapter, cache: dict[str, set[str]], key: str) -> str | None:

@@ -7,8 +7,14 @@ Its core is `mediacanon.invariants.check_invariants`; this module keeps the comm
 - I3: a CDN key that is not a canonical primary key, or a CDN object whose bytes differ from its primary object;
 - I5 is proven by the test suites' histories (every original's bytes kept): from the state alone, a retired
   source whose canonical copy is gone is reported, since it may have been deleted on purpose since.
-Reported, not broken: rows that pointed at a missing key before mediacanon touched them, objects waiting for a
-rename, and orphans (I5: reported, deleted only on explicit request).
+Reported, not broken, in the plan's words and by the plan's own definitions (`mediacanon.plan.plan_row`,
+`mediacanon.plan.orphan_reason`), so `plan`, the backfill's report and `verify` give the same numbers:
+- missing: a row mediacanon never moved points at a key no bucket holds, and nothing can bring the file back
+  (a 404 from before mediacanon; a row mediacanon moved to a 404 is I1, broken, never "missing");
+- repairable: such a row whose file the backfill can bring back (its canonical key exists, or a read-only
+  fallback holds it): the plan's "repair";
+- pending rename, unmirrored: work the live path or the backfill has yet to do;
+- orphans: objects no row owns (I5: reported, deleted only on explicit request); refused: keys never touched.
 """
 
 from __future__ import annotations
@@ -40,6 +46,19 @@ class Verification:
         return self.invariants.counts
 
     @property
+    def reported(self) -> dict[str, int]:
+        """How many of each reported-not-broken kind, under the words the plan and the backfill's report use."""
+        checked = self.invariants
+        return {
+            "missing": len(checked.missing),
+            "repairable": len(checked.repairable),
+            "orphan": len(checked.orphans),
+            "refused": len(checked.refused),
+            "pending_rename": len(checked.pending),
+            "unmirrored": len(checked.unmirrored),
+        }
+
+    @property
     def ok(self) -> bool:
         return not (self.broken_i1 or self.broken_i3_extra or self.broken_i3_differs or self.broken_i2 or self.broken_i5)
 
@@ -56,6 +75,7 @@ class Verification:
             "i5_nothing_lost": {"ok": not self.broken_i5, "broken": self.broken_i5},
             "report": {
                 "missing": self.invariants.missing,
+                "repairable": self.invariants.repairable,
                 "unmirrored": self.invariants.unmirrored,
                 "pending_rename": self.invariants.pending,
                 "orphans": self.invariants.orphans,
@@ -63,6 +83,7 @@ class Verification:
                 "retired_copy_gone": self.invariants.retired_copy_gone,
             },
             "counts": self.counts,
+            "reported": self.reported,
         }
 
 
