@@ -911,6 +911,13 @@ def local_up(fresh: bool, template: str, config: str) -> None:
 @click.option("--owner-wait", type=float, default=3.0, show_default=True, help="seconds an upload waits for its row")
 @click.option("--retry-delay", type=int, default=1, show_default=True, help="seconds before a failed record returns")
 @click.option("--template", default="template.yaml", show_default=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--progress-every",
+    type=click.FloatRange(0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="seconds between two progress lines on stderr when it is not a terminal (a terminal gets a live status line)",
+)
 @config_option
 @database_option
 def local_run(
@@ -919,6 +926,7 @@ def local_run(
     owner_wait: float,
     retry_delay: int,
     template: str,
+    progress_every: float,
     config: str,
     database_url: str | None,
 ) -> None:
@@ -945,6 +953,7 @@ def local_run(
                 timeout=timeout if timeout is not None else (600.0 if until_idle else None),
                 retry_delay=retry_delay,
                 log=log,
+                progress_every=progress_every,
             )
     except localrun.IdleTimeout as exc:
         console.print(exc.report.line, highlight=False)

@@ -380,10 +380,14 @@ def _captured(log: TextIO | None, function_name: str) -> Iterator[None]:
         return
     handlers = _powertools_handlers()
     saved = [h.setStream(log) for h in handlers]
+    caught: list[warnings.WarningMessage] = []
     try:
         with redirect_stdout(log), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default")
-            yield
+            yield  # a handler that raises (a batch whose every record failed) warns too: written below all the same
+    finally:
+        for handler, stream in zip(handlers, saved, strict=True):
+            handler.setStream(stream)
         for w in caught:
             line = {
                 "level": "WARNING",
@@ -394,9 +398,6 @@ def _captured(log: TextIO | None, function_name: str) -> Iterator[None]:
                 "timestamp": time.strftime("%Y-%m-%d %H:%M:%S%z"),
             }
             log.write(json.dumps(line) + "\n")
-    finally:
-        for handler, stream in zip(handlers, saved, strict=True):
-            handler.setStream(stream)
 
 
 def _powertools_handlers() -> list[logging.StreamHandler[Any]]:
