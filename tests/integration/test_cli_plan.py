@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,40 @@ def test_verify_fails_when_the_cdn_holds_a_non_canonical_key(stack: dict[str, st
     result = CliRunner().invoke(main, ["verify", "--json"])
     assert result.exit_code == 1
     assert json.loads(result.output)["i3_exact_mirror"]["not_canonical_primary_keys"] == ["icons/nytimes_icon_v2_final.png"]
+
+
+def test_a_row_mediacanon_moved_to_a_404_is_broken_not_missing(stack: dict[str, str], s3_client: Any) -> None:
+    """The same row in the plan and in verify: a 404 of mediacanon's making is I1 broken in both, never "missing"
+    (the word for rows that pointed at a 404 before mediacanon came)."""
+    from mediacanon import mediamap
+    from mediacanon.db import Database, Swap
+    from mediacanon.ledger import Ledger
+
+    media_map = mediamap.load(os.environ["MEDIACANON_CONFIG"])
+    mapping = media_map.field("archive.PublicationSource.icon")
+    for bucket in (stack["primary"], stack["cdn"]):
+        s3_client.put_object(Bucket=bucket, Key="icons/nytimes.png", Body=b"nyt")
+    with Database(os.environ["DATABASE_URL"]) as db:
+        (row,) = [r for r in db.iter_rows(mapping) if r.slug == "nytimes"]
+        moved = Ledger(db, media_map.schema).record_link(
+            mapping,
+            [Swap(row.id, "icons/nytimes_icon_v2_final.png", "icons/nytimes.png")],
+            source_key="icons/nytimes_icon_v2_final.png",
+            canonical_key="icons/nytimes.png",
+            etag=None,
+            sequencer=None,
+        )
+    assert moved == 1
+    s3_client.delete_object(Bucket=stack["primary"], Key="icons/nytimes.png")  # then the file is gone
+
+    plan = json.loads(CliRunner().invoke(main, ["plan", "--json"]).output)
+    rows = {i["key"]: i["action"] for i in plan["items"] if i["action"] in ("broken", "missing", "repair")}
+    assert rows == {"icons/nytimes.png": "broken", "icons/gone.png": "missing", "icons/old.png": "repair"}
+    assert "PLAN | " in (text := CliRunner().invoke(main, ["plan"]).output) and " broken=1" in text
+
+    result = CliRunner().invoke(main, ["verify", "--json"])
+    data = json.loads(result.output)
+    assert result.exit_code == 1  # mediacanon's fault: verify fails
+    assert [b["key"] for b in data["i1_never_a_404"]["broken"]] == ["icons/nytimes.png"]
+    assert {m["key"] for m in data["report"]["missing"]} == {"icons/gone.png"}  # the old 404 only
+    assert data["reported"]["missing"] == plan["totals"]["missing"] == 1

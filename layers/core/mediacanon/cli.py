@@ -417,13 +417,10 @@ def plan(as_json: bool, only: tuple[str, ...], limit: int | None, config: str, d
     if limit is not None and len(items) > limit:
         _say(f"... {len(items) - limit} more (use --limit or --json)")
     totals = result.totals
-    _say(
-        "PLAN | "
-        + " ".join(
-            f"{name}={totals.get(name, 0)}"
-            for name in ("rename", "link", "mirror", "repair", "ok", "orphan", "missing", "refuse", "skip")
-        )
-    )
+    shown = ("rename", "link", "mirror", "repair", "ok", "orphan", "missing", "refuse", "skip")
+    # rows mediacanon moved that point at a 404 (I1 broken: `mediacanon verify` exits 1): never called "missing"
+    broken = ("broken",) if totals.get("broken") else ()
+    _say("PLAN | " + " ".join(f"{name}={totals.get(name, 0)}" for name in (*shown, *broken)))
 
 
 @main.command("verify")

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from mediacanon import naming
 from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
 from mediacanon.mediamap import MediaMap
-from mediacanon.plan import Action, FallbackKeys, plan_objects, plan_row, row_canonical
+from mediacanon.plan import Action, FallbackKeys, moved_rows, plan_objects, plan_row, row_canonical
 from mediacanon.s3 import etag_is_digest
 from mediacanon.steps import RESTORED_BY, SOURCE_ETAG, SOURCE_KEY, same_bytes
 
@@ -124,9 +124,8 @@ def check_invariants(
     fallbacks = FallbackKeys(media_map, s3)
     every_entry = ledger.entries()
     entries = [e for e in every_entry if e.rolled_back_at is None]
-    changed_rows: dict[str, set[Any]] = defaultdict(set)
-    for entry in every_entry:  # a rollback changes rows too: its entries' rows are held to I1 as well
-        changed_rows[entry.field].update(c["id"] for c in entry.changes)
+    # a rollback changes rows too: its entries' rows are held to I1 as well (the plan's `broken` rows: plan.moved_rows)
+    changed_rows: dict[str, set[Any]] = defaultdict(set, moved_rows(every_entry))
     retired = {e.source_key for e in entries if e.retired_at is not None and e.source_key}
 
     referenced: set[str] = set()

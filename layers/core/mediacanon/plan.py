@@ -19,6 +19,7 @@ from mediacanon.mediamap import FieldMapping, MediaMap
 
 if TYPE_CHECKING:
     from mediacanon.db import Database, Row
+    from mediacanon.ledger import LedgerEntry
     from mediacanon.s3 import S3Adapter
 
 
@@ -30,7 +31,8 @@ class Action(StrEnum):
     ORPHAN = "orphan"  # no row owns it: reported, deleted only on explicit request (I5)
     REFUSE = "refuse"  # unsafe or unusable key: never touched
     SKIP = "skip"  # outside every field mapping
-    MISSING = "missing"  # (rows) the row points at a key no bucket holds
+    MISSING = "missing"  # (rows) the row points at a key no bucket holds (a 404 from before mediacanon)
+    BROKEN = "broken"  # (rows) a row mediacanon moved points at a key the primary bucket lacks: I1, its fault
     REPAIR = "repair"  # (rows) the row's key is missing, but its file can be brought back
 
 
@@ -148,8 +150,28 @@ def build_plan(media_map: MediaMap, s3: S3Adapter, db: Database, page_size: int 
     keys = iter(sorted(primary))
     while page := list(islice(keys, page_size)):
         plan.items.extend(_plan_page(media_map, db, page, primary, cdn, _mirrors(media_map, s3)))
-    plan.items.extend(_plan_rows(media_map, s3, db, primary))
+    plan.items.extend(_plan_rows(media_map, s3, db, primary, moved_rows_of(media_map, db)))
     return plan
+
+
+def moved_rows_of(media_map: MediaMap, db: Database) -> dict[str, set[Any]]:
+    """The rows mediacanon moved, by field: every ledger entry's rows (a rollback's included). Read only: no ledger
+    yet (nothing ran) is no row moved."""
+    from mediacanon.ledger import Ledger
+
+    with db.connection() as conn:
+        found = conn.execute("SELECT to_regclass(%s)", ('"{}".ledger'.format(media_map.schema.replace('"', '""')),)).fetchone()
+    if found is None or found[0] is None:
+        return {}
+    return moved_rows(Ledger(db, media_map.schema).entries())
+
+
+def moved_rows(entries: Iterable[LedgerEntry]) -> dict[str, set[Any]]:
+    """Field -> ids of the rows these ledger entries changed: the rows I1 holds mediacanon to."""
+    moved: dict[str, set[Any]] = {}
+    for entry in entries:
+        moved.setdefault(entry.field, set()).update(change["id"] for change in entry.changes)
+    return moved
 
 
 class HeadedEtags(Mapping[str, str]):
@@ -337,12 +359,18 @@ def _owner(row: Row, matched_by: str) -> Owner:
     return Owner(id=row.id, slug=row.slug, value=row.value or None, tenant=row.tenant, matched_by=matched_by)
 
 
-def _plan_rows(media_map: MediaMap, s3: S3Adapter, db: Database, primary: Mapping[str, str]) -> Iterator[PlanItem]:
+def _plan_rows(
+    media_map: MediaMap, s3: S3Adapter, db: Database, primary: Mapping[str, str], moved: Mapping[str, set[Any]]
+) -> Iterator[PlanItem]:
     """Rows whose column names a key the primary bucket does not hold."""
     fallbacks = FallbackKeys(media_map, s3)
     for mapping in media_map.fields:
+        moved_here = moved.get(mapping.name, set())
         for row in db.iter_rows(mapping):
             item = plan_row(mapping, row, primary, fallbacks)
+            if item is not None and row.id in moved_here:
+                why = "mediacanon moved this row here and the primary bucket lacks the key: I1 broken (mediacanon verify)"
+                item = PlanItem(item.key, Action.BROKEN, why, item.field, item.canonical_key, item.owner)
             if item is not None:
                 yield item
 
