@@ -88,13 +88,13 @@ def test_upload_needs_exactly_one_source(run: CliRunner, tmp_path: Path) -> None
     neither = run.invoke(main, ["upload", "--config", SAMPLE_MAP])
     both = run.invoke(main, ["upload", str(tmp_path), "--from-media-root", str(tmp_path), "--config", SAMPLE_MAP])
     for result in (neither, both):
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "exactly one" in result.output
 
 
 def test_upload_from_media_root_without_a_database_says_how_to_get_one(run: CliRunner, tmp_path: Path) -> None:
     result = run.invoke(main, ["upload", "--from-media-root", str(tmp_path), "--config", SAMPLE_MAP])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "DATABASE_URL" in result.output
 
 
@@ -102,5 +102,44 @@ def test_upload_manifest_is_for_a_staging_tree_only(run: CliRunner, tmp_path: Pa
     manifest = tmp_path / "audit.csv"
     manifest.write_text("slug,audit_status\n")
     result = run.invoke(main, ["upload", "--from-media-root", str(tmp_path), "--manifest", str(manifest), "--config", SAMPLE_MAP])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--manifest applies to a staging DIRECTORY" in result.output
+
+
+def test_phases_take_the_documented_syntax() -> None:
+    from mediacanon.cli import spread_phases
+
+    assert spread_phases(["--phase", "objects", "report", "--dry-run"]) == [
+        "--phase",
+        "objects",
+        "--phase",
+        "report",
+        "--dry-run",
+    ]
+    assert spread_phases(["--phase=objects", "report"]) == ["--phase=objects", "--phase", "report"]
+    assert spread_phases(["--field", "a", "--phase", "rows"]) == ["--field", "a", "--phase", "rows"]
+
+
+def test_a_failed_task_reads_as_its_error_type_and_message_not_lambdas_json() -> None:
+    """Step Functions carries a failed Lambda task's error as a JSON cause (errorMessage, errorType, stackTrace):
+    https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html"""
+    from mediacanon.cli import task_error
+
+    cause = json.dumps(
+        {
+            "errorMessage": "link icons/a [draft].png: refused",
+            "errorType": "PermanentError",
+            "requestId": "r",
+            "stackTrace": ['  File "/var/task/app.py", line 3, in handler\n    raise\n'],
+        }
+    )
+    assert task_error(f"PermanentError: {cause}") == "PermanentError: link icons/a [draft].png: refused"
+    assert task_error(f"PermanentError: {cause[:60]}") == "PermanentError: link icons/a [draft].png: refused"
+    assert task_error("States.Timeout: the task ran over 900 s") == "States.Timeout: the task ran over 900 s"
+
+
+def test_plan_only_takes_every_action_the_plan_has() -> None:
+    from mediacanon.cli import PLAN_ACTIONS
+    from mediacanon.plan import Action
+
+    assert sorted(PLAN_ACTIONS) == sorted(a.value for a in Action)

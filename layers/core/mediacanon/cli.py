@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mediacanon import mediamap, naming
-from mediacanon.errors import ConfigError, MediacanonError, RetryableError, UnmappedKeyError, UnsafeKeyError
+from mediacanon.errors import BucketNotFound, ConfigError, MediacanonError, RetryableError, UnmappedKeyError, UnsafeKeyError
 
 # User data (keys, paths, error texts) is printed verbatim: no markup (`[draft]` is not a tag), no emoji codes
 # (`:smile:` stays as typed), no highlighting. Styles come from Text objects only.
@@ -38,7 +38,7 @@ EXIT_REFUSED = 2
 EXIT_USAGE = 2
 
 PHASES = ("objects", "rows", "mirror", "report")  # mediacanon.backfill.PHASES (not imported: it pulls in the steps)
-PLAN_ACTIONS = ("rename", "link", "mirror", "orphan", "refuse", "missing", "repair", "ok", "skip")
+PLAN_ACTIONS = ("rename", "link", "mirror", "orphan", "refuse", "missing", "broken", "repair", "ok", "skip")  # plan.Action
 LOCAL_UP = "`mediacanon local up`"
 
 
@@ -530,7 +530,15 @@ def backfill_command(
             for mapping in media_map.fields:
                 if not fields or mapping.name in fields:
                     db.check_field(mapping)
-        next(iter(S3Adapter().iter_objects(media_map.buckets.primary, page_size=1)), None)
+        s3 = S3Adapter()
+        for role, name in (("primary", media_map.buckets.primary), ("cdn", media_map.buckets.cdn)):
+            try:
+                next(iter(s3.iter_objects(name, page_size=1)), None)
+            except BucketNotFound:
+                _fail(
+                    f"the {role} bucket {name!r} is not there (fix: create it, or correct buckets.{role} in {config}; "
+                    "`sam deploy` creates both)"
+                )
         result = run_backfill(
             media_map,
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
@@ -551,14 +559,63 @@ def backfill_command(
         _say(result.report_line)
     if result.error:
         name = result.execution_arn.rsplit(":", 1)[-1]
+        if _endpoint_gone(result.error):
+            _fail(
+                f"cannot reach {_endpoint_where()}: it stopped answering during backfill {name} "
+                f"({task_error(result.error)}) (fix: start it again ({LOCAL_UP}) or correct AWS_ENDPOINT_URL, then run "
+                "the backfill again: every phase is idempotent)"
+            )
         _fail(
             f"backfill {name} {result.status.lower()}: {task_error(result.error)} (fix: correct that, then run the backfill "
             f"again: every phase is idempotent; `mediacanon report {name}` shows what was done)"
         )
+    failed = int(result.counts.get("failed", 0))
+    if failed:
+        name = result.execution_arn.rsplit(":", 1)[-1]
+        for item in _failed_items(media_map, result.report_keys):
+            _say(f"failed: {item.get('key') or '-'}: {item.get('detail')}")
+        _fail(
+            f"backfill {name}: {failed} item(s) failed (fix: correct what their lines say, then run the backfill again: "
+            f"every phase is idempotent; `mediacanon report {name} --csv` lists them all)"
+        )
     sys.exit(0 if result.status == "SUCCEEDED" else EXIT_FAILED)
 
 
+def _failed_items(media_map: mediamap.MediaMap, report_keys: Sequence[str], limit: int = 10) -> list[dict[str, Any]]:
+    """The first `limit` failed items of a backfill's report (its JSON), for the lines printed with its failure."""
+    from mediacanon.s3 import S3Adapter
+
+    key = next((k for k in report_keys if k.endswith(".json")), None)
+    if key is None:
+        return []
+    items = json.loads(S3Adapter().get_bytes(media_map.buckets.primary, key)).get("items", [])
+    return [item for item in items if item.get("outcome") == "failed"][:limit]
+
+
 _FIELD = r'"{}"\s*:\s*("(?:[^"\\]|\\.)*")'
+
+
+_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "Could not connect to the endpoint")
+
+
+def _endpoint_gone(error: str) -> bool:
+    """Whether a failed execution failed because its endpoint went away: the task's error says it could not connect,
+    and the endpoint (a local emulator) does not answer now either."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not any(text in error for text in _UNREACHABLE):
+        return False
+    if not endpoint:
+        return True
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(endpoint, timeout=2).close()  # noqa: S310 (the configured endpoint, http or https)
+    except urllib.error.HTTPError:
+        return False  # it answers, if only with an error
+    except OSError:
+        return True
+    return False
 
 
 def task_error(error: str) -> str:
@@ -607,20 +664,24 @@ def rollback_command(execution: str | None, since: datetime | None, dry_run: boo
     url = _need_database(database_url)
     with Database(url) as db:
         ledger = Ledger(db, media_map.schema)
-        if name is not None and not ledger.entries(execution=name):
+        recorded = ledger.exists()  # read, never create: a wrong argument changes nothing
+        if name is not None and not (recorded and ledger.entries(execution=name)):
             raise click.BadParameter(
                 f"no rename of execution {name!r} is in the ledger (fix: pass the name or ARN `mediacanon backfill` "
                 "printed, or --since TIME for the live path's renames)",
                 param_hint="'EXECUTION'",
             )
-        try:
-            result = rollback(media_map, S3Adapter(), db, ledger, execution=name, since=since, dry_run=dry_run)
-        except FileNotFoundError as exc:  # mediacanon.rollback: a canonical copy to restore from is gone
-            _fail(f"rollback stopped: {exc} (fix: restore that object from its bucket's versions, then roll back again)")
+        if not recorded:
+            _say(f"no rename is in the ledger ({media_map.schema}.ledger does not exist yet): nothing to roll back")
+            return
+        result = rollback(media_map, S3Adapter(), db, ledger, execution=name, since=since, dry_run=dry_run)
     for key in result.restored_objects:
         _say(f"{'would restore' if dry_run else 'restored'} {key}")
     for row in result.rows_changed_since:
         _say(f"left alone (changed since): {row}")
+    for entry in result.skipped:
+        where = entry.get("key") or f"row {entry.get('row')}"
+        _say(f"not reversed: {entry.get('field')}: {where}: {entry.get('reason')}")
     _say(result.line)
 
 
@@ -663,11 +724,11 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 @main.command("upload")
-@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None, help="audit CSV: only its passed slugs go in"
 )
-@click.option("--from-media-root", "media_root", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--from-media-root", "media_root", type=click.Path(path_type=Path), default=None,
               help="upload the files rows name that S3 lacks, from this MEDIA_ROOT")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="decide and report, upload nothing")
 @click.option(
@@ -719,9 +780,9 @@ def upload_command(
     from mediacanon.s3 import S3Adapter
 
     if (directory is None) == (media_root is None):
-        _fail("pass a staging DIRECTORY or --from-media-root PATH (exactly one)")
+        _fail("pass a staging DIRECTORY or --from-media-root PATH (exactly one)", EXIT_USAGE)
     if media_root is not None and manifest is not None:
-        _fail("--manifest applies to a staging DIRECTORY, not to --from-media-root")
+        _fail("--manifest applies to a staging DIRECTORY, not to --from-media-root", EXIT_USAGE)
     if directory is not None and not directory.is_dir():
         raise click.BadParameter(
             f"{upload.display_path(directory)} is {'not a folder' if directory.exists() else 'not there'} "
@@ -733,6 +794,12 @@ def upload_command(
             f"{upload.display_path(manifest)} is {'not a file' if manifest.exists() else 'not there'} "
             "(fix: pass the path of the audit CSV)",
             param_hint="'--manifest'",
+        )
+    if media_root is not None and not media_root.is_dir():
+        raise click.BadParameter(
+            f"MEDIA_ROOT {upload.display_path(media_root)} is {'not a folder' if media_root.exists() else 'not there'} "
+            "(fix: pass Django's settings.MEDIA_ROOT)",
+            param_hint="'--from-media-root'",
         )
     media_map = _load_map(config)
     _check_fields(media_map, fields)
@@ -761,11 +828,9 @@ def upload_command(
         else:
             assert media_root is not None
             if not url:
-                _fail("--from-media-root reads the rows: set DATABASE_URL, pass --database-url, or run `mediacanon local up`")
-            if not media_root.is_dir():
-                raise click.BadParameter(
-                    f"MEDIA_ROOT {upload.display_path(media_root)} is not a folder (fix: pass Django's settings.MEDIA_ROOT)",
-                    param_hint="'--from-media-root'",
+                _fail(
+                    "--from-media-root reads the rows: set DATABASE_URL, pass --database-url, or run `mediacanon local up`",
+                    EXIT_USAGE,
                 )
             from mediacanon.db import Database
 

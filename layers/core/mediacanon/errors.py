@@ -68,6 +68,10 @@ class NotFoundError(PermanentError):
         super().__init__(f"not found: {what}")
 
 
+class BucketNotFound(PermanentError):
+    """S3 answered NoSuchBucket: a bucket the media map names is not there (a configuration error, never retried)."""
+
+
 class PreconditionFailed(PermanentError):
     """A conditional write lost its race (the target changed under us)."""
 

@@ -113,6 +113,16 @@ class Ledger:
             conn.execute(self._q(_DDL))
         self._ready = True
 
+    def exists(self) -> bool:
+        """Whether the ledger table is there, without creating it (a read-only caller changes nothing)."""
+        if self._ready:
+            return True
+        with self.db.connection() as conn:
+            found = conn.execute(
+                "SELECT to_regclass(%s)", ('"{}".ledger'.format(self.schema_name.replace('"', '""')),)
+            ).fetchone()
+        return found is not None and found[0] is not None
+
     def claim(self, canonical_key: str, source_key: str, source_etag: str | None, *, take_over: bool = False) -> str:
         """Claim `canonical_key` for `source_key`; returns the source key that holds the claim afterwards."""
         self.ensure()

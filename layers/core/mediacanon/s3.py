@@ -29,6 +29,7 @@ from botocore.exceptions import (
 )
 
 from mediacanon.errors import (
+    BucketNotFound,
     ConditionalDeleteUnsupported,
     MediacanonError,
     NotFoundError,
@@ -110,6 +111,7 @@ class ObjectHead:
     version_id: str | None = None
     encryption: str | None = None  # ServerSideEncryption (AES256, aws:kms, aws:kms:dsse), SSE_C, or UNKNOWN_ENCRYPTION
     checksum: str | None = None  # "<algorithm>:<value>" when read with ChecksumMode and S3 holds one, else None
+    last_modified: datetime | None = None  # as S3 answered a HEAD; None for a head made from a listing or a copy
 
 
 def etag_is_digest(head: ObjectHead) -> bool:
@@ -167,6 +169,8 @@ def _classify(code: str, status: int | None, message: str) -> MediacanonError:
     # HEAD has no body, so a missing bucket is also a bare 404 there: NoSuchBucket only shows on other calls
     if code in NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
         return NotFoundError(message)
+    if code == "NoSuchBucket":
+        return BucketNotFound(message)
     if code in NOT_IMPLEMENTED_CODES or status == 501:
         return UnsupportedByStore(
             f"{message}: the store does not implement this request (an S3-compatible store, not S3); retrying cannot "
@@ -279,6 +283,7 @@ class S3Adapter:
             version_id=resp.get("VersionId"),
             encryption=_encryption(resp),
             checksum=_checksum(resp),
+            last_modified=resp.get("LastModified"),
         )
 
     def copy(

@@ -358,13 +358,32 @@ def run_backfill(
 
         function_name = f"mediacanon-backfill-{uuid.uuid4().hex[:8]}"
 
+        failures: list[str] = []  # the tasks' errors, as Lambda reports them: type, message, the batch's first key
+
         def invoke(called: str, event: dict[str, Any]) -> dict[str, Any]:
             if called != function_name:
                 raise BackfillError(f"unexpected Lambda function {called!r}")
-            return run_task(event, make_steps)
+            try:
+                return run_task(event, make_steps)
+            except Exception as exc:
+                items = event.get("Items") or []
+                where = f" (batch of {len(items)} from key {items[0].get('Key')!r})" if items else ""
+                with lock:
+                    failures.append(f"{type(exc).__name__}: {' '.join(str(exc).split())}{where}")
+                raise
 
         with _control_plane(endpoint_url, invoke) as control_url:
-            return _execute(control_url, media_map, function_name, execution, payload, progress=progress, timeout=timeout)
+            return _execute(
+                control_url,
+                media_map,
+                function_name,
+                execution,
+                payload,
+                progress=progress,
+                timeout=timeout,
+                watch=_Watchdog(endpoint_url) if endpoint_url else None,
+                failures=failures,
+            )
 
 
 def _execute(
@@ -376,6 +395,8 @@ def _execute(
     *,
     progress: bool,
     timeout: float | None,
+    watch: _Watchdog | None = None,
+    failures: list[str] | None = None,
 ) -> BackfillResult:
     def client(service: str) -> Any:
         return _client(
@@ -426,6 +447,20 @@ def _execute(
             if deadline is not None and time.monotonic() > deadline:
                 sfn.stop_execution(executionArn=execution_arn, error="Timeout", cause=f"local backfill ran over {timeout}s")
                 raise BackfillError(f"{execution_arn} still running after {timeout}s: stopped")
+            if watch is not None and watch.gone():
+                # the tasks would retry for minutes against an endpoint that is not coming back: stop, as a
+                # failure that names it (each phase is idempotent: a rerun on a live endpoint goes on from here)
+                sfn.stop_execution(executionArn=execution_arn, error="EndpointConnectionError", cause=watch.cause)
+                runs = _map_runs(sfn, execution_arn) or runs
+                described = sfn.describe_execution(executionArn=execution_arn)
+                return BackfillResult(
+                    execution_arn=execution_arn,
+                    status=described["status"],
+                    report_line=None,
+                    report_keys=[],
+                    map_run_counts={arn: run["itemCounts"] for arn, run in runs.items()},
+                    error=f"EndpointConnectionError: {watch.cause}",
+                )
             time.sleep(POLL_SECONDS)
 
     status, error = described["status"], None
@@ -439,6 +474,8 @@ def _execute(
         if failed and failed * 100.0 > tolerated * max(items.get("total", 0), 1) and status == "SUCCEEDED":
             status = "FAILED"  # what AWS does (States.ExceedToleratedFailureThreshold) and moto does not
             error = f"States.ExceedToleratedFailureThreshold: {failed} of {items.get('total')} items failed in {arn}"
+    if error is not None and failures and failures[-1] not in error:
+        error = f"{error}; last task error: {failures[-1]}"
     output = json.loads(described.get("output") or "{}") if described["status"] == "SUCCEEDED" else {}
     return BackfillResult(
         execution_arn=execution_arn,
@@ -449,6 +486,34 @@ def _execute(
         error=error,
         counts=dict(output.get("counts", {})),
     )
+
+
+class _Watchdog:
+    """Whether the data endpoint (the local emulator the tasks read and write) still answers: asked every
+    `every` seconds, gone after `misses` refusals in a row."""
+
+    def __init__(self, endpoint_url: str, *, every: float = 2.0, misses: int = 3) -> None:
+        self.endpoint_url, self.every, self.misses = endpoint_url, every, misses
+        self._next, self._missed = time.monotonic() + every, 0
+        self.cause = ""
+
+    def gone(self) -> bool:
+        import urllib.error
+        import urllib.request
+
+        if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self.every
+        try:
+            urllib.request.urlopen(self.endpoint_url, timeout=self.every).close()  # noqa: S310 (the configured endpoint)
+        except urllib.error.HTTPError:
+            self._missed = 0  # it answers, if only with an error
+        except OSError as exc:
+            self._missed += 1
+            self.cause = f"Could not connect to the endpoint URL {self.endpoint_url} ({self._missed} checks): {exc}"
+        else:
+            self._missed = 0
+        return self._missed >= self.misses
 
 
 def _map_runs(sfn: Any, execution_arn: str) -> dict[str, dict[str, Any]]:

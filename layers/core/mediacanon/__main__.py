@@ -1,0 +1,5 @@
+"""`python -m mediacanon`: the `mediacanon` command."""
+
+from mediacanon.cli import main
+
+main()
