@@ -175,25 +175,27 @@ def test_read_only_on_fallback_buckets(everything: Stack) -> None:
     assert readers == {"BackfillFunctionRole"}
 
 
-def test_cloudfront_invalidation_only_by_replicate_on_its_own_distribution(everything: Stack) -> None:
+def test_cloudfront_invalidation_only_by_replicate_and_the_backfill_on_their_own_distribution(everything: Stack) -> None:
     distribution = "arn:aws:cloudfront::123456789012:distribution/ref:CdnDistribution"
     for role_id in everything.of_type("AWS::IAM::Role"):
         invalidating = [
             s for s in everything.role_statements(role_id) if "cloudfront:CreateInvalidation" in _as_list(s["Action"])
         ]
-        if role_id == "ReplicateFunctionRole":
-            assert [s["Resource"] for s in invalidating] == [distribution]
+        if role_id in ("ReplicateFunctionRole", "BackfillFunctionRole"):
+            assert [s["Resource"] for s in invalidating] == [distribution], role_id
+            assert all(_as_list(s["Action"]) == ["cloudfront:CreateInvalidation"] for s in invalidating), role_id
         else:
             assert invalidating == [], role_id
-    env = everything.resources["ReplicateFunction"]["Properties"]["Environment"]["Variables"]
-    assert env["MEDIACANON_CDN_DISTRIBUTION_ID"] == "ref:CdnDistribution"
+    for function_id in ("ReplicateFunction", "BackfillFunction"):
+        env = everything.resources[function_id]["Properties"]["Environment"]["Variables"]
+        assert env["MEDIACANON_CDN_DISTRIBUTION_ID"] == "ref:CdnDistribution", function_id
 
 
 def test_without_a_distribution_no_cloudfront_anywhere() -> None:
     plain = stack_for(BASE)
     assert not plain.of_type("AWS::CloudFront::Distribution")
     assert not [s for s in plain.all_statements() if any(a.startswith("cloudfront:") for a in _as_list(s["Action"]))]
-    for function_id in STEPS:
+    for function_id in (*STEPS, "BackfillFunction"):
         assert "MEDIACANON_CDN_DISTRIBUTION_ID" not in plain.resources[function_id]["Properties"]["Environment"]["Variables"]
 
 

@@ -13,10 +13,12 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mediacanon import naming
+from mediacanon.cdn import CdnInvalidations, invalidations_from_env
 from mediacanon.errors import (
     MediacanonError,
     NotFoundError,
@@ -68,15 +71,26 @@ REPORT_COUNTS = (
     "collision",
     "skipped",
     "failed",
+    "invalidated",  # CDN paths the tasks invalidated (replaced or pruned CDN keys: mediacanon.cdn)
+    "uninvalidated",  # CDN paths whose invalidation failed: one report item each, to invalidate by hand
 )
 
-CSV_FIELDS = ["phase", "key", "outcome", "canonical_key", "detail"]
+# etag: what an orphan held when it was reported (`mediacanon.orphans` deletes it only while it holds that)
+CSV_FIELDS = ["phase", "key", "outcome", "canonical_key", "detail", "etag"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class BatchResult:
     counts: Counter[str] = field(default_factory=Counter)
     items: list[dict[str, Any]] = field(default_factory=list)
+    # the task's CloudFront invalidations (None: the stack has no distribution): the CDN keys it replaced or removed
+    cdn: CdnInvalidations | None = field(default=None, repr=False, compare=False)
+
+    def cdn_changed(self, key: str) -> None:
+        """A CDN-bucket key whose object this batch replaced or removed: its path is invalidated at the task's end."""
+        if self.cdn is not None:
+            self.cdn.add_key(key)
 
     def add(self, count: str, key: str, detail: str = "", canonical_key: str | None = None, phase: str = "objects") -> None:
         self.counts[count] += 1
@@ -90,9 +104,9 @@ def _event(bucket: str, key: str) -> ObjectEvent:
     return ObjectEvent(bucket=bucket, key=key, created=True)
 
 
-def process_objects(steps: Steps, keys: Sequence[str], *, dry_run: bool) -> BatchResult:
-    """Normalize, replicate and link each object of a batch of primary keys."""
-    result = BatchResult()
+def process_objects(steps: Steps, keys: Sequence[str], *, dry_run: bool, cdn: CdnInvalidations | None = None) -> BatchResult:
+    """Normalize, replicate and link each object of a batch of primary keys (the CDN keys replaced go to `cdn`)."""
+    result = BatchResult(cdn=cdn)
     if dry_run:
         media = [key for key in keys if not key.startswith(steps.map.reports_prefix)]
         for item in build_plan_for_keys(steps.map, steps.s3, steps.db, media):
@@ -166,6 +180,62 @@ class _WrittenHeads:
         return self._s3.delete_many(bucket, keys)
 
 
+class _CdnWatch:
+    """The S3 adapter for the per-object steps of a task with a distribution: each copy into the CDN bucket over an
+    object there (its last HEAD found one, or none was made), and each CDN key deleted, goes to the task's
+    invalidations. The steps HEAD the CDN key before they mirror it, so a new key's path is not invalidated."""
+
+    def __init__(self, s3: S3Adapter, cdn: str, result: BatchResult) -> None:
+        self._s3 = s3
+        self._cdn = cdn
+        self._result = result
+        self._held: dict[str, bool] = {}  # CDN key -> whether its last HEAD found an object
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def head(self, bucket: str, key: str, *, checksum: bool = False) -> ObjectHead | None:
+        head = self._s3.head(bucket, key, checksum=True) if checksum else self._s3.head(bucket, key)
+        if bucket == self._cdn:
+            self._held[key] = head is not None
+        return head
+
+    def _written(self, bucket: str, key: str) -> None:
+        if bucket == self._cdn and self._held.pop(key, True):
+            self._result.cdn_changed(key)
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, **kwargs: Any) -> str:
+        etag = self._s3.copy(src_bucket, src_key, dst_bucket, dst_key, **kwargs)
+        self._written(dst_bucket, dst_key)
+        return etag
+
+    def copy_as_is(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, *, source_etag: str) -> str:
+        etag = self._s3.copy_as_is(src_bucket, src_key, dst_bucket, dst_key, source_etag=source_etag)
+        self._written(dst_bucket, dst_key)
+        return etag
+
+    def delete_many(self, bucket: str, keys: Iterable[str]) -> DeleteResult:
+        keys = list(keys)
+        deleted = self._s3.delete_many(bucket, keys)
+        if bucket == self._cdn:
+            failed = {error.key for error in deleted.errors}
+            for key in keys:
+                if key not in failed:
+                    self._held.pop(key, None)
+                    self._result.cdn_changed(key)
+        return deleted
+
+
+def _watched(steps: Steps, result: BatchResult) -> Steps:
+    """`steps` whose S3 adapter reports the CDN keys it replaces or removes to the result's invalidations (as they
+    are when the task has none)."""
+    if result.cdn is None:
+        return steps
+    steps = copy.copy(steps)
+    steps.s3 = _CdnWatch(steps.s3, steps.map.buckets.cdn, result)  # type: ignore[assignment]  # the same interface
+    return steps
+
+
 def _process_each(steps: Steps, keys: Iterable[str], result: BatchResult) -> None:
     """The per-object steps for each key; a permanent failure fails that key only (a retryable one, the batch)."""
     for key in keys:
@@ -179,7 +249,7 @@ def _process_object(steps: Steps, key: str, result: BatchResult) -> None:
     if key.startswith(steps.map.reports_prefix):
         return  # mediacanon's own reports: not media, not counted
     steps = copy.copy(steps)
-    steps.s3 = _WrittenHeads(steps.s3)  # type: ignore[assignment]  # the same interface, one object's memory
+    steps.s3 = _WrittenHeads(_watched(steps, result).s3)  # type: ignore[assignment]  # the same interface, one object's memory
     primary = steps.map.buckets.primary
     normalized = steps.normalize(_event(primary, key))
     if normalized.outcome == Outcome.REFUSED:
@@ -341,11 +411,12 @@ class _Move:
         return self.canonical != self.listed.key
 
 
-def process_listed(steps: Steps, items: Sequence[Listed], *, dry_run: bool) -> BatchResult:
-    """Normalize, replicate and link a batch of listed objects: the listing's ETags and sizes stand in for HEADs."""
+def process_listed(steps: Steps, items: Sequence[Listed], *, dry_run: bool, cdn: CdnInvalidations | None = None) -> BatchResult:
+    """Normalize, replicate and link a batch of listed objects: the listing's ETags and sizes stand in for HEADs.
+    The CDN keys replaced go to `cdn`."""
     if dry_run:
         return process_objects(steps, [item.key for item in items], dry_run=True)
-    result = BatchResult()
+    result = BatchResult(cdn=cdn)
     per_object: list[str] = []  # what the listing cannot settle: the per-object steps, which read what they need
     moves = _moves(steps, items, result, per_object)
     moves = _normalize_listed(steps, moves, result, per_object)
@@ -378,7 +449,7 @@ def _moves(steps: Steps, items: Sequence[Listed], result: BatchResult, per_objec
             moves.append(linked[item.key])
             continue
         if owner is None and not res.is_canonical:
-            result.add("orphan", item.key, "no row references it or has its slug; left for the backfill")
+            result.add("orphan", item.key, ORPHAN_KEPT)
             continue
         if owner is None or owner.matched_by != "reference" or item.size > COPY_OBJECT_LIMIT:
             per_object.append(item.key)
@@ -401,6 +472,12 @@ def _moves(steps: Steps, items: Sequence[Listed], result: BatchResult, per_objec
             continue
         moves.append(_Move(item, res, owner, canonical))
     return moves
+
+
+ORPHAN_KEPT = (
+    "no row references it or has its slug; kept: `mediacanon orphans --execution NAME` deletes the orphans of this "
+    "report on request"
+)
 
 
 def _linked_unretired(steps: Steps, candidates: list[tuple[Listed, naming.Resolution]]) -> dict[str, _Move]:
@@ -589,6 +666,8 @@ def _mirror_listed(steps: Steps, moves: list[_Move], result: BatchResult, per_ob
             result.add("failed", move.listed.key, str(copied))
         else:
             move.mirrored = True
+            if mirrored[move.canonical] is not None:
+                result.cdn_changed(move.canonical)  # another object was there: a cached copy of it may be served
             kept.append(move)
     return kept
 
@@ -733,10 +812,20 @@ def _count_move(result: BatchResult, move: _Move) -> None:
         result.add("skipped", key, "already canonical, mirrored and linked", canonical)
 
 
-def process_rows(steps: Steps, mapping: FieldMapping, start_id: Any = None, end_id: Any = None, *, dry_run: bool) -> BatchResult:
+def process_rows(
+    steps: Steps,
+    mapping: FieldMapping,
+    start_id: Any = None,
+    end_id: Any = None,
+    *,
+    dry_run: bool,
+    cdn: CdnInvalidations | None = None,
+) -> BatchResult:
     """Rows pointing at keys missing from the primary bucket: point them at their canonical key when it exists,
-    else copy the file in from a read-only fallback bucket, else report them missing."""
-    result = BatchResult()
+    else copy the file in from a read-only fallback bucket, else report them missing. The CDN keys replaced go to
+    `cdn`."""
+    result = BatchResult(cdn=cdn)
+    steps = _watched(steps, result)
     s3, primary = steps.s3, steps.map.buckets.primary
     placed: list[tuple[Row, str, str]] = []
     for row in steps.db.iter_rows(mapping, start_id=start_id, end_id=end_id):
@@ -776,9 +865,10 @@ def process_rows(steps: Steps, mapping: FieldMapping, start_id: Any = None, end_
     return result
 
 
-def prune_mirror(steps: Steps, *, dry_run: bool, max_deletes: int) -> BatchResult:
-    """CDN keys that are not canonical primary keys: pruned per policy (I3), guarded against mass deletion."""
-    result = BatchResult()
+def prune_mirror(steps: Steps, *, dry_run: bool, max_deletes: int, cdn: CdnInvalidations | None = None) -> BatchResult:
+    """CDN keys that are not canonical primary keys: pruned per policy (I3), guarded against mass deletion. The keys
+    pruned go to `cdn` (a distribution may still serve them from its cache)."""
+    result = BatchResult(cdn=cdn)
     s3, media_map = steps.s3, steps.map
     # both listings come in key order: walked side by side, so memory holds the extra keys, not the buckets
     primary_keys = (o.key for o in s3.iter_objects(media_map.buckets.primary))
@@ -808,7 +898,12 @@ def prune_mirror(steps: Steps, *, dry_run: bool, max_deletes: int) -> BatchResul
             "raise maxDeletes after checking the dry-run report"
         )
     if not dry_run and to_delete:
-        s3.delete_many(media_map.buckets.cdn, to_delete).raise_for_errors(media_map.buckets.cdn)
+        deleted = s3.delete_many(media_map.buckets.cdn, to_delete)
+        failed = {error.key for error in deleted.errors}
+        for key in to_delete:
+            if key not in failed:
+                result.cdn_changed(key)  # invalidated even when another key's failure fails the task
+        deleted.raise_for_errors(media_map.buckets.cdn)
     for key in to_delete:
         result.add("pruned", key, "would prune" if dry_run else "pruned: not a canonical primary key", phase="mirror")
     return result
@@ -1048,14 +1143,25 @@ def _check_reports_prefix(media_map: MediaMap, deployed: Any) -> None:
         )
 
 
-def run_task(event: dict[str, Any], make_steps: Callable[[str], Steps]) -> dict[str, Any]:
+def run_task(
+    event: dict[str, Any],
+    make_steps: Callable[[str], Steps],
+    invalidations: Callable[[], CdnInvalidations | None] = invalidations_from_env,
+) -> dict[str, Any]:
     """One task of the backfill state machine, chosen by the event's "action"; `make_steps(execution)` gives the
     Steps whose ledger records that execution. Returns counts only: outcomes go to the parts in S3.
+
+    `invalidations()` gives the task its CloudFront invalidations (by default the stack's distribution,
+    MEDIACANON_CDN_DISTRIBUTION_ID; None: no distribution): the CDN keys an objects, rows or mirror task replaced or
+    removed are invalidated in one CreateInvalidation at its end (`_invalidate`), even when the task fails after
+    changing some.
 
     A RetryableError (whatever its subclass) leaves as a plain RetryableError, the one name the ASL retries on."""
     action, execution = event.get("action"), str(event["execution"])
     steps = make_steps(execution)
     dry_run = bool(event.get("dryRun", False))
+    cdn = invalidations() if action in ("objects", "rows", "mirror") and not dry_run else None
+    result: BatchResult | None = None
     try:
         if action == "prepare":
             return prepare(steps, execution, event.get("input") or {}, event.get("reportsPrefix"))
@@ -1063,17 +1169,22 @@ def run_task(event: dict[str, Any], make_steps: Callable[[str], Steps]) -> dict[
             keys = [item["Key"] for item in event["items"]]
             listed = listed_items(event["items"])
             if listed is None:  # keys alone (a hand-made event): the per-object steps read the rest
-                result = process_objects(steps, keys, dry_run=dry_run)
+                result = process_objects(steps, keys, dry_run=dry_run, cdn=cdn)
             else:
-                result = process_listed(steps, listed, dry_run=dry_run)
+                result = process_listed(steps, listed, dry_run=dry_run, cdn=cdn)
+            _record_orphan_etags(steps, result, listed)
+            _invalidate(cdn, execution, result, "objects")
             write_part(steps, execution, _batch_name("objects", keys), result)
         elif action == "rows":
             span = event["range"]
             mapping = steps.map.field(span["field"])
-            result = process_rows(steps, mapping, span.get("start"), span.get("end"), dry_run=dry_run)
+            result = process_rows(steps, mapping, span.get("start"), span.get("end"), dry_run=dry_run, cdn=cdn)
+            _invalidate(cdn, execution, result, "rows")
             write_part(steps, execution, _batch_name("rows", span["field"], span.get("start")), result)
         elif action == "mirror":
-            result = prune_mirror(steps, dry_run=dry_run, max_deletes=int(event.get("maxDeletes", DEFAULT_MAX_DELETES)))
+            max_deletes = int(event.get("maxDeletes", DEFAULT_MAX_DELETES))
+            result = prune_mirror(steps, dry_run=dry_run, max_deletes=max_deletes, cdn=cdn)
+            _invalidate(cdn, execution, result, "mirror")
             write_part(steps, execution, "mirror", result)
         elif action == "report":
             report, written = write_streamed_report(steps, execution, dry_run=dry_run)
@@ -1084,4 +1195,42 @@ def run_task(event: dict[str, Any], make_steps: Callable[[str], Steps]) -> dict[
         if type(exc) is RetryableError:
             raise
         raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if cdn is not None and cdn.pending:  # the task failed after changing CDN keys: invalidated all the same
+            _invalidate(cdn, execution, BatchResult(), str(action))
     return {"counts": dict(result.counts)}
+
+
+def _invalidate(cdn: CdnInvalidations | None, execution: str, result: BatchResult, phase: str) -> None:
+    """The task's CDN paths in one CreateInvalidation (mediacanon.cdn: within CloudFront's limits). The objects are in
+    place whatever CloudFront answers (I3 holds); a failed invalidation only leaves a cached copy until it expires, so
+    it fails nothing: it is logged and counted (`uninvalidated`, one report item per path to invalidate by hand)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if cdn is None or not cdn.pending:
+        return
+    pending = cdn.pending
+    try:
+        sent = cdn.flush(f"mediacanon-{execution[-64:]}-{uuid.uuid4().hex}")
+    except (BotoCoreError, ClientError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("cdn invalidation failed: distribution %s, %d path(s): %s", cdn.distribution_id, len(pending), error)
+        for path in pending:
+            detail = f"CloudFront invalidation of {cdn.distribution_id} failed ({error}): cached copies stay until they expire"
+            result.add("uninvalidated", path, detail, phase=phase)
+        return
+    log.info("cdn invalidated: distribution %s, %d path(s) as %d", cdn.distribution_id, len(pending), len(sent))
+    result.counts["invalidated"] += len(pending)
+
+
+def _record_orphan_etags(steps: Steps, result: BatchResult, listed: Sequence[Listed] | None) -> None:
+    """Each orphan of the batch with the ETag it had (the listing's, else one HEAD): `mediacanon.orphans` deletes an
+    orphan only while it still holds the bytes the report recorded."""
+    known = {item.key: item.etag for item in listed or ()}
+    orphans = [item for item in result.items if item["outcome"] == "orphan" and not item.get("etag")]
+    heads = present(steps.s3, steps.map.buckets.primary, [i["key"] for i in orphans if i["key"] not in known])
+    for item in orphans:
+        there = heads.get(item["key"])
+        etag = known.get(item["key"]) or (there.etag if there is not None else None)
+        if etag:
+            item["etag"] = etag

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, partial
 from typing import Any, Literal, TypeVar, cast
-from urllib.parse import quote
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,6 +20,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mediacanon import mediamap
+
+# the CDN invalidations are shared with the backfill's tasks; cdn_path and replaced_on_cdn stay importable from here
+from mediacanon.cdn import CdnInvalidations, cdn_path, invalidations_from_env, replaced_on_cdn  # noqa: F401
 from mediacanon.errors import ConfigError
 from mediacanon.steps import ObjectEvent, Outcome, OwnerNotReady, StepResult, Steps
 
@@ -192,53 +194,6 @@ def run_record(step: StepName, record: SQSRecord, logger: Logger, metrics: Metri
     return result
 
 
-def replaced_on_cdn(result: StepResult) -> bool:
-    """Whether a step changed what the CDN serves under an existing path (so a cached copy may be stale).
-
-    StepResult does not say yet whether a mirror overwrote an existing CDN object or created a new one, so every
-    mirror counts: a new key's path is invalidated needlessly, a replaced one is never left stale.
-    """
-    return result.outcome in (Outcome.MIRRORED, Outcome.UNMIRRORED)
-
-
-def cdn_path(key: str) -> str:
-    """The distribution's path of a CDN-bucket key, quoted as Django's storage quotes it in URLs (filepath_to_uri),
-    so the invalidation names the URL viewers requested."""
-    return "/" + quote(key, safe="/~!*()'")
-
-
-class CdnInvalidations:
-    """The CDN paths one SQS batch replaced or removed, invalidated with one CreateInvalidation at its end
-    (CloudFront bills per path and limits invalidations in progress, so never one request per record)."""
-
-    def __init__(self, distribution_id: str, client: Any | None = None) -> None:
-        self.distribution_id = distribution_id
-        self._client = client
-        self._paths: set[str] = set()
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("cloudfront")
-        return self._client
-
-    def add(self, result: StepResult) -> None:
-        if replaced_on_cdn(result):
-            self._paths.add(cdn_path(result.key))
-
-    def flush(self, reference: str) -> list[str]:
-        """Invalidate the collected paths (if any) and forget them; `reference` makes the request unique."""
-        paths, self._paths = sorted(self._paths), set()
-        if paths:
-            self.client.create_invalidation(
-                DistributionId=self.distribution_id,
-                InvalidationBatch={"Paths": {"Quantity": len(paths), "Items": paths}, "CallerReference": reference},
-            )
-        return paths
-
-
 # A record whose owner row is not committed yet (Django stores the file before it saves the row) comes back sooner
 # than the queue's visibility timeout, which is sized for the longest copy (6 x the function's timeout, template.yaml):
 # 30 s, then doubling, so the 5 receives span the owner wait (MEDIACANON_OWNER_WAIT_SECONDS, 300 s) and the last finds
@@ -303,8 +258,7 @@ def lambda_handler_for(step: StepName) -> Callable[[dict[str, Any], LambdaContex
     metrics = Metrics()
     processor = BatchProcessor(event_type=EventType.SQS)
     steps()  # cold start: read and validate the media map and settings now, not at the first record
-    distribution = os.environ.get("MEDIACANON_CDN_DISTRIBUTION_ID") if step == "replicate" else None
-    invalidations = CdnInvalidations(distribution) if distribution else None
+    invalidations = invalidations_from_env() if step == "replicate" else None
     owner_retries = OwnerRetries()
 
     @traced
