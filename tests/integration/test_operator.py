@@ -280,3 +280,32 @@ def test_a_missing_cdn_bucket_is_named_before_the_backfill_starts(world: World) 
     assert_refused(result, 1, "the cdn bucket 'cdn-that-is-not-there' is not there", "buckets.cdn", "fix:")
     assert "execution:" not in result.stdout  # nothing started
     assert world.snapshot() == before
+
+
+def test_orphans_are_deleted_only_on_request_after_a_dry_run_and_within_max_deletes(world: World) -> None:
+    world.s3.put_object(Bucket=world.primary, Key="icons/old_unused_banner.png", Body=b"nobody's")
+    backfill = world.run("backfill")
+    assert backfill.returncode == 0, backfill.stdout + backfill.stderr
+    execution = next(line.split()[1].rsplit(":", 1)[-1] for line in backfill.stdout.splitlines() if line.startswith("execution:"))
+
+    bad_age = world.run("orphans", "--min-age", "soon")
+    assert_refused(bad_age, 2, "'--min-age'", "'soon' is not an age", "fix:")
+    before = world.snapshot()
+    young = world.run("orphans", "--execution", execution)  # default --min-age 7d: just uploaded, so kept
+    assert young.returncode == 0, young.stderr
+    assert "kept: icons/old_unused_banner.png (too young" in young.stdout, young.stdout
+    dry = world.run("orphans", "--execution", execution, "--min-age", "0", "--dry-run")
+    assert "would delete: icons/old_unused_banner.png" in dry.stdout, dry.stdout + dry.stderr
+    assert dry.stdout.splitlines()[-1].startswith("ORPHANS DRY RUN | would_delete=1 ")
+    refused = world.run("orphans", "--execution", execution, "--min-age", "0", "--max-deletes", "0")
+    assert_refused(refused, 1, "more than --max-deletes=0: nothing deleted", "fix:")
+    unknown = world.run("orphans", "--execution", "backfill-nope", "--min-age", "0")
+    assert_refused(unknown, 1, "backfill-nope")
+    assert world.snapshot() == before
+
+    done = world.run("orphans", "--execution", execution, "--min-age", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "deleted: icons/old_unused_banner.png" in done.stdout
+    keys = {o["Key"] for o in world.s3.list_objects_v2(Bucket=world.primary).get("Contents", [])}
+    assert "icons/old_unused_banner.png" not in keys
+    assert {k for k, _ in before["buckets"][world.primary]} - keys == {"icons/old_unused_banner.png"}

@@ -685,6 +685,62 @@ def rollback_command(execution: str | None, since: datetime | None, dry_run: boo
     _say(result.line)
 
 
+def _age(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    """`7d`, `36h`, `90m`, `0` -> a timedelta."""
+    from datetime import timedelta
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhms]?)\s*", value)
+    if not match:
+        raise click.BadParameter(f"{value!r} is not an age (fix: e.g. 7d, 36h, 90m or 0)")
+    unit = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds", "": "days"}[match.group(2)]
+    return timedelta(**{unit: float(match.group(1))})
+
+
+@main.command("orphans")
+@click.option("--execution", default=None, help="the backfill (name or ARN) whose report lists the orphans (default: the latest)")
+@click.option("--dry-run", is_flag=True, help="list what would be deleted; delete nothing")
+@click.option("--min-age", "min_age", default="7d", show_default=True, callback=_age,
+              help="keep orphans modified more recently than this (7d, 36h, 90m, 0)")  # fmt: skip
+@click.option("--max-deletes", type=click.IntRange(0), default=100, show_default=True,
+              help="refuse, deleting nothing, when more than this many would go")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@config_option
+@database_option
+def orphans_command(
+    execution: str | None, dry_run: bool, min_age: Any, max_deletes: int, as_json: bool, config: str, database_url: str | None
+) -> None:
+    """Delete, on request, the orphans a backfill reported: objects in the primary bucket no row references or claims.
+    Each is checked again first (still there with the reported ETag, old enough, still unowned) and deleted only if it
+    still holds the reported bytes; never in the CDN or a fallback bucket. Run with --dry-run first."""
+    from mediacanon.db import Database
+    from mediacanon.ledger import Ledger
+    from mediacanon.orphans import delete_orphans
+    from mediacanon.s3 import S3Adapter
+
+    media_map = _load_map(config)
+    url = _need_database(database_url)
+    with Database(url) as db:
+        ledger = Ledger(db, media_map.schema)
+        result = delete_orphans(
+            media_map,
+            S3Adapter(),
+            db,
+            ledger if ledger.exists() else None,
+            execution=execution,
+            min_age=min_age,
+            max_deletes=max_deletes,
+            dry_run=dry_run,
+        )
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+    else:
+        for item in result.outcomes:
+            why = f" ({item.reason}: {item.detail})" if item.reason else (f" ({item.detail})" if item.detail else "")
+            _say(f"{item.outcome.lower().replace('_', ' ')}: {item.key}{why}")
+        _say(result.line)
+    sys.exit(EXIT_FAILED if result.counts.get("failed") else 0)
+
+
 @main.command("report")
 @click.argument("execution")
 @click.option("--csv", "as_csv", is_flag=True, help="print the CSV instead of the summary")
