@@ -309,3 +309,21 @@ def test_orphans_are_deleted_only_on_request_after_a_dry_run_and_within_max_dele
     keys = {o["Key"] for o in world.s3.list_objects_v2(Bucket=world.primary).get("Contents", [])}
     assert "icons/old_unused_banner.png" not in keys
     assert {k for k, _ in before["buckets"][world.primary]} - keys == {"icons/old_unused_banner.png"}
+
+
+def test_check_config_with_a_database_names_every_missing_column_and_max_length_at_once(world: World) -> None:
+    data = yaml.safe_load(world.config.read_text(encoding="utf-8"))
+    data["fields"][0]["max_length"] = 255  # the column is varchar(100)
+    data["fields"][1]["column"] = "banner"  # no such column
+    world.config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = world.run("check-config", "--database-url", world.conninfo)
+    assert_refused(result, 1, "2 problem(s) against the database", "fix:")
+    assert "field archive.PublicationSource.icon: archive_publicationsource.icon: max_length 255" in result.stderr
+    assert "varchar(100) in the database (fix: set max_length: 100" in result.stderr
+    assert "field archive.PublicationSource.masthead: archive_publicationsource.banner: no such column" in result.stderr
+    data["fields"][0]["max_length"] = 100
+    data["fields"][1]["column"] = "masthead"
+    world.config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    ok = world.run("check-config", "--database-url", world.conninfo)
+    assert ok.returncode == 0, ok.stderr
+    assert "valid (tables and columns checked against the database)" in ok.stdout

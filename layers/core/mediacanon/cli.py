@@ -298,10 +298,20 @@ def main() -> None:
 
 @main.command("check-config")
 @config_option
-def check_config(config: str) -> None:
-    """Validate the media map; print its fields."""
+@click.option(
+    "--database-url", default=None, help="also check each field's table and columns there (env DATABASE_URL is not read)"
+)
+def check_config(config: str, database_url: str | None) -> None:
+    """Validate the media map; print its fields. With --database-url, also check that every field's table and
+    columns exist and that its max_length agrees with the column's."""
     media_map = _load_map(config)
-    _say(Text(f"{config}: valid", style="green"))
+    if database_url:
+        problems = _schema_problems(media_map, _check_database_url(database_url))
+        if problems:
+            for problem in problems:
+                _say(f"  {problem}", err=True)
+            _fail(f"{config}: {len(problems)} problem(s) against the database (each names its field and fix)")
+    _say(Text(f"{config}: valid" + (" (tables and columns checked against the database)" if database_url else ""), style="green"))
     for f in media_map.fields:
         p = f.policies
         _say(Text.assemble((f.name, "bold"), f"  {f.table}.{f.column} (slug: {f.slug_column}, max_length {f.max_length})"))
@@ -311,6 +321,28 @@ def check_config(config: str) -> None:
         _say(f"  policies: collision={p.collision} mirror_deletes={p.mirror_deletes} retire={p.retire}")
     b = media_map.buckets
     _say(f"buckets: primary={b.primary} cdn={b.cdn} fallbacks (read-only)={', '.join(b.fallbacks) or '-'}")
+
+
+def _schema_problems(media_map: mediamap.MediaMap, url: str) -> list[str]:
+    """Every field's problems against the database at once: a missing table or column, a column not of text, a
+    max_length the column disagrees with."""
+    from mediacanon.db import Database, SchemaMismatchError
+
+    problems: list[str] = []
+    with Database(url) as db:
+        for mapping in media_map.fields:
+            try:
+                length = db.column_length(mapping)
+            except SchemaMismatchError as exc:
+                problems.append(str(exc))
+                continue
+            if length is not None and length != mapping.max_length:
+                problems.append(
+                    f"field {mapping.name}: {mapping.table}.{mapping.column}: max_length {mapping.max_length} in the "
+                    f"media map, varchar({length}) in the database (fix: set max_length: {length}, the model field's "
+                    "max_length, or migrate the column)"
+                )
+    return problems
 
 
 @main.command()

@@ -63,6 +63,7 @@ class _Checked:
     schema: str
     max_length: int
     id_type: sql.Composable  # the id column's type (a domain's base type), for typed arrays of ids
+    column_length: int | None = None  # the file column's own varchar(N); None for text
 
 
 def translate_error(exc: psycopg.Error, what: str) -> MediacanonError:
@@ -155,6 +156,10 @@ class Database:
         mapping per instance."""
         return self._checked_for(mapping, conn).max_length
 
+    def column_length(self, mapping: FieldMapping) -> int | None:
+        """The file column's declared length (varchar(N)), None for an unbounded text column; checks the mapping."""
+        return self._checked_for(mapping).column_length
+
     def _checked_for(self, mapping: FieldMapping, conn: psycopg.Connection[Any] | None = None) -> _Checked:
         # FieldMapping holds a dict, so it is not hashable: key the cache by what the check depends on
         cache_key = (
@@ -217,7 +222,7 @@ class Database:
             )
         max_length = min(mapping.max_length, length) if length is not None else mapping.max_length
         # udt_name is the type's own name ("int8", "uuid", "varchar", "bpchar"): no typmod, so no cast can truncate
-        return _Checked(schema, max_length, columns[mapping.id_column][2])
+        return _Checked(schema, max_length, columns[mapping.id_column][2], length)
 
     # -- reads -------------------------------------------------------------------------------------------------
 
