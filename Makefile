@@ -125,7 +125,7 @@ checkov: .venv-checkov/.installed
 
 # The suites that run on the live path's services alone (S3, SQS, EventBridge) again on LocalStack, which the
 # fixtures start (tests/localstack.py): where it and moto disagree, tests/integration/test_emulators.py says which
-# one AWS follows. Its Step Functions and Lambda are not used (the backfill's executor is mediacanon.sfnlocal's).
+# one AWS follows. Its Step Functions and Lambda are not used (the backfill's executor is mediacanon.local.sfnlocal's).
 LOCALSTACK_SUITES := tests/integration/test_emulators.py tests/integration/test_live_path.py tests/acceptance
 test-localstack: setup .venv-localstack/.installed
 	$(BIN)/pytest $(LOCALSTACK_SUITES) --emulator=localstack

@@ -154,8 +154,8 @@ def high_water_kib() -> int:
 
 
 def job_mediacanon_backfill(args: dict[str, Any]) -> dict[str, Any]:
-    from mediacanon import mediamap
-    from mediacanon.sfnlocal import run_backfill
+    from mediacanon.core import mediamap
+    from mediacanon.local.sfnlocal import run_backfill
 
     parsed = mediamap.parse(media_map(args["primary"], args["cdn"]))
     start = time.perf_counter()
@@ -219,9 +219,9 @@ def job_django(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_mediacanon_relink(args: dict[str, Any]) -> dict[str, Any]:
-    from mediacanon import mediamap
-    from mediacanon.db import Database, Swap
-    from mediacanon.ledger import Ledger
+    from mediacanon.adapters.db import Database, Swap
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.core import mediamap
 
     mapping = mediamap.parse(media_map("unused-primary", "unused-cdn")).fields[0]
     with Database(args["database_url"]) as db:
@@ -287,11 +287,11 @@ def check_mirror(endpoint_url: str, primary: str, cdn: str, n: int) -> dict[str,
 
 
 def check_backfill(endpoint_url: str, database_url: str, primary: str, cdn: str, n: int, job: dict[str, Any]) -> dict[str, Any]:
-    from mediacanon import mediamap
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
-    from mediacanon.s3 import S3Adapter
-    from mediacanon.verify import verify
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon.checks.verify import verify
+    from mediacanon.core import mediamap
 
     s3 = s3_client(endpoint_url)
     expected = {canonical_key(i): hashlib.md5(body(i)).hexdigest() for i in range(n)}  # noqa: S324
@@ -584,7 +584,7 @@ def main() -> None:
     if opts.render:
         render(json.loads(RESULTS_JSON.read_text()))
         return
-    from mediacanon import embedded
+    from mediacanon.local import embedded
 
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)  # noqa: S106
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):

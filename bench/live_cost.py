@@ -8,11 +8,11 @@ On a fresh local stack (the topology of template.yaml on a moto server: buckets 
 rules, the queues) N objects `icons/<slug>_icon_v2_final.png`, each referenced by its row, are written before the
 notifications are turned on (a site older than mediacanon's events: no upload event is queued). Then:
 
-1. the backfill runs to the end (`mediacanon.sfnlocal.run_backfill`: the real state machine, every phase; the objects
+1. the backfill runs to the end (`mediacanon.local.sfnlocal.run_backfill`: the real state machine, every phase; the objects
    phase in listed batches, `process_listed`) while nothing drains the live queues;
 2. each retired source's delete marker sends S3's "Object Deleted" event (the embedded moto server,
-   `mediacanon.motoserver`, sends it where moto itself does not), so the template's ReplicateRule routes it as on AWS;
-3. the queues are drained through the real handlers (`mediacanon.localrun.run`), their S3 requests counted by
+   `mediacanon.local.motoserver`, sends it where moto itself does not), so the template's ReplicateRule routes it as on AWS;
+3. the queues are drained through the real handlers (`mediacanon.local.localrun.run`), their S3 requests counted by
    operation at the wire (an HTTP proxy in front of the moto server, `bench/counting.py`) and their PostgreSQL round
    trips by a TCP proxy in front of PostgreSQL. The local runner's own SQS calls bypass both proxies, and the handler
    runs its records one after another, so what the proxies count between two records' results is that record's cost.
@@ -145,12 +145,13 @@ def measure(n: int, *, moto_url: str, database_url: str, workdir: Path, timeout:
     """Backfill n messy objects on a fresh local stack, then drain the live queues through the real handlers,
     counting what each message costs. `database_url` names a server where a database can be created (and is dropped
     afterwards)."""
-    from mediacanon import localrun, mediamap
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
-    from mediacanon.s3 import S3Adapter
-    from mediacanon.sfnlocal import run_backfill
-    from mediacanon.verify import verify
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon.checks.verify import verify
+    from mediacanon.core import mediamap
+    from mediacanon.local import localrun
+    from mediacanon.local.sfnlocal import run_backfill
 
     suffix = uuid.uuid4().hex[:8]
     primary, cdn = f"cost-{suffix}-media", f"cost-{suffix}-cdn"
@@ -300,7 +301,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=200)
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     opts = parser.parse_args()
-    from mediacanon import embedded
+    from mediacanon.local import embedded
 
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)  # noqa: S106
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):

@@ -1,7 +1,7 @@
 """Session fixtures shared by every test: fake AWS credentials, an AWS emulator and a PostgreSQL of the test
 session's own (started at the first use, stopped at the end), a fresh database per test, buckets.
 
-The emulator is moto by default (mediacanon.embedded starts it); ``pytest --emulator=localstack`` starts LocalStack
+The emulator is moto by default (mediacanon.local.embedded starts it); ``pytest --emulator=localstack`` starts LocalStack
 instead (tests/localstack_server.py) for the suites that only need S3, SQS and EventBridge (`make test-localstack`). Tests that need a moto-only
 facility carry ``@pytest.mark.moto_only(reason=...)`` and are deselected there; tests/integration/test_emulators.py
 records where the two disagree and which one AWS follows.
@@ -24,7 +24,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from mediacanon import embedded
+from mediacanon.local import embedded
 
 REPO = Path(__file__).resolve().parent.parent
 EMULATORS = ("moto", "localstack")

@@ -6,11 +6,11 @@ from functools import cache, partial
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.backfill import run_task
-from mediacanon.db import Database
-from mediacanon.ledger import Ledger
 from mediacanon.live import load_settings, traced
-from mediacanon.s3 import S3Adapter
 from mediacanon.steps import Steps
 
 logger = Logger()

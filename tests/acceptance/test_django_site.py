@@ -34,8 +34,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from mediacanon import localrun, mediamap
-from mediacanon.localrun import LocalStack, RunReport
+from mediacanon.core import mediamap
+from mediacanon.local import localrun
+from mediacanon.local.localrun import LocalStack, RunReport
 from mediacanon.steps import Outcome
 
 pytestmark = pytest.mark.acceptance
@@ -389,7 +390,7 @@ def test_deleting_a_file_through_django_follows_the_mirror_policy(site: Site, cd
     assert gone["name"] is None  # Django cleared the column and deleted the object from the primary bucket
     assert not site.django("exists", name="icons/bbc.png")
     # the delete marker's "Object Deleted" event reaches the replicate queue by itself: S3 and LocalStack send it, and
-    # so does the project's moto server (mediacanon.motoserver), where moto alone would not
+    # so does the project's moto server (mediacanon.local.motoserver), where moto alone would not
     report = site.settle()
 
     assert report.count(Outcome.UNMIRRORED) == (0 if cdn_keeps_it else 1), report

@@ -25,11 +25,12 @@ import yaml
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from mediacanon import localrun, mediamap
+from mediacanon.core import mediamap
+from mediacanon.local import localrun
 
 pytestmark = [
     pytest.mark.acceptance,
-    pytest.mark.moto_only(reason="the backfill runs on moto's Step Functions executor (mediacanon.sfnlocal)"),
+    pytest.mark.moto_only(reason="the backfill runs on moto's Step Functions executor (mediacanon.local.sfnlocal)"),
 ]
 
 REPO = Path(__file__).resolve().parents[2]

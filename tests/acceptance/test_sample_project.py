@@ -24,8 +24,8 @@ from botocore.exceptions import ClientError
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from mediacanon import mediamap, naming
-from mediacanon.errors import UnsafeKeyError
+from mediacanon.core import mediamap, naming
+from mediacanon.core.errors import UnsafeKeyError
 
 pytestmark = pytest.mark.acceptance
 

@@ -1,5 +1,5 @@
 """The backfill state machine, run locally: the real ASL on moto's Step Functions executor, its Lambda tasks in
-this process, against the session's moto server and PostgreSQL (mediacanon.sfnlocal)."""
+this process, against the session's moto server and PostgreSQL (mediacanon.local.sfnlocal)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import psycopg
 import pytest
 import yaml
 
-from mediacanon import mediamap
-from mediacanon.sfnlocal import BackfillResult, run_backfill
+from mediacanon.core import mediamap
+from mediacanon.local.sfnlocal import BackfillResult, run_backfill
 
 pytestmark = pytest.mark.integration
 
@@ -275,11 +275,11 @@ def test_a_backfill_killed_midway_and_run_again_ends_in_the_same_state(site: Sit
 
 
 def test_rollback_restores_the_names_and_rows_of_an_execution(site: Site) -> None:
-    from mediacanon.db import Database
-    from mediacanon.invariants import check_invariants
-    from mediacanon.ledger import Ledger
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon.checks.invariants import check_invariants
     from mediacanon.rollback import rollback
-    from mediacanon.s3 import S3Adapter
 
     rows_before = site.rows()
     result = site.run()
@@ -317,9 +317,9 @@ def test_rollback_restores_the_names_and_rows_of_an_execution(site: Site) -> Non
 
 @contextmanager
 def worker(site: Site) -> Iterator[Any]:
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.steps import Steps
 
     with Database(site.conninfo) as db:
@@ -411,7 +411,7 @@ def test_a_source_overwritten_before_its_retirement_is_kept(site: Site, monkeypa
 
 
 def test_a_backfill_killed_while_linking_listed_batches_converges(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mediacanon.ledger import Ledger
+    from mediacanon.adapters.ledger import Ledger
 
     real = Ledger.record_link
     calls = {"n": 0}
@@ -436,8 +436,8 @@ def test_a_backfill_killed_while_linking_listed_batches_converges(site: Site, mo
 
 @pytest.mark.parametrize("stride", [1, 7, 400], ids=["dense", "spread", "sparse"])
 def test_present_answers_from_listing_pages_and_heads_where_a_page_would_not_pay(site: Site, stride: int) -> None:
+    from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.backfill import present
-    from mediacanon.s3 import S3Adapter
 
     keys = [f"bulk/{i:05d}.png" for i in range(0, 2400)]
     with ThreadPoolExecutor(16) as pool:
@@ -470,8 +470,8 @@ def papers(site: Site, n: int) -> list[Any]:
 
 
 def test_a_listed_batch_claims_links_and_retires_in_a_statement_each(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mediacanon.adapters.ledger import Ledger
     from mediacanon.backfill import process_listed
-    from mediacanon.ledger import Ledger
 
     items = papers(site, 40)
     calls: dict[str, int] = {}
@@ -498,11 +498,11 @@ def test_a_listed_batch_claims_links_and_retires_in_a_statement_each(site: Site,
 
 
 def test_rollback_of_listed_batches_restores_each_row_and_source(site: Site) -> None:
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.backfill import process_listed
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
     from mediacanon.rollback import rollback
-    from mediacanon.s3 import S3Adapter
 
     items = papers(site, 30)
     rows_before = site.rows()
@@ -569,7 +569,7 @@ def test_a_permanent_error_claiming_one_listed_object_fails_that_object_alone(si
 def test_a_backfill_killed_in_a_batched_ledger_write_converges(
     site: Site, monkeypatch: pytest.MonkeyPatch, method: str, survives: int
 ) -> None:
-    from mediacanon.ledger import Ledger
+    from mediacanon.adapters.ledger import Ledger
 
     real = getattr(Ledger, method)
     calls = {"n": 0}
@@ -633,8 +633,8 @@ def test_a_listed_batch_killed_between_its_commit_and_its_delete_retires_its_sou
     referencing them (the rows are on the canonical keys now) and counted them as orphans, and the batch's copies
     carry no source key in their metadata, so the live link step could not retire them either. The retry now finds
     the ledger's unretired links and retires each source that still holds the bytes its canonical key holds."""
+    from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.backfill import process_listed
-    from mediacanon.s3 import S3Adapter
 
     items = papers(site, 5)
 
@@ -673,8 +673,8 @@ def test_a_source_another_worker_retired_first_does_not_fail_the_listed_batch(
     evaluates the per-object ETag against an object that is gone); that error failed the whole batch for good
     (NotFoundError is permanent: no retry, the batch's other retires never marked, its part never written). The
     source is gone as the batch wanted: only a changed or gone source is left alone, the rest of the batch goes on."""
+    from mediacanon.adapters.s3 import DeleteError, DeleteResult, S3Adapter
     from mediacanon.backfill import process_listed
-    from mediacanon.s3 import DeleteError, DeleteResult, S3Adapter
 
     items = papers(site, 5)
     gone = "icons/paper-002_icon_v2_final.png"

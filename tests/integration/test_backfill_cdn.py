@@ -1,5 +1,5 @@
 """The backfill invalidates the CDN paths it replaced or pruned, as the live path does: the state machine run locally
-(mediacanon.sfnlocal) against the session's moto server and PostgreSQL, with a CloudFront distribution created on that
+(mediacanon.local.sfnlocal) against the session's moto server and PostgreSQL, with a CloudFront distribution created on that
 moto server, its invalidations read back from CloudFront."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import boto3
 import psycopg
 import pytest
 
-from mediacanon import mediamap
-from mediacanon.cdn import MAX_FILE_PATHS, MAX_WILDCARD_PATHS, CdnInvalidations, invalidation_paths
-from mediacanon.sfnlocal import BackfillResult, run_backfill
+from mediacanon.adapters.cdn import MAX_FILE_PATHS, MAX_WILDCARD_PATHS, CdnInvalidations, invalidation_paths
+from mediacanon.core import mediamap
+from mediacanon.local.sfnlocal import BackfillResult, run_backfill
 
 pytestmark = pytest.mark.integration
 

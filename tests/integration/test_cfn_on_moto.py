@@ -5,7 +5,7 @@ moto's CloudFormation creates what it models and skips other types with a warnin
 and bucket policies, CloudFront, RDS Proxy): those are checked in tests/unit/test_least_privilege.py on the
 expanded template itself, and only a real account proves them deployable. The state machine it creates lands
 in moto's plain Step Functions backend, which the server's API does not show once the executing backend is
-switched on (mediacanon.embedded does so): its CREATE_COMPLETE is what is checked here.
+switched on (mediacanon.local.embedded does so): its CREATE_COMPLETE is what is checked here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import boto3
 import pytest
 
-from mediacanon.topology import expand
+from mediacanon.local.topology import expand
 
 pytestmark = [
     pytest.mark.integration,

@@ -109,9 +109,9 @@ def test_verify_fails_when_the_cdn_holds_a_non_canonical_key(stack: dict[str, st
 def test_a_row_mediacanon_moved_to_a_404_is_broken_not_missing(stack: dict[str, str], s3_client: Any) -> None:
     """The same row in the plan and in verify: a 404 of mediacanon's making is I1 broken in both, never "missing"
     (the word for rows that pointed at a 404 before mediacanon came)."""
-    from mediacanon import mediamap
-    from mediacanon.db import Database, Swap
-    from mediacanon.ledger import Ledger
+    from mediacanon.adapters.db import Database, Swap
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.core import mediamap
 
     media_map = mediamap.load(os.environ["MEDIACANON_CONFIG"])
     mapping = media_map.field("archive.PublicationSource.icon")

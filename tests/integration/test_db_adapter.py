@@ -12,11 +12,11 @@ import pytest
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from mediacanon import db as db_module
-from mediacanon.db import Database, Row, SchemaMismatchError, Swap, translate_error
-from mediacanon.embedded import free_port
-from mediacanon.errors import PermanentError, RetryableError
-from mediacanon.mediamap import FieldMapping
+from mediacanon.adapters import db as db_module
+from mediacanon.adapters.db import Database, Row, SchemaMismatchError, Swap, translate_error
+from mediacanon.core.errors import PermanentError, RetryableError
+from mediacanon.core.mediamap import FieldMapping
+from mediacanon.local.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import boto3
 import psycopg
 import pytest
 
-from mediacanon import embedded
+from mediacanon.local import embedded
 
 pytestmark = pytest.mark.integration
 

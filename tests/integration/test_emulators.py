@@ -52,7 +52,7 @@ def outcome(call: Callable[[], Any]) -> str:
 
 # -- conditional requests ----------------------------------------------------------------------------------
 
-# mediacanon.s3.S3Adapter.delete_if_match (the live path's retire): S3 has taken If-Match on DeleteObject in general
+# mediacanon.adapters.s3.S3Adapter.delete_if_match (the live path's retire): S3 has taken If-Match on DeleteObject in general
 # purpose buckets since 2025-09-16 (412 on another ETag, 404 on a missing key). LocalStack answers 501 NotImplemented
 # whatever the ETag, as it did when AWS allowed it on directory buckets only (localstack/localstack#12787; open:
 # #13894 "If-Match on DeleteObject"). moto follows AWS.
@@ -63,7 +63,7 @@ DELETE_IF_MATCH = Disagreement(
     doc="https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html",
 )
 
-# mediacanon.s3.S3Adapter.copy / copy_as_is send CopySourceIfMatch with the ETag they read: S3 refuses the copy with
+# mediacanon.adapters.s3.S3Adapter.copy / copy_as_is send CopySourceIfMatch with the ETag they read: S3 refuses the copy with
 # 412 when the source has another ETag. moto ignores the header and copies; LocalStack follows AWS.
 COPY_SOURCE_IF_MATCH = Disagreement(
     moto="ok",
@@ -72,7 +72,7 @@ COPY_SOURCE_IF_MATCH = Disagreement(
     doc="https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html (x-amz-copy-source-if-match)",
 )
 
-# mediacanon.s3.S3Adapter.delete_if_unchanged (the backfill's deletes): DeleteObjects with a per-object <ETag> deletes
+# mediacanon.adapters.s3.S3Adapter.delete_if_unchanged (the backfill's deletes): DeleteObjects with a per-object <ETag> deletes
 # an object only while it has that ETag. Here the emulators agree, and neither follows AWS: both delete it anyway
 # (so the tests that need the condition do it themselves, e.g. tests/property's S3Semantics).
 DELETE_OBJECTS_ETAG = Disagreement(
@@ -132,7 +132,7 @@ EV_EVENTS = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.htm
 
 # What S3 -> EventBridge delivers for PutObject, CopyObject, then DeleteObject on a versioned bucket: (detail-type,
 # reason, deletion-type). moto itself sends no event for a delete marker; the project's moto server
-# (mediacanon.motoserver, what `local up` and the tests start) adds S3's, so the replicate step's unmirror path runs
+# (mediacanon.local.motoserver, what `local up` and the tests start) adds S3's, so the replicate step's unmirror path runs
 # locally too. moto names every write's reason "ObjectCreated", and adds an "Object Tags Added" event to every write
 # though no tag was set. LocalStack follows AWS.
 EVENTS_OF_PUT_COPY_DELETE = Disagreement(
@@ -157,7 +157,7 @@ EVENTS_OF_PUT_COPY_DELETE = Disagreement(
 )
 
 # detail.object of an Object Created event. AWS spells the ETag "etag" (moto: "eTag", which is how
-# mediacanon.localrun.s3_body tells a moto body apart and rewrites it). The key: moto sends it as stored; LocalStack
+# mediacanon.local.localrun.s3_body tells a moto body apart and rewrites it). The key: moto sends it as stored; LocalStack
 # percent-encodes it (a space as %20); AWS documents S3's event keys URL-encoded, a space as "+" (ev-events.html does
 # not spell it out; notification-content-structure.html: "red flower.jpg" becomes "red+flower.jpg"). The handlers
 # decode once with unquote_plus, which reads LocalStack's and AWS's encodings alike. The sequencer: AWS's grows with

@@ -33,12 +33,13 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from mediacanon import localrun, mediamap
-from mediacanon.db import Database
-from mediacanon.errors import RetryableError
-from mediacanon.invariants import check_invariants
-from mediacanon.ledger import Ledger
-from mediacanon.s3 import MAX_ATTEMPTS, S3Adapter
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import MAX_ATTEMPTS, S3Adapter
+from mediacanon.checks.invariants import check_invariants
+from mediacanon.core import mediamap
+from mediacanon.core.errors import RetryableError
+from mediacanon.local import localrun
 from mediacanon.steps import PRIMARY_ETAG, SOURCE_ETAG, SOURCE_KEY, ObjectEvent, Outcome, Steps
 
 pytestmark = pytest.mark.integration

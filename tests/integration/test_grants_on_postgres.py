@@ -12,11 +12,11 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from mediacanon import mediamap
-from mediacanon.db import Database, Swap
-from mediacanon.errors import PermanentError
-from mediacanon.grants import grants_script
-from mediacanon.ledger import Ledger
+from mediacanon.adapters.db import Database, Swap
+from mediacanon.adapters.grants import grants_script
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.core import mediamap
+from mediacanon.core.errors import PermanentError
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from mediacanon import live
-from mediacanon.errors import ConfigError
+from mediacanon.core.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 

@@ -25,11 +25,12 @@ from botocore.exceptions import ClientError
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from mediacanon import live, mediamap, naming
-from mediacanon.db import Database
-from mediacanon.errors import UnsafeKeyError
-from mediacanon.ledger import Ledger
-from mediacanon.s3 import DeleteResult, S3Adapter
+from mediacanon import live
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import DeleteResult, S3Adapter
+from mediacanon.core import mediamap, naming
+from mediacanon.core.errors import UnsafeKeyError
 from mediacanon.steps import SOURCE_KEY, ObjectEvent, Outcome, Steps
 
 pytestmark = pytest.mark.integration
@@ -231,7 +232,7 @@ def test_hostile_keys_through_moto_eventbridge_sqs_and_the_real_handlers(
     import boto3
     import yaml
 
-    from mediacanon import localrun
+    from mediacanon.local import localrun
 
     cases = [k for k in HOSTILE_KEYS if k.name in THROUGH_THE_LOCAL_STACK]
     assert len(cases) == len(THROUGH_THE_LOCAL_STACK)

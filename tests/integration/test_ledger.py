@@ -9,10 +9,10 @@ import psycopg
 import pytest
 from psycopg import errors as pg_errors
 
-from mediacanon.db import Database, Swap
-from mediacanon.errors import PermanentError
-from mediacanon.ledger import Ledger, Link
-from mediacanon.mediamap import FieldMapping
+from mediacanon.adapters.db import Database, Swap
+from mediacanon.adapters.ledger import Ledger, Link
+from mediacanon.core.errors import PermanentError
+from mediacanon.core.mediamap import FieldMapping
 
 pytestmark = pytest.mark.integration
 

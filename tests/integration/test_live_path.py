@@ -16,12 +16,13 @@ import pytest
 import yaml
 from psycopg import sql
 
-from mediacanon import localrun, mediamap
-from mediacanon.db import Database
-from mediacanon.ledger import Ledger
-from mediacanon.localrun import LocalStack, RunReport
-from mediacanon.s3 import S3Adapter
-from mediacanon.verify import verify
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import S3Adapter
+from mediacanon.checks.verify import verify
+from mediacanon.core import mediamap
+from mediacanon.local import localrun
+from mediacanon.local.localrun import LocalStack, RunReport
 
 pytestmark = pytest.mark.integration
 

@@ -59,7 +59,8 @@ def _upload(env: dict[str, str], primary: str) -> None:
 def _provision(env: dict[str, str]) -> str:
     config = yaml.safe_load(Path(env["MEDIACANON_CONFIG"]).read_text(encoding="utf-8"))
     # the buckets (and their EventBridge notifications) first, so that the uploads below send events
-    from mediacanon import localrun, mediamap
+    from mediacanon.core import mediamap
+    from mediacanon.local import localrun
 
     media_map = mediamap.parse(config, source=env["MEDIACANON_CONFIG"])
     localrun.provision_media_map(media_map, REPO / "template.yaml", endpoint_url=env["AWS_ENDPOINT_URL"])

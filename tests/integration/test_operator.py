@@ -24,7 +24,7 @@ import psycopg
 import pytest
 import yaml
 
-from mediacanon import embedded
+from mediacanon.local import embedded
 
 pytestmark = pytest.mark.integration
 

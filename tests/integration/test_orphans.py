@@ -1,5 +1,5 @@
 """Deleting the orphans a backfill reported (mediacanon.orphans), on the session's moto server and PostgreSQL: a real
-backfill run (the state machine run locally, mediacanon.sfnlocal) writes the report the delete reads."""
+backfill run (the state machine run locally, mediacanon.local.sfnlocal) writes the report the delete reads."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import psycopg
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from mediacanon import mediamap
-from mediacanon.db import Database
-from mediacanon.errors import NotFoundError
-from mediacanon.ledger import Ledger
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import S3Adapter
+from mediacanon.core import mediamap
+from mediacanon.core.errors import NotFoundError
+from mediacanon.local.sfnlocal import run_backfill
 from mediacanon.orphans import TooManyOrphans, delete_orphans
-from mediacanon.s3 import S3Adapter
-from mediacanon.sfnlocal import run_backfill
 
 pytestmark = pytest.mark.integration
 

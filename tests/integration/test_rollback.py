@@ -12,12 +12,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from mediacanon import mediamap
-from mediacanon.db import Database
-from mediacanon.invariants import check_invariants
-from mediacanon.ledger import Ledger
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import S3Adapter
+from mediacanon.checks.invariants import check_invariants
+from mediacanon.core import mediamap
 from mediacanon.rollback import rollback
-from mediacanon.s3 import S3Adapter
 from mediacanon.steps import RESTORED_BY, ObjectEvent, Outcome, Steps
 
 pytestmark = pytest.mark.integration

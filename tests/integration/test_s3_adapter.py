@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from mediacanon.errors import NotFoundError, PermanentError, PreconditionFailed
-from mediacanon.s3 import S3Adapter
+from mediacanon.adapters.s3 import S3Adapter
+from mediacanon.core.errors import NotFoundError, PermanentError, PreconditionFailed
 
 pytestmark = pytest.mark.integration
 

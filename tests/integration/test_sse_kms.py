@@ -29,16 +29,16 @@ import psycopg
 import pytest
 from support.sse_kms import SseKmsClient
 
-from mediacanon import mediamap
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.backfill import Listed, process_listed, process_objects
-from mediacanon.db import Database
-from mediacanon.errors import PreconditionFailed
-from mediacanon.invariants import check_invariants, take_baseline
-from mediacanon.ledger import Ledger
+from mediacanon.checks.invariants import check_invariants, take_baseline
+from mediacanon.checks.verify import verify
+from mediacanon.core import mediamap
+from mediacanon.core.errors import PreconditionFailed
 from mediacanon.rollback import rollback
-from mediacanon.s3 import S3Adapter
 from mediacanon.steps import ObjectEvent, Outcome, Steps
-from mediacanon.verify import verify
 
 pytestmark = pytest.mark.integration
 

@@ -12,13 +12,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from mediacanon import mediamap
-from mediacanon.db import Database
-from mediacanon.errors import RetryableError
-from mediacanon.ledger import Ledger
-from mediacanon.s3 import S3Adapter
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import S3Adapter
+from mediacanon.checks.verify import verify
+from mediacanon.core import mediamap
+from mediacanon.core.errors import RetryableError
 from mediacanon.steps import SOURCE_KEY, ObjectEvent, Outcome, OwnerNotReady, Steps
-from mediacanon.verify import verify
 
 pytestmark = pytest.mark.integration
 

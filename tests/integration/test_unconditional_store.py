@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from mediacanon import mediamap
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.backfill import Listed, process_listed
-from mediacanon.db import Database
-from mediacanon.ledger import Ledger
-from mediacanon.s3 import S3Adapter
+from mediacanon.core import mediamap
 from mediacanon.steps import ObjectEvent, Outcome, Steps
 
 pytestmark = pytest.mark.integration

@@ -19,11 +19,12 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from mediacanon import mediamap, upload
+from mediacanon import upload
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.cli import main
-from mediacanon.db import Database
-from mediacanon.ledger import Ledger
-from mediacanon.s3 import S3Adapter
+from mediacanon.core import mediamap
 from mediacanon.steps import ObjectEvent, Outcome, Steps
 from mediacanon.upload import Outcome as Up
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ import yaml
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from mediacanon import mediamap, upload
-from mediacanon.s3 import S3Adapter
+from mediacanon import upload
+from mediacanon.adapters.s3 import S3Adapter
+from mediacanon.core import mediamap
 from mediacanon.upload import Outcome as Up
 
 pytestmark = pytest.mark.integration
@@ -118,6 +120,18 @@ def landed(env: dict[str, Any]) -> dict[str, str]:
     return {o.key: o.etag for o in S3Adapter(env["client"]).iter_objects(env["primary"])}
 
 
+def settled(env: dict[str, Any], quiet: float = 0.5) -> dict[str, str]:
+    """What landed once the server has finished the requests a killed client had already sent (a PutObject in
+    flight still lands after its client is gone): the listing, once it stays the same for `quiet` seconds."""
+    seen = landed(env)
+    while True:
+        time.sleep(quiet)
+        now = landed(env)
+        if now == seen:
+            return now
+        seen = now
+
+
 def summary_counts(output: str) -> dict[str, int]:
     line = next(line for line in output.splitlines() if line.startswith("UPLOAD | "))
     return {k: int(v) for k, v in (pair.split("=") for pair in line.removeprefix("UPLOAD | ").split())}
@@ -130,7 +144,7 @@ def test_a_killed_run_resumes_and_uploads_only_what_did_not_land(env: dict[str, 
     killed = run(env, root, "--workers", "2", interrupt=("PutObject", 15, "SIGKILL"))
 
     assert killed.returncode == -signal.SIGKILL
-    before = landed(env)
+    before = settled(env)
     assert 0 < len(before) < len(files)  # killed mid-run: some landed, some did not
     assert all(before[k] == md5(files[k]) for k in before)  # and what landed is whole
 

@@ -30,12 +30,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mediacanon import mediamap, naming
+from mediacanon.adapters.db import Database
+from mediacanon.adapters.ledger import Ledger
+from mediacanon.adapters.s3 import DeleteResult, S3Adapter
 from mediacanon.backfill import run_task
-from mediacanon.db import Database
-from mediacanon.errors import RetryableError, UnmappedKeyError, UnsafeKeyError
-from mediacanon.ledger import Ledger
-from mediacanon.s3 import DeleteResult, S3Adapter
+from mediacanon.core import mediamap, naming
+from mediacanon.core.errors import RetryableError, UnmappedKeyError, UnsafeKeyError
 from mediacanon.steps import ObjectEvent, Steps
 
 pytestmark = pytest.mark.integration

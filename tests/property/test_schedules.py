@@ -42,16 +42,16 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from psycopg import sql
 
-from mediacanon import mediamap, naming
+from mediacanon.adapters.db import Database, Swap
+from mediacanon.adapters.ledger import Ledger, Link
+from mediacanon.adapters.s3 import DeleteResult, S3Adapter
 from mediacanon.backfill import prefixes_to_scan, process_objects, process_rows, run_task
-from mediacanon.db import Database, Swap
-from mediacanon.errors import RetryableError
-from mediacanon.invariants import Baseline, History, check_invariants, snapshot, take_baseline
-from mediacanon.ledger import Ledger, Link
-from mediacanon.mediamap import FieldMapping
-from mediacanon.s3 import DeleteResult, S3Adapter
+from mediacanon.checks.invariants import Baseline, History, check_invariants, snapshot, take_baseline
+from mediacanon.checks.verify import verify
+from mediacanon.core import mediamap, naming
+from mediacanon.core.errors import RetryableError
+from mediacanon.core.mediamap import FieldMapping
 from mediacanon.steps import ObjectEvent, Steps
-from mediacanon.verify import verify
 
 pytestmark = pytest.mark.integration
 

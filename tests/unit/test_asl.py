@@ -15,10 +15,10 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from mediacanon import mediamap
 from mediacanon.backfill import prefixes_to_scan
-from mediacanon.sfnlocal import ASL_PATH, Batching, item_batching, load_definition, moto_compatible
-from mediacanon.topology import load_template
+from mediacanon.core import mediamap
+from mediacanon.local.sfnlocal import ASL_PATH, Batching, item_batching, load_definition, moto_compatible
+from mediacanon.local.topology import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSTITUTIONS = {

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from mediacanon import backfill, mediamap
-from mediacanon.sfnlocal import ASL_PATH, Batching, item_batching, load_definition
+from mediacanon import backfill
+from mediacanon.core import mediamap
+from mediacanon.local.sfnlocal import ASL_PATH, Batching, item_batching, load_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSTITUTIONS = {

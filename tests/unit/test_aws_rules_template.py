@@ -2,8 +2,8 @@
 that moto (which ignores Rules, queue policies, dead-letter delivery, partitions and KMS) and cfn-lint let through.
 Each docstring names and quotes the document it encodes.
 
-The raw template is read with mediacanon.topology.load_template; the expanded one (the SAM transform applied, as
-`sam deploy` hands it to CloudFormation) with mediacanon.topology.expand.
+The raw template is read with mediacanon.local.topology.load_template; the expanded one (the SAM transform applied, as
+`sam deploy` hands it to CloudFormation) with mediacanon.local.topology.expand.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from support.template import placeholders
 
-from mediacanon.errors import MediacanonError
-from mediacanon.s3 import S3Adapter
-from mediacanon.topology import Resolver, expand, load_template
+from mediacanon.adapters.s3 import S3Adapter
+from mediacanon.core.errors import MediacanonError
+from mediacanon.local.topology import Resolver, expand, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

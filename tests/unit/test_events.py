@@ -14,9 +14,9 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeNotificationEvent
 
+from mediacanon.core.naming import decode_event_key
 from mediacanon.live import event_from_record
-from mediacanon.naming import decode_event_key
-from mediacanon.topology import Topology, load_topology
+from mediacanon.local.topology import Topology, load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

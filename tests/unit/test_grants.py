@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from mediacanon import mediamap
-from mediacanon.grants import grants, grants_script
+from mediacanon.adapters.grants import grants, grants_script
+from mediacanon.core import mediamap
 
 
 def _map(*fields: dict[str, Any], schema: str = "mediacanon") -> mediamap.MediaMap:

@@ -1,5 +1,5 @@
 """Least privilege, read from the template as CloudFormation receives it: after the SAM transform (the SAM CLI's
-own aws-sam-translator, mediacanon.topology.expand), so the roles and policies SAM generates are checked too."""
+own aws-sam-translator, mediacanon.local.topology.expand), so the roles and policies SAM generates are checked too."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from support.template import placeholders
 
-from mediacanon.topology import Resolver, expand
+from mediacanon.local.topology import Resolver, expand
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mediacanon.errors import ConfigError, PermanentError
-from mediacanon.mediamap import Buckets, FieldMapping, MediaMap, Policies, StagingManifest, load, parse
+from mediacanon.core.errors import ConfigError, PermanentError
+from mediacanon.core.mediamap import Buckets, FieldMapping, MediaMap, Policies, StagingManifest, load, parse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "sample" / "mediamap.yaml"
@@ -361,7 +361,7 @@ def test_bad_staging_manifest_names_the_place_and_the_fix(manifest: Any, where: 
 
 def test_every_problem_is_reported_at_once() -> None:
     """One edit of a map with four unrelated mistakes shows all four, each with its place and fix, not the first alone."""
-    from mediacanon.errors import ConfigErrors
+    from mediacanon.core.errors import ConfigErrors
 
     data = _valid()
     data["buckets"]["cdn"] = "Not_A_Bucket"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
-from mediacanon.mediamap import FieldMapping, MediaMap, load, parse
-from mediacanon.naming import (
+from mediacanon.core.errors import UnmappedKeyError, UnsafeKeyError
+from mediacanon.core.mediamap import FieldMapping, MediaMap, load, parse
+from mediacanon.core.naming import (
     MAX_KEY_BYTES,
     canonical_key_for_row,
     check_key,

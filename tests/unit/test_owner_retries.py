@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.stub import Stubber
 
 from mediacanon.live import OWNER_RETRY_MAX_SECONDS, OwnerRetries
-from mediacanon.topology import load_template
+from mediacanon.local.topology import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 

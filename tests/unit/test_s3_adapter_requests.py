@@ -12,8 +12,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
 
-from mediacanon.errors import NotFoundError, PermanentError, PreconditionFailed, RetryableError
-from mediacanon.s3 import DeleteError, ObjectHead, S3Adapter
+from mediacanon.adapters.s3 import DeleteError, ObjectHead, S3Adapter
+from mediacanon.core.errors import NotFoundError, PermanentError, PreconditionFailed, RetryableError
 
 MiB = 1024 * 1024
 HEADERS = {
@@ -279,7 +279,7 @@ def test_delete_if_match_sends_the_etag_condition_and_reports_a_changed_or_missi
 
 
 def test_a_client_built_by_the_adapter_uses_the_standard_retry_mode() -> None:
-    from mediacanon.s3 import MAX_ATTEMPTS
+    from mediacanon.adapters.s3 import MAX_ATTEMPTS
 
     adapter = S3Adapter()
     assert adapter.client.meta.config.retries == {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}
@@ -289,7 +289,7 @@ def test_a_store_without_conditional_deletes_is_learnt_once_and_is_permanent(cli
     """LocalStack and other S3-compatible stores answer DeleteObject with If-Match by 501 NotImplemented ("A header
     you provided implies functionality that is not implemented", S3's error responses). Retrying cannot help: the
     adapter says so once per bucket, as a permanent error naming the bucket and both ways out, and never asks again."""
-    from mediacanon.errors import ConditionalDeleteUnsupported
+    from mediacanon.core.errors import ConditionalDeleteUnsupported
 
     adapter = S3Adapter(client)
     expected = {"Bucket": "b", "Key": "icons/a_icon.png", "IfMatch": '"abc"'}
@@ -304,7 +304,7 @@ def test_a_store_without_conditional_deletes_is_learnt_once_and_is_permanent(cli
 
 
 def test_any_501_is_permanent_though_a_5xx(client: Any, stub: Stubber) -> None:
-    from mediacanon.errors import UnsupportedByStore
+    from mediacanon.core.errors import UnsupportedByStore
 
     adapter = S3Adapter(client)
     stub.add_client_error("get_object", "NotImplemented", http_status_code=501)

@@ -1,4 +1,4 @@
-"""The promises template.yaml makes, read through the reader the local runner uses (mediacanon.topology)."""
+"""The promises template.yaml makes, read through the reader the local runner uses (mediacanon.local.topology)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 
-from mediacanon.topology import Resolver, Topology, TopologyError, load_template, load_topology
+from mediacanon.local.topology import Resolver, Topology, TopologyError, load_template, load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -100,7 +100,10 @@ def test_core_layer_is_built_for_the_function_runtime(template: dict[str, Any]) 
     layer = template["Resources"]["CoreLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/core"
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    # built by layers/core/Makefile (the product only, tests/unit/test_layer.py), for the functions' runtime
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    build = (ROOT / "layers/core/Makefile").read_text(encoding="utf-8")
+    assert "build-CoreLayer:" in build and "--python-version 3.13" in build and "aarch64" in build
     assert (ROOT / "layers/core/requirements.txt").is_file()
 
 

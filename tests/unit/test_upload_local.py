@@ -13,9 +13,10 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from PIL import Image
 
-from mediacanon import mediamap, upload
-from mediacanon.mediamap import StagingManifest
-from mediacanon.s3 import ObjectHead
+from mediacanon import upload
+from mediacanon.adapters.s3 import ObjectHead
+from mediacanon.core import mediamap
+from mediacanon.core.mediamap import StagingManifest
 from mediacanon.steps import SOURCE_ETAG
 from mediacanon.upload import BadInput, LocalFile, Outcome
 

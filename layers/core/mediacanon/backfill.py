@@ -26,9 +26,18 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from mediacanon import naming
-from mediacanon.cdn import CdnInvalidations, invalidations_from_env
-from mediacanon.errors import (
+from mediacanon.adapters.cdn import CdnInvalidations, invalidations_from_env
+from mediacanon.adapters.s3 import (
+    NOT_FOUND_CODES,
+    PRECONDITION_CODES,
+    UNKNOWN_ENCRYPTION,
+    DeleteError,
+    DeleteResult,
+    ObjectHead,
+    copied_metadata,
+)
+from mediacanon.core import naming
+from mediacanon.core.errors import (
     MediacanonError,
     NotFoundError,
     PermanentError,
@@ -39,22 +48,13 @@ from mediacanon.errors import (
     UnsupportedByStore,
 )
 from mediacanon.plan import Action, HeadedEtags, Owner, build_plan_for_keys, find_owners, orphan_reason
-from mediacanon.s3 import (
-    NOT_FOUND_CODES,
-    PRECONDITION_CODES,
-    UNKNOWN_ENCRYPTION,
-    DeleteError,
-    DeleteResult,
-    ObjectHead,
-    copied_metadata,
-)
 from mediacanon.steps import PRIMARY_ETAG, RESTORED_BY, SOURCE_ETAG, ObjectEvent, Outcome, StepResult, Steps, compare_heads
 
 if TYPE_CHECKING:
-    from mediacanon.db import Database, Row
-    from mediacanon.ledger import Link
-    from mediacanon.mediamap import FieldMapping, MediaMap
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.db import Database, Row
+    from mediacanon.adapters.ledger import Link
+    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon.core.mediamap import FieldMapping, MediaMap
 
 # where an object came from when a row's missing file is copied in from a read-only fallback bucket
 FALLBACK_SOURCE = "mediacanon-fallback-source"
@@ -71,7 +71,7 @@ REPORT_COUNTS = (
     "collision",
     "skipped",
     "failed",
-    "invalidated",  # CDN paths the tasks invalidated (replaced or pruned CDN keys: mediacanon.cdn)
+    "invalidated",  # CDN paths the tasks invalidated (replaced or pruned CDN keys: mediacanon.adapters.cdn)
     "uninvalidated",  # CDN paths whose invalidation failed: one report item each, to invalidate by hand
 )
 
@@ -700,8 +700,8 @@ def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> N
     field's rows in one compare-and-swap, in one transaction with one ledger entry per source (rollback reverses
     each); then the sources no row references any more, in one DeleteObjects, each only while it still holds the
     bytes that were copied (I2, I5); then their ledger entries marked retired, in one UPDATE."""
-    from mediacanon.db import Swap
-    from mediacanon.ledger import Link
+    from mediacanon.adapters.db import Swap
+    from mediacanon.adapters.ledger import Link
 
     renames = [m for m in moves if m.renamed]
     by_field: dict[str, list[_Move]] = {}
@@ -1158,39 +1158,14 @@ def run_task(
 
     A RetryableError (whatever its subclass) leaves as a plain RetryableError, the one name the ASL retries on."""
     action, execution = event.get("action"), str(event["execution"])
+    task = TASKS.get(str(action))
+    if task is None:
+        raise PermanentError(f"unknown backfill action {action!r}: one of {', '.join(TASKS)}")
     steps = make_steps(execution)
     dry_run = bool(event.get("dryRun", False))
-    cdn = invalidations() if action in ("objects", "rows", "mirror") and not dry_run else None
-    result: BatchResult | None = None
+    cdn = invalidations() if action in BATCH_TASKS and not dry_run else None
     try:
-        if action == "prepare":
-            return prepare(steps, execution, event.get("input") or {}, event.get("reportsPrefix"))
-        if action == "objects":
-            keys = [item["Key"] for item in event["items"]]
-            listed = listed_items(event["items"])
-            if listed is None:  # keys alone (a hand-made event): the per-object steps read the rest
-                result = process_objects(steps, keys, dry_run=dry_run, cdn=cdn)
-            else:
-                result = process_listed(steps, listed, dry_run=dry_run, cdn=cdn)
-            _record_orphan_etags(steps, result, listed)
-            _invalidate(cdn, execution, result, "objects")
-            write_part(steps, execution, _batch_name("objects", keys), result)
-        elif action == "rows":
-            span = event["range"]
-            mapping = steps.map.field(span["field"])
-            result = process_rows(steps, mapping, span.get("start"), span.get("end"), dry_run=dry_run, cdn=cdn)
-            _invalidate(cdn, execution, result, "rows")
-            write_part(steps, execution, _batch_name("rows", span["field"], span.get("start")), result)
-        elif action == "mirror":
-            max_deletes = int(event.get("maxDeletes", DEFAULT_MAX_DELETES))
-            result = prune_mirror(steps, dry_run=dry_run, max_deletes=max_deletes, cdn=cdn)
-            _invalidate(cdn, execution, result, "mirror")
-            write_part(steps, execution, "mirror", result)
-        elif action == "report":
-            report, written = write_streamed_report(steps, execution, dry_run=dry_run)
-            return {"line": report.line, "counts": report.counts, "keys": list(written)}
-        else:
-            raise PermanentError(f"unknown backfill action {action!r}")
+        return task(steps, execution, event, dry_run, cdn)
     except RetryableError as exc:
         if type(exc) is RetryableError:
             raise
@@ -1198,11 +1173,76 @@ def run_task(
     finally:
         if cdn is not None and cdn.pending:  # the task failed after changing CDN keys: invalidated all the same
             _invalidate(cdn, execution, BatchResult(), str(action))
+
+
+Task = Callable[[Steps, str, dict[str, Any], bool, "CdnInvalidations | None"], dict[str, Any]]
+
+
+def _prepare_task(
+    steps: Steps, execution: str, event: dict[str, Any], dry_run: bool, cdn: CdnInvalidations | None
+) -> dict[str, Any]:
+    return prepare(steps, execution, event.get("input") or {}, event.get("reportsPrefix"))
+
+
+def _objects_task(
+    steps: Steps, execution: str, event: dict[str, Any], dry_run: bool, cdn: CdnInvalidations | None
+) -> dict[str, Any]:
+    keys = [item["Key"] for item in event["items"]]
+    listed = listed_items(event["items"])
+    if listed is None:  # keys alone (a hand-made event): the per-object steps read the rest
+        result = process_objects(steps, keys, dry_run=dry_run, cdn=cdn)
+    else:
+        result = process_listed(steps, listed, dry_run=dry_run, cdn=cdn)
+    _record_orphan_etags(steps, result, listed)
+    return _finish(steps, execution, cdn, result, "objects", _batch_name("objects", keys))
+
+
+def _rows_task(
+    steps: Steps, execution: str, event: dict[str, Any], dry_run: bool, cdn: CdnInvalidations | None
+) -> dict[str, Any]:
+    span = event["range"]
+    mapping = steps.map.field(span["field"])
+    result = process_rows(steps, mapping, span.get("start"), span.get("end"), dry_run=dry_run, cdn=cdn)
+    return _finish(steps, execution, cdn, result, "rows", _batch_name("rows", span["field"], span.get("start")))
+
+
+def _mirror_task(
+    steps: Steps, execution: str, event: dict[str, Any], dry_run: bool, cdn: CdnInvalidations | None
+) -> dict[str, Any]:
+    max_deletes = int(event.get("maxDeletes", DEFAULT_MAX_DELETES))
+    result = prune_mirror(steps, dry_run=dry_run, max_deletes=max_deletes, cdn=cdn)
+    return _finish(steps, execution, cdn, result, "mirror", "mirror")
+
+
+def _report_task(
+    steps: Steps, execution: str, event: dict[str, Any], dry_run: bool, cdn: CdnInvalidations | None
+) -> dict[str, Any]:
+    report, written = write_streamed_report(steps, execution, dry_run=dry_run)
+    return {"line": report.line, "counts": report.counts, "keys": list(written)}
+
+
+def _finish(
+    steps: Steps, execution: str, cdn: CdnInvalidations | None, result: BatchResult, phase: str, part: str
+) -> dict[str, Any]:
+    """A batch task's end: its CDN paths invalidated, its outcomes written as one part; counts only returned."""
+    _invalidate(cdn, execution, result, phase)
+    write_part(steps, execution, part, result)
     return {"counts": dict(result.counts)}
 
 
+# the state machine's tasks, by the "action" its Task states pass
+TASKS: dict[str, Task] = {
+    "prepare": _prepare_task,
+    "objects": _objects_task,
+    "rows": _rows_task,
+    "mirror": _mirror_task,
+    "report": _report_task,
+}
+BATCH_TASKS = ("objects", "rows", "mirror")  # the tasks that change the CDN bucket: their keys are invalidated
+
+
 def _invalidate(cdn: CdnInvalidations | None, execution: str, result: BatchResult, phase: str) -> None:
-    """The task's CDN paths in one CreateInvalidation (mediacanon.cdn: within CloudFront's limits). The objects are in
+    """The task's CDN paths in one CreateInvalidation (mediacanon.adapters.cdn: within CloudFront's limits). The objects are in
     place whatever CloudFront answers (I3 holds); a failed invalidation only leaves a cached copy until it expires, so
     it fails nothing: it is logged and counted (`uninvalidated`, one report item per path to invalidate by hand)."""
     from botocore.exceptions import BotoCoreError, ClientError

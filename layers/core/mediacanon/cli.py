@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mediacanon import mediamap, naming
-from mediacanon.errors import BucketNotFound, ConfigError, MediacanonError, RetryableError, UnmappedKeyError, UnsafeKeyError
+from mediacanon.core import mediamap, naming
+from mediacanon.core.errors import BucketNotFound, ConfigError, MediacanonError, RetryableError, UnmappedKeyError, UnsafeKeyError
 
 # User data (keys, paths, error texts) is printed verbatim: no markup (`[draft]` is not a tag), no emoji codes
 # (`:smile:` stays as typed), no highlighting. Styles come from Text objects only.
@@ -326,7 +326,7 @@ def check_config(config: str, database_url: str | None) -> None:
 def _schema_problems(media_map: mediamap.MediaMap, url: str) -> list[str]:
     """Every field's problems against the database at once: a missing table or column, a column not of text, a
     max_length the column disagrees with."""
-    from mediacanon.db import Database, SchemaMismatchError
+    from mediacanon.adapters.db import Database, SchemaMismatchError
 
     problems: list[str] = []
     with Database(url) as db:
@@ -394,7 +394,7 @@ def explain(
 
 
 def _explain_owner(database_url: str, key: str, res: naming.Resolution) -> dict[str, Any]:
-    from mediacanon.db import Database
+    from mediacanon.adapters.db import Database
     from mediacanon.plan import find_owners
 
     try:
@@ -425,9 +425,9 @@ def _explain_owner(database_url: str, key: str, res: naming.Resolution) -> dict[
 @database_option
 def plan(as_json: bool, only: tuple[str, ...], limit: int | None, config: str, database_url: str | None) -> None:
     """Dry run: each object's current key, canonical key, owning row and action, with totals. Writes nothing."""
-    from mediacanon.db import Database
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.plan import build_plan
-    from mediacanon.s3 import S3Adapter
 
     media_map = _load_map(config)
     url = _need_database(database_url)
@@ -461,10 +461,10 @@ def plan(as_json: bool, only: tuple[str, ...], limit: int | None, config: str, d
 @database_option
 def verify_command(as_json: bool, config: str, database_url: str | None) -> None:
     """Three-way check, primary x CDN x database. Exit 1 when I1 (never a 404) or I3 (exact mirror) is broken."""
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
-    from mediacanon.s3 import S3Adapter
-    from mediacanon.verify import verify
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon.checks.verify import verify
 
     media_map = _load_map(config)
     url = _need_database(database_url)
@@ -551,9 +551,9 @@ def backfill_command(
             timeout=timeout,
         )
     else:
-        from mediacanon.db import Database
-        from mediacanon.s3 import S3Adapter
-        from mediacanon.sfnlocal import run_backfill
+        from mediacanon.adapters.db import Database
+        from mediacanon.adapters.s3 import S3Adapter
+        from mediacanon.local.sfnlocal import run_backfill
 
         url = _need_database(database_url)
         # what the execution's first task would find out, found out before it starts: the database answers, the
@@ -615,7 +615,7 @@ def backfill_command(
 
 def _failed_items(media_map: mediamap.MediaMap, report_keys: Sequence[str], limit: int = 10) -> list[dict[str, Any]]:
     """The first `limit` failed items of a backfill's report (its JSON), for the lines printed with its failure."""
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.s3 import S3Adapter
 
     key = next((k for k in report_keys if k.endswith(".json")), None)
     if key is None:
@@ -653,7 +653,7 @@ def _endpoint_gone(error: str) -> bool:
 def task_error(error: str) -> str:
     """A failed execution's error, one line: `ErrorType: message` of the Lambda error a task failed with, not the
     JSON (its stack trace escaped) that Step Functions carries as the cause; the cause itself for other errors.
-    Takes `error: cause` as mediacanon.sfnlocal gives it, which may be cut short."""
+    Takes `error: cause` as mediacanon.local.sfnlocal gives it, which may be cut short."""
     from mediacanon.backfill import _child_error
 
     name, _, cause = error.partition(": ")
@@ -684,10 +684,10 @@ def task_error(error: str) -> str:
 def rollback_command(execution: str | None, since: datetime | None, dry_run: bool, config: str, database_url: str | None) -> None:
     """Reverse the renames of EXECUTION (its name or ARN; or --since TIME) from the ledger: copy back retired
     sources, swap rows back."""
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.rollback import rollback
-    from mediacanon.s3 import S3Adapter
 
     if (execution is None) == (since is None):
         raise click.UsageError("name an EXECUTION or pass --since TIME (exactly one)")
@@ -744,10 +744,10 @@ def orphans_command(
     """Delete, on request, the orphans a backfill reported: objects in the primary bucket no row references or claims.
     Each is checked again first (still there with the reported ETag, old enough, still unowned) and deleted only if it
     still holds the reported bytes; never in the CDN or a fallback bucket. Run with --dry-run first."""
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.orphans import delete_orphans
-    from mediacanon.s3 import S3Adapter
 
     media_map = _load_map(config)
     url = _need_database(database_url)
@@ -779,8 +779,8 @@ def orphans_command(
 @config_option
 def report_command(execution: str, as_csv: bool, config: str) -> None:
     """Print the report of a backfill EXECUTION (its name or ARN) from the reports prefix."""
-    from mediacanon.errors import NotFoundError
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon.core.errors import NotFoundError
 
     media_map = _load_map(config)
     use_endpoints()
@@ -865,7 +865,7 @@ def upload_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mediacanon import upload
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.s3 import S3Adapter
 
     if (directory is None) == (media_root is None):
         _fail("pass a staging DIRECTORY or --from-media-root PATH (exactly one)", EXIT_USAGE)
@@ -920,7 +920,7 @@ def upload_command(
                     "--from-media-root reads the rows: set DATABASE_URL, pass --database-url, or run `mediacanon local up`",
                     EXIT_USAGE,
                 )
-            from mediacanon.db import Database
+            from mediacanon.adapters.db import Database
 
             with Database(_check_database_url(url)) as db:
                 early, tasks = upload.media_root_tasks(media_map, s3, db, media_root, fields=fields)
@@ -1007,7 +1007,7 @@ def db() -> None:
 def db_grants(config: str, role: str, database: str | None, django_schema: str) -> None:
     """Print the least-privilege SQL for the functions' role: SELECT on the mapped tables, UPDATE on the mapped
     file columns only, mediacanon's own schema. Pipe it to psql as the database owner."""
-    from mediacanon.grants import grants_script
+    from mediacanon.adapters.grants import grants_script
 
     media_map = _load_map(config)
     try:
@@ -1030,7 +1030,7 @@ def local_up(fresh: bool, template: str, config: str) -> None:
     """Start (or reuse) the moto server and PostgreSQL; create template.yaml's buckets, rules and queues on it."""
     import shutil
 
-    from mediacanon import embedded, localrun
+    from mediacanon.local import embedded, localrun
 
     if fresh and _state_dir().exists():
         embedded.down(_state_dir())
@@ -1081,7 +1081,7 @@ def local_run(
     database_url: str | None,
 ) -> None:
     """Feed the live path's queues to the three handlers, in this process, as Lambda's SQS event sources would."""
-    from mediacanon import localrun
+    from mediacanon.local import localrun
 
     url = use_endpoints(database_url)
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
@@ -1124,7 +1124,7 @@ def local_run(
 @local.command("down")
 def local_down() -> None:
     """Stop what `local up` started."""
-    from mediacanon import embedded
+    from mediacanon.local import embedded
 
     embedded.down(_state_dir())
     console.print("stopped")
@@ -1133,7 +1133,7 @@ def local_down() -> None:
 @local.command("status")
 def local_status() -> None:
     """Show what runs and where."""
-    from mediacanon import embedded
+    from mediacanon.local import embedded
 
     console.print_json(data=embedded.status(_state_dir()))
 

@@ -19,11 +19,10 @@ from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeN
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mediacanon import mediamap
-
 # the CDN invalidations are shared with the backfill's tasks; cdn_path and replaced_on_cdn stay importable from here
-from mediacanon.cdn import CdnInvalidations, cdn_path, invalidations_from_env, replaced_on_cdn  # noqa: F401
-from mediacanon.errors import ConfigError
+from mediacanon.adapters.cdn import CdnInvalidations, cdn_path, invalidations_from_env, replaced_on_cdn  # noqa: F401
+from mediacanon.core import mediamap
+from mediacanon.core.errors import ConfigError
 from mediacanon.steps import ObjectEvent, Outcome, OwnerNotReady, StepResult, Steps
 
 StepName = Literal["normalize", "replicate", "link"]
@@ -111,9 +110,9 @@ _built_from: list[Settings] = []  # the settings the cached Steps was built from
 def steps() -> Steps:
     """The Steps of this execution environment, built once (adapters, one database connection) and reused
     across invocations; refresh_steps() rebuilds it when its settings change."""
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
 
     settings = load_settings()
     _built_from[:] = [settings]

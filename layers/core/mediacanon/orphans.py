@@ -19,16 +19,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mediacanon import naming
-from mediacanon.errors import NotFoundError, PermanentError, UnmappedKeyError, UnsafeKeyError, UnsupportedByStore
+from mediacanon.adapters.s3 import NOT_FOUND_CODES, PRECONDITION_CODES, ObjectHead
+from mediacanon.core import naming
+from mediacanon.core.errors import NotFoundError, PermanentError, UnmappedKeyError, UnsafeKeyError, UnsupportedByStore
 from mediacanon.plan import find_owners, orphan_reason, resolve_by_reference
-from mediacanon.s3 import NOT_FOUND_CODES, PRECONDITION_CODES, ObjectHead
 
 if TYPE_CHECKING:
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
-    from mediacanon.mediamap import MediaMap
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon.core.mediamap import MediaMap
 
 DELETED = "deleted"
 WOULD_DELETE = "would delete"

@@ -13,14 +13,14 @@ from enum import StrEnum
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from mediacanon import naming
-from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
-from mediacanon.mediamap import FieldMapping, MediaMap
+from mediacanon.core import naming
+from mediacanon.core.errors import UnmappedKeyError, UnsafeKeyError
+from mediacanon.core.mediamap import FieldMapping, MediaMap
 
 if TYPE_CHECKING:
-    from mediacanon.db import Database, Row
-    from mediacanon.ledger import LedgerEntry
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.db import Database, Row
+    from mediacanon.adapters.ledger import LedgerEntry
+    from mediacanon.adapters.s3 import S3Adapter
 
 
 class Action(StrEnum):
@@ -157,7 +157,7 @@ def build_plan(media_map: MediaMap, s3: S3Adapter, db: Database, page_size: int 
 def moved_rows_of(media_map: MediaMap, db: Database) -> dict[str, set[Any]]:
     """The rows mediacanon moved, by field: every ledger entry's rows (a rollback's included). Read only: no ledger
     yet (nothing ran) is no row moved."""
-    from mediacanon.ledger import Ledger
+    from mediacanon.adapters.ledger import Ledger
 
     with db.connection() as conn:
         found = conn.execute("SELECT to_regclass(%s)", ('"{}".ledger'.format(media_map.schema.replace('"', '""')),)).fetchone()

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mediacanon import naming
+from mediacanon.core import naming
 from mediacanon.steps import PRIMARY_ETAG, RESTORED_BY, SOURCE_ETAG, SOURCE_KEY
 
 if TYPE_CHECKING:
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
-    from mediacanon.mediamap import MediaMap
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon.core.mediamap import MediaMap
 
 
 @dataclass
@@ -58,7 +58,7 @@ def rollback(
     restored to both (I1); an entry that cannot be reversed (its canonical copy is gone) is skipped with its reason and
     the rest proceed; a row that had a 404 before mediacanon repaired it stays on its repair. Each entry is marked
     rolled back with its rows, in one transaction, so a rerun after a crash finishes what is left."""
-    from mediacanon.db import Swap
+    from mediacanon.adapters.db import Swap
 
     if execution is None and since is None:
         raise ValueError("name an execution or a time: rollback never reverses the whole ledger by accident")

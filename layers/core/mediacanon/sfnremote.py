@@ -5,12 +5,29 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mediacanon.backfill import PHASES, _child_error
-from mediacanon.errors import RetryableError
-from mediacanon.sfnlocal import BackfillResult
+from mediacanon.core.errors import RetryableError
+
+FAILED_ITEM_COUNTS = ("failed", "timedOut", "aborted")  # a map run's itemCounts that count as failed
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    execution_arn: str
+    status: str  # the execution's, or FAILED when a map run's failures exceed its tolerance (moto does not check)
+    report_line: str | None
+    report_keys: list[str]
+    map_run_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # map run ARN -> itemCounts
+    error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed_items(self) -> int:
+        return sum(c.get(k, 0) for c in self.map_run_counts.values() for k in FAILED_ITEM_COUNTS)
 
 
 def run_remote(

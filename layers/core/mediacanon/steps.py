@@ -18,8 +18,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
-from mediacanon import naming
-from mediacanon.errors import (
+from mediacanon.adapters.s3 import ObjectHead, etag_is_digest
+from mediacanon.core import naming
+from mediacanon.core.errors import (
     ConditionalDeleteUnsupported,
     PermanentError,
     PreconditionFailed,
@@ -27,14 +28,13 @@ from mediacanon.errors import (
     UnmappedKeyError,
     UnsafeKeyError,
 )
-from mediacanon.mediamap import FieldMapping, MediaMap
+from mediacanon.core.mediamap import FieldMapping, MediaMap
 from mediacanon.plan import Owner, find_owners, renamed_by_row, resolve_by_reference
-from mediacanon.s3 import ObjectHead, etag_is_digest
 
 if TYPE_CHECKING:
-    from mediacanon.db import Database, Swap
-    from mediacanon.ledger import Ledger
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.db import Database, Swap
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
 
 # S3 user metadata must be ASCII: source keys (which may be unicode) are URL-quoted in it.
 SOURCE_KEY = "mediacanon-source-key"
@@ -419,7 +419,7 @@ class Steps:
     def link_rows(
         self, key: str, res: naming.Resolution, source_key: str | None, primary: ObjectHead, sequencer: str | None
     ) -> StepResult:
-        from mediacanon.db import Swap
+        from mediacanon.adapters.db import Swap
 
         mapping = res.field
         if sequencer_newer(self.ledger.latest_sequencer(key), sequencer):

@@ -42,15 +42,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
-from mediacanon import naming
-from mediacanon.errors import MediacanonError, PermanentError, RetryableError, UnmappedKeyError, UnsafeKeyError
-from mediacanon.mediamap import FieldMapping, MediaMap, StagingManifest
-from mediacanon.s3 import translate_error
+from mediacanon.adapters.s3 import translate_error
+from mediacanon.core import naming
+from mediacanon.core.errors import MediacanonError, PermanentError, RetryableError, UnmappedKeyError, UnsafeKeyError
+from mediacanon.core.mediamap import FieldMapping, MediaMap, StagingManifest
 from mediacanon.steps import SOURCE_ETAG
 
 if TYPE_CHECKING:
-    from mediacanon.db import Database
-    from mediacanon.s3 import ObjectHead, S3Adapter
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.s3 import ObjectHead, S3Adapter
 
 SNIFF_BYTES = 8192  # filetype reads at most 8 KiB; an SVG's root element comes early too
 REPORT_COLUMNS = ("source", "outcome", "reason", "key", "field", "slug", "size", "content_type", "md5")

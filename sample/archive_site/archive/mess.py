@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from django.utils.text import get_valid_filename
 from PIL import Image, ImageDraw, ImageFont
 
-from mediacanon.naming import slugify
+from mediacanon.core.naming import slugify
 
 ICON = "archive.PublicationSource.icon"
 MASTHEAD = "archive.PublicationSource.masthead"

@@ -27,7 +27,7 @@ from django.db import transaction
 from archive_site.archive import mess
 from archive_site.archive.models import PublicationSource
 from archive_site.tenants.models import TenantPublication
-from mediacanon.naming import slugify
+from mediacanon.core.naming import slugify
 
 TOWNS = [
     "Aberdeen", "Bergen", "Cork", "Delft", "Esbjerg", "Faro", "Graz", "Haarlem", "Innsbruck", "Jena", "Kalmar",

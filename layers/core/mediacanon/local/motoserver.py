@@ -5,7 +5,7 @@ and S3 sends EventBridge an "Object Deleted" event with "deletion-type": "Delete
 "Amazon S3 event notifications" / "EventBridge event message structure"). moto 5.2 sends none
 (moto/s3/models.py S3Backend.delete_object), so locally replicate would never unmirror a key Django deleted. This module
 wraps that method to send the event as S3 shapes it (the key URL-encoded, as S3 encodes notification keys), then runs
-moto's own server. Local tooling only: nothing deployed imports it (`python -m mediacanon.motoserver -H ... -p ...`).
+moto's own server. Local tooling only: nothing deployed imports it (`python -m mediacanon.local.motoserver -H ... -p ...`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from mediacanon.errors import ConfigError, ConfigErrors
+from mediacanon.core.errors import ConfigError, ConfigErrors
 
 COLLISION_POLICIES = ("keep-both", "overwrite", "fail")
 MIRROR_DELETE_POLICIES = ("delete", "report")

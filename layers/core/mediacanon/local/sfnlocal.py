@@ -32,7 +32,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,34 +41,19 @@ import boto3
 from botocore.config import Config
 
 from mediacanon.backfill import DEFAULT_MAX_DELETES, PHASES, results_prefix, run_task
-from mediacanon.errors import MediacanonError
-from mediacanon.mediamap import MediaMap
+from mediacanon.core.errors import MediacanonError
+from mediacanon.core.mediamap import MediaMap
+from mediacanon.sfnremote import FAILED_ITEM_COUNTS, BackfillResult
 
-ASL_PATH = Path(__file__).resolve().parents[3] / "statemachines" / "backfill.asl.json"
+ASL_PATH = Path(__file__).resolve().parents[4] / "statemachines" / "backfill.asl.json"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 POLL_SECONDS = 0.25
 TASK_TIMEOUT = 900  # the backfill function's Timeout in template.yaml
-FAILED_ITEM_COUNTS = ("failed", "timedOut", "aborted")
 
 
 class BackfillError(MediacanonError):
     """The local backfill could not be started or did not finish in time."""
-
-
-@dataclass(frozen=True)
-class BackfillResult:
-    execution_arn: str
-    status: str  # the execution's, or FAILED when a map run's failures exceed its tolerance (moto does not check)
-    report_line: str | None
-    report_keys: list[str]
-    map_run_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # map run ARN -> itemCounts
-    error: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def failed_items(self) -> int:
-        return sum(c.get(k, 0) for c in self.map_run_counts.values() for k in FAILED_ITEM_COUNTS)
 
 
 # -- the definition -------------------------------------------------------------------------------------------------
@@ -281,7 +266,7 @@ def _control_plane(endpoint_url: str | None, invoke: Callable[[str, dict[str, An
     and the executor's S3 calls to `endpoint_url`. Yields its endpoint."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-    from mediacanon.embedded import _moto_config, free_port
+    from mediacanon.local.embedded import _moto_config, free_port
 
     if not _run_lock.acquire(blocking=False):
         raise BackfillError("another local backfill runs in this process")
@@ -325,9 +310,9 @@ def run_backfill(
     """Run the backfill state machine locally to the end; see the module docstring for how."""
     from psycopg_pool import ConnectionPool
 
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.steps import Steps
 
     # moto's executor logs every evaluated exception (IsPresent on a missing path included) and werkzeug logs

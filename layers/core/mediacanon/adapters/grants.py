@@ -2,7 +2,7 @@
 
 From the media map alone, no connection: SELECT on each mapped table (rows are found by file column, slug,
 id and tenant), UPDATE on the mapped file columns only (a slug, a name, anything else stays read-only), and
-mediacanon's own schema (claims, ledger; see mediacanon.ledger) to create and write in. Identifiers are
+mediacanon's own schema (claims, ledger; see mediacanon.adapters.ledger) to create and write in. Identifiers are
 composed with psycopg.sql, so odd table or role names are quoted, never pasted.
 
 The script neither creates the role nor sets its password: the password belongs in the Secrets Manager
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from mediacanon.mediamap import MediaMap
+from mediacanon.core.mediamap import MediaMap
 
-LEDGER_TABLES = ("claims", "ledger")  # mediacanon.ledger's tables (their sequences follow them)
+LEDGER_TABLES = ("claims", "ledger")  # mediacanon.adapters.ledger's tables (their sequences follow them)
 
 
 def grants(media_map: MediaMap, role: str, *, database: str | None = None, django_schema: str = "public") -> list[sql.Composed]:

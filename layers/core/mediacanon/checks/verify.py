@@ -1,6 +1,6 @@
 """The three-way check behind `mediacanon verify`: primary bucket x CDN bucket x database (and the ledger).
 
-Its core is `mediacanon.invariants.check_invariants`; this module keeps the command's shape. Broken promises
+Its core is `mediacanon.checks.invariants.check_invariants`; this module keeps the command's shape. Broken promises
 (non-zero exit):
 - I1: a row mediacanon changed (it is in the ledger) points at a key missing from the primary or the CDN bucket;
 - I2: a row points at a key mediacanon retired, and the key is gone;
@@ -22,13 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mediacanon.invariants import InvariantReport, Violation, check_invariants
-from mediacanon.mediamap import MediaMap
+from mediacanon.checks.invariants import InvariantReport, Violation, check_invariants
+from mediacanon.core.mediamap import MediaMap
 
 if TYPE_CHECKING:
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
-    from mediacanon.s3 import S3Adapter
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import S3Adapter
 
 
 @dataclass

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mediacanon.errors import MediacanonError
+from mediacanon.core.errors import MediacanonError
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -140,7 +140,7 @@ def _moto_config(endpoint_url: str, config: dict[str, Any] | None = None) -> dic
 
 def start_moto(state_dir: Path, port: int | None = None) -> tuple[str, int]:
     """Start a detached moto server; returns (endpoint_url, pid) once it answers, with Step Functions executing ASL."""
-    # moto's own server, with the delete-marker events moto does not send (mediacanon.motoserver)
+    # moto's own server, with the delete-marker events moto does not send (mediacanon.local.motoserver)
     try:
         import moto.server  # noqa: F401
     except ImportError as exc:
@@ -151,7 +151,7 @@ def start_moto(state_dir: Path, port: int | None = None) -> tuple[str, int]:
     log_path = state_dir / f"moto-{port}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mediacanon.motoserver", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "mediacanon.local.motoserver", "-H", "127.0.0.1", "-p", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import psycopg
 from psycopg import sql
 
-from mediacanon.mediamap import FieldMapping
+from mediacanon.core.mediamap import FieldMapping
 
 if TYPE_CHECKING:
-    from mediacanon.db import Database, Swap
+    from mediacanon.adapters.db import Database, Swap
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.claims (

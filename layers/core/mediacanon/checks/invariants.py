@@ -31,17 +31,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mediacanon import naming
-from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
-from mediacanon.mediamap import MediaMap
+from mediacanon.adapters.s3 import etag_is_digest
+from mediacanon.core import naming
+from mediacanon.core.errors import UnmappedKeyError, UnsafeKeyError
+from mediacanon.core.mediamap import MediaMap
 from mediacanon.plan import Action, FallbackKeys, moved_rows, plan_objects, plan_row, row_canonical
-from mediacanon.s3 import etag_is_digest
 from mediacanon.steps import RESTORED_BY, SOURCE_ETAG, SOURCE_KEY, same_bytes
 
 if TYPE_CHECKING:
-    from mediacanon.db import Database
-    from mediacanon.ledger import Ledger
-    from mediacanon.s3 import ObjectHead, S3Adapter
+    from mediacanon.adapters.db import Database
+    from mediacanon.adapters.ledger import Ledger
+    from mediacanon.adapters.s3 import ObjectHead, S3Adapter
 
 INVARIANTS = ("I1", "I2", "I3", "I4", "I5")
 PAGE = 1000  # keys per database round of the plan's decision

@@ -28,7 +28,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from mediacanon.errors import (
+from mediacanon.core.errors import (
     BucketNotFound,
     ConditionalDeleteUnsupported,
     MediacanonError,

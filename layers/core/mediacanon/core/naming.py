@@ -17,8 +17,8 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from mediacanon.errors import UnmappedKeyError, UnsafeKeyError
-from mediacanon.mediamap import FieldMapping, MediaMap
+from mediacanon.core.errors import UnmappedKeyError, UnsafeKeyError
+from mediacanon.core.mediamap import FieldMapping, MediaMap
 
 MAX_KEY_BYTES = 1024  # S3's own limit on a key's UTF-8 length
 

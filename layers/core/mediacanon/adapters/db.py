@@ -18,8 +18,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
-from mediacanon.errors import MediacanonError, PermanentError, RetryableError
-from mediacanon.mediamap import FieldMapping
+from mediacanon.core.errors import MediacanonError, PermanentError, RetryableError
+from mediacanon.core.mediamap import FieldMapping
 
 LOOKUP_BATCH = 1000  # values per `= ANY(%s)` query: bounded statements however many keys a page holds
 SWAP_BATCH = 1000  # rows per set-based compare-and-swap statement (one transaction holds them all)

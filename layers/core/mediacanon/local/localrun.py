@@ -13,7 +13,7 @@ Local deviations from AWS, each on purpose:
   whose row never comes would be dead-lettered instead of reported UNOWNED (on AWS: 300 s < 5 x 400 s).
 - Functions run one batch at a time, in template order (no MaximumConcurrency, no batching window wait).
 - moto's EventBridge bodies are rewritten into real S3's shape before the handler sees them (``s3_body``).
-- moto sends no EventBridge event for a delete marker; the embedded moto server (``mediacanon.motoserver``) sends
+- moto sends no EventBridge event for a delete marker; the embedded moto server (``mediacanon.local.motoserver``) sends
   S3's "Object Deleted" one, so a key Django deletes is unmirrored here as on AWS.
 - What a function writes (Powertools' JSON logs, its EMF metrics, the warnings Python prints to stderr) goes to
   ``run(log=...)``, the file CloudWatch Logs stands for, as one stream: never to the terminal of the run.
@@ -45,10 +45,10 @@ import boto3
 from botocore.exceptions import ClientError
 
 from mediacanon import live
-from mediacanon.errors import MediacanonError
-from mediacanon.mediamap import MediaMap
+from mediacanon.core.errors import MediacanonError
+from mediacanon.core.mediamap import MediaMap
+from mediacanon.local.topology import PSEUDO_PARAMETERS, Function, Target, Topology, load_topology
 from mediacanon.steps import Outcome, StepResult
-from mediacanon.topology import PSEUDO_PARAMETERS, Function, Target, Topology, load_topology
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient

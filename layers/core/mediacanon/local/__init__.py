@@ -1,0 +1,4 @@
+"""The local emulator: never shipped in the Lambda layer, never imported by production code.
+
+embedded (moto server + PostgreSQL), localrun (the live path's queues fed to the handlers), sfnlocal (the backfill
+state machine on moto's Step Functions), topology (the template's rules and queues on moto), motoserver."""
