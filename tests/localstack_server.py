@@ -6,7 +6,7 @@ runs from its own virtualenv (``.venv-localstack``, pinned in requirements/local
 ``make test-localstack``; MEDIACANON_LOCALSTACK_PYTHON names another Python that has ``localstack-core``).
 
 Only the live path's services run (S3, SQS, EventBridge, and STS/IAM/Logs they lean on): LocalStack's Step Functions
-rejects the ASL's ItemBatcher and its Lambda needs Docker, so the backfill's executor stays mediacanon.sfnlocal's
+rejects the ASL's ItemBatcher and its Lambda needs Docker, so the backfill's executor stays mediacanon.local.sfnlocal's
 (an in-process moto), with its data on LocalStack's S3. State is in memory and goes with the process.
 """
 
@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mediacanon import embedded
+from mediacanon.local import embedded
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0  # seconds; it prints "Ready." after about 5 s on this project's CI machine

@@ -16,12 +16,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from mediacanon.core import naming
-from mediacanon.steps import PRIMARY_ETAG, RESTORED_BY, SOURCE_ETAG, SOURCE_KEY
+from mediacanon.steps import PRIMARY_ETAG, RESTORED_BY, SOURCE_ETAG, SOURCE_KEY, compare_heads
 
 if TYPE_CHECKING:
     from mediacanon.adapters.db import Database
     from mediacanon.adapters.ledger import Ledger
-    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon.adapters.s3 import ObjectHead, S3Adapter
     from mediacanon.core.mediamap import MediaMap
 
 
@@ -114,6 +114,15 @@ def rollback(
     return result
 
 
+def same_bytes_as_copied(s3: S3Adapter, bucket: str, source: ObjectHead, canonical: ObjectHead) -> bool:
+    """Whether the source still holds the bytes its canonical copy was made from: the copy records the source's ETag
+    (SOURCE_ETAG) when the steps made it; else the two objects are compared (ETags, then checksums)."""
+    recorded = canonical.metadata.get(SOURCE_ETAG)
+    if recorded is not None:
+        return source.etag == recorded
+    return compare_heads(s3, bucket, source, bucket, canonical)[0]
+
+
 def _restore(
     s3: S3Adapter,
     media_map: MediaMap,
@@ -128,6 +137,15 @@ def _restore(
     it cannot be (the rows then stay where they are)."""
     primary, cdn = media_map.buckets.primary, media_map.buckets.cdn
     source = s3.head(primary, source_key)
+    if source is not None and RESTORED_BY not in source.metadata:
+        # the source is there: rows go back to it only if it still holds the bytes they moved away from (a key
+        # uploaded again since holds other bytes, which the live path is canonicalizing on its own)
+        canonical = s3.head(primary, canonical_key)
+        if canonical is None or not same_bytes_as_copied(s3, primary, source, canonical):
+            return (
+                f"not reversed: {source_key!r} was uploaded again since the rename (other bytes than "
+                f"{canonical_key!r}): the rows stay on {canonical_key!r}"
+            )
     if source is None:
         canonical = s3.head(primary, canonical_key)
         if canonical is None:

@@ -426,7 +426,19 @@ class Steps:
             return StepResult(Outcome.SKIPPED, key, "stale event: the ledger holds a later one for this key", key)
         new_value = naming.column_value(mapping, key, res.tenant)
         swaps: list[Swap] = []
+        source: ObjectHead | None = None
         if source_key and source_key != key:
+            source = self.s3.head(self.primary, source_key)  # read once: for the rollback mark here, and by the retire
+            if source is not None and RESTORED_BY in source.metadata:
+                # a rollback reversed this rename and put the rows back on the source: an event still queued from
+                # before it (a backfill's, a redelivery) must not move them again
+                return StepResult(
+                    Outcome.SKIPPED,
+                    key,
+                    f"its source {source_key!r} was restored by a rollback (ledger entry {source.metadata[RESTORED_BY]}): "
+                    "rows left on it",
+                    key,
+                )
             source_value = naming.column_value(mapping, source_key, res.tenant)
             for row in self.db.rows_referencing(mapping, [source_value]).get(source_value, []):
                 if res.tenant is None or row.tenant == res.tenant:
@@ -441,7 +453,11 @@ class Steps:
         changed = self.ledger.record_link(
             mapping, swaps, source_key=source_key, canonical_key=key, etag=primary.etag, sequencer=sequencer
         )
-        retired, how = self.retire(mapping, res.tenant, source_key, primary) if source_key and source_key != key else (False, "")
+        retired, how = (
+            self.retire(mapping, res.tenant, source_key, primary, source=source)
+            if source_key and source_key != key
+            else (False, "")
+        )
         outcome = Outcome.LINKED if changed or retired else Outcome.SKIPPED
         return StepResult(
             outcome,
@@ -452,15 +468,26 @@ class Steps:
             retired=retired,
         )
 
-    def retire(self, mapping: FieldMapping, tenant: str | None, source_key: str, canonical: ObjectHead) -> tuple[bool, str]:
+    def retire(
+        self,
+        mapping: FieldMapping,
+        tenant: str | None,
+        source_key: str,
+        canonical: ObjectHead,
+        *,
+        source: ObjectHead | None = None,
+    ) -> tuple[bool, str]:
         """Delete the source key once no row references it (I2), and only if it still holds the copied bytes (I5).
-        Returns whether it was deleted, and how when not as usual (for the step's detail: its log line, the report)."""
+        `source` is its head when the caller read it already: the delete is conditional on that ETag (If-Match), so
+        bytes uploaded under the key since are kept all the same. Returns whether it was deleted, and how when not as
+        usual (for the step's detail: its log line, the report)."""
         if mapping.policies.retire not in ("delete", "delete-if-match"):
             return False, ""
         source_value = naming.column_value(mapping, source_key, tenant)
         if self.db.rows_referencing(mapping, [source_value]).get(source_value):
             return False, ""
-        source = self.s3.head(self.primary, source_key)
+        if source is None:
+            source = self.s3.head(self.primary, source_key)
         if source is None:
             return False, ""
         if source.etag != canonical.metadata.get(SOURCE_ETAG):
