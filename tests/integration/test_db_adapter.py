@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import errors as pg_errors
 from psycopg import sql
+from support.helpers import find_owner
 
 from mediacanon.adapters import db as db_module
 from mediacanon.adapters.db import Database, Row, SchemaMismatchError, Swap, translate_error
@@ -145,9 +146,9 @@ def test_rows_by_slug_and_find_owner(conninfo: str) -> None:
             "nytimes": Row(a, "nytimes", "icons/nytimes_icon_v2.png"),
             "bbc": Row(b, "bbc", None),
         }
-        assert db.find_owner(ICON, "icons/nytimes_icon_v2.png", "bbc").id == a  # type: ignore[union-attr]  # reference first
-        assert db.find_owner(ICON, "icons/bbc-favicon.ico", "bbc").id == b  # type: ignore[union-attr]  # then by slug
-        assert db.find_owner(ICON, "icons/x.png", "x") is None
+        assert find_owner(db, ICON, "icons/nytimes_icon_v2.png", "bbc").id == a  # type: ignore[union-attr]  # reference first
+        assert find_owner(db, ICON, "icons/bbc-favicon.ico", "bbc").id == b  # type: ignore[union-attr]  # then by slug
+        assert find_owner(db, ICON, "icons/x.png", "x") is None
 
 
 def test_tenant_scoped_reads(conninfo: str) -> None:
@@ -159,7 +160,7 @@ def test_tenant_scoped_reads(conninfo: str) -> None:
     with Database(conninfo) as db:
         assert db.rows_by_slug(TENANT_ICON, ["nyt"], tenant="2")["nyt"].tenant == "2"
         assert [r.tenant for r in db.rows_referencing(TENANT_ICON, ["icons/a.png"])["icons/a.png"]] == ["1", "2"]
-        owner = db.find_owner(TENANT_ICON, "icons/a.png", "nyt", tenant="2")
+        owner = find_owner(db, TENANT_ICON, "icons/a.png", "nyt", tenant="2")
         assert owner is not None and owner.tenant == "2"
 
 

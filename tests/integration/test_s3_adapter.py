@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from boto3.s3.transfer import TransferConfig
+from support.helpers import ensure_bucket, put_if_absent
 
 from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.core.errors import NotFoundError, PermanentError, PreconditionFailed
@@ -160,16 +161,16 @@ def test_a_missing_bucket_is_permanent(s3_client: Any) -> None:
 def test_put_if_absent_writes_once(s3_client: Any, bucket: Callable[[str], str]) -> None:
     name = bucket("cond")
     adapter = S3Adapter(s3_client)
-    assert adapter.put_if_absent(name, "claim.json", b"first", {"owner": "a"}) is True
-    assert adapter.put_if_absent(name, "claim.json", b"second", {"owner": "b"}) is False
+    assert put_if_absent(adapter, name, "claim.json", b"first", {"owner": "a"}) is True
+    assert put_if_absent(adapter, name, "claim.json", b"second", {"owner": "b"}) is False
     assert adapter.get_bytes(name, "claim.json") == b"first"
 
 
 def test_ensure_bucket_is_idempotent(s3_client: Any) -> None:
     adapter = S3Adapter(s3_client)
     name = f"ensure-{os.urandom(4).hex()}"
-    adapter.ensure_bucket(name)
-    adapter.ensure_bucket(name)
+    ensure_bucket(adapter, name)
+    ensure_bucket(adapter, name)
     assert adapter.put_bytes(name, "k", b"x", "text/plain") == hashlib.md5(b"x").hexdigest()  # noqa: S324
 
 

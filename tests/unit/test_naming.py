@@ -9,6 +9,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from support.helpers import canonical_for_slug
 
 from mediacanon.core.errors import UnmappedKeyError, UnsafeKeyError
 from mediacanon.core.mediamap import FieldMapping, MediaMap, load, parse
@@ -466,5 +467,5 @@ def test_a_bare_django_copy_number_is_an_alternative_slug_not_a_strip() -> None:
     # the name gives "aftenposten-2"; the owner lookup tries "aftenposten" next
     res = resolve(SAMPLE_MAP, "mastheads/Aftenposten_2.jpg")
     assert (res.slug, res.alt_slugs) == ("aftenposten-2", ("aftenposten",))
-    assert res.canonical_for_slug("aftenposten") == "mastheads/aftenposten.jpg"
+    assert canonical_for_slug(res, "aftenposten") == "mastheads/aftenposten.jpg"
     assert resolve(SAMPLE_MAP, "icons/nytimes.png").alt_slugs == ()

@@ -11,6 +11,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import ANY, Stubber
+from support.helpers import put_if_absent
 
 from mediacanon.adapters.s3 import DeleteError, ObjectHead, S3Adapter
 from mediacanon.core.errors import NotFoundError, PermanentError, PreconditionFailed, RetryableError
@@ -235,8 +236,8 @@ def test_put_if_absent_sends_if_none_match_and_reports_a_taken_key(client: Any, 
     stub.add_response("put_object", {"ETag": '"e"'}, expected)
     stub.add_client_error("put_object", "PreconditionFailed", http_status_code=412, expected_params=expected)
     adapter = S3Adapter(client)
-    assert adapter.put_if_absent("b", "k", b"x", {"a": "1"}) is True
-    assert adapter.put_if_absent("b", "k", b"x", {"a": "1"}) is False
+    assert put_if_absent(adapter, "b", "k", b"x", {"a": "1"}) is True
+    assert put_if_absent(adapter, "b", "k", b"x", {"a": "1"}) is False
 
 
 def test_listing_is_lazy_one_page_per_request(client: Any, stub: Stubber, sent: list[Any]) -> None:

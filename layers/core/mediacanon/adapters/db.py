@@ -270,13 +270,6 @@ class Database:
                     out.setdefault(row[1], Row(*row))
         return out
 
-    def find_owner(self, mapping: FieldMapping, value: str, slug: str, tenant: str | None = None) -> Row | None:
-        """The row referencing `value`, else the row with `slug`."""
-        for row in self.rows_referencing(mapping, [value]).get(value, []):
-            if tenant is None or row.tenant == tenant:
-                return row
-        return self.rows_by_slug(mapping, [slug], tenant=tenant).get(slug)
-
     def iter_rows(
         self, mapping: FieldMapping, batch_size: int = 1000, *, start_id: Any = None, end_id: Any = None
     ) -> Iterator[Row]:

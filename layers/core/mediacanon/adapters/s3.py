@@ -413,40 +413,6 @@ class S3Adapter:
         with _translated(f"put s3://{bucket}/{key}"):
             return _etag(self.client.put_object(Bucket=bucket, Key=key, Body=body, **extra)["ETag"])
 
-    def put_if_absent(
-        self, bucket: str, key: str, body: bytes, metadata: dict[str, str] | None = None, content_type: str | None = None
-    ) -> bool:
-        """Create the object only if the key is free (If-None-Match: *); False when it already exists."""
-        extra: dict[str, Any] = {"Metadata": metadata or {}}
-        if content_type is not None:
-            extra["ContentType"] = content_type
-        try:
-            with _translated(f"put-if-absent s3://{bucket}/{key}"):
-                self.client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
-        except PreconditionFailed:
-            return False
-        return True
-
-    def ensure_bucket(self, bucket: str) -> None:
-        """Create the bucket unless it exists (the local stack and tests; deployed buckets come from the template)."""
-        with _translated(f"ensure bucket {bucket}"):
-            try:
-                self.client.head_bucket(Bucket=bucket)
-                return
-            except ClientError as exc:
-                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
-                    raise
-            region = self.client.meta.region_name
-            try:
-                if region in (None, "us-east-1"):
-                    self.client.create_bucket(Bucket=bucket)
-                else:
-                    self.client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
-            except ClientError as exc:
-                # another caller created it in between: that is the outcome we wanted
-                if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
-                    raise
-
     # -- listing-driven bulk work (the backfill's batch worker): what a listing already says is not asked again --
 
     def copy_as_is(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, *, source_etag: str) -> str:

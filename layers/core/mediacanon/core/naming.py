@@ -76,9 +76,6 @@ class Resolution:
     def is_canonical(self) -> bool:
         return self.key == self.canonical_key
 
-    def canonical_for_slug(self, slug: str) -> str:
-        return location_for(self.field, self.tenant) + self.field.canonical.format(slug=slug, ext=self.ext)
-
 
 def decode_event_key(raw: str) -> str:
     """Decode a key from an S3 event exactly once (S3 URL-encodes keys there; a space arrives as '+')."""

@@ -378,12 +378,6 @@ class Topology:
             r.logical_id: t.dead_letter_queue_logical_id for r in self.rules for t in r.targets if t.dead_letter_queue_logical_id
         }
 
-    def function_for_queue(self, queue_logical_id: str) -> Function:
-        for fn in self.functions:
-            if fn.queue_logical_id == queue_logical_id:
-                return fn
-        raise KeyError(queue_logical_id)
-
 
 _Item = TypeVar("_Item", Bucket, Queue, Rule, Function)
 
