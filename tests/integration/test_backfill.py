@@ -394,14 +394,15 @@ def test_a_listed_object_that_changed_since_the_listing_goes_through_the_steps(s
 
 def test_a_source_overwritten_before_its_retirement_is_kept(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     from mediacanon import backfill
+    from mediacanon.backfill import listed as listed_batches
 
-    real_link = backfill._link_and_retire
+    real_link = listed_batches._link_and_retire
 
     def overwritten_then_link(steps: Any, moves: Any, result: Any) -> None:
         site.client.put_object(Bucket=site.primary, Key="icons/nytimes_icon_v2_final.png", Body=b"a newer upload")
         real_link(steps, moves, result)
 
-    monkeypatch.setattr(backfill, "_link_and_retire", overwritten_then_link)
+    monkeypatch.setattr(listed_batches, "_link_and_retire", overwritten_then_link)  # where process_listed looks it up
     items = listing(site, "icons/nytimes_icon_v2_final.png")
     with worker(site) as steps:
         backfill.process_listed(steps, items, dry_run=False)

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from mediacanon import backfill
+from mediacanon.backfill import tasks as backfill_tasks
 from mediacanon.core import mediamap
 from mediacanon.local.sfnlocal import ASL_PATH, Batching, item_batching, load_definition
 
@@ -258,7 +259,7 @@ def _prepare_output(objects: int, rows_per_field: int, monkeypatch: pytest.Monke
         starts = list(range(1, rows_per_field + 1, rows_per_range))
         return [{"field": mapping.name, "start": s, "end": e} for s, e in zip(starts, [*starts[1:], None], strict=True)]
 
-    monkeypatch.setattr(backfill, "row_ranges", ranges)
+    monkeypatch.setattr(backfill_tasks, "row_ranges", ranges)  # where prepare looks it up
     s3 = _FakeS3()
     steps = SimpleNamespace(
         map=media_map, s3=s3, db=SimpleNamespace(check_field=lambda m: None), ledger=SimpleNamespace(ensure=lambda: None)
