@@ -272,6 +272,9 @@ def test_a_backfill_whose_task_fails_shows_its_error_type_message_and_key_not_a_
 
 
 def test_a_missing_cdn_bucket_is_named_before_the_backfill_starts(world: World) -> None:
+    """S3 answers a request on a bucket that is not there with 404 NoSuchBucket ("The specified bucket does not
+    exist": https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList), a configuration error
+    (errors.BucketNotFound, never retried): found before any execution starts."""
     data = yaml.safe_load(world.config.read_text(encoding="utf-8"))
     data["buckets"]["cdn"] = "cdn-that-is-not-there"
     world.config.write_text(yaml.safe_dump(data), encoding="utf-8")

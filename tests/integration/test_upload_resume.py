@@ -123,13 +123,14 @@ def landed(env: dict[str, Any]) -> dict[str, str]:
 def settled(env: dict[str, Any], quiet: float = 0.5) -> dict[str, str]:
     """What landed once the server has finished the requests a killed client had already sent (a PutObject in
     flight still lands after its client is gone): the listing, once it stays the same for `quiet` seconds."""
-    seen = landed(env)
-    while True:
+    seen, deadline = landed(env), time.monotonic() + 30
+    while time.monotonic() < deadline:
         time.sleep(quiet)
         now = landed(env)
         if now == seen:
             return now
         seen = now
+    raise AssertionError(f"the bucket kept changing for 30 s after the client was killed: {len(seen)} objects")
 
 
 def summary_counts(output: str) -> dict[str, int]:

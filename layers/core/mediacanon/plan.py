@@ -159,11 +159,8 @@ def moved_rows_of(media_map: MediaMap, db: Database) -> dict[str, set[Any]]:
     yet (nothing ran) is no row moved."""
     from mediacanon.adapters.ledger import Ledger
 
-    with db.connection() as conn:
-        found = conn.execute("SELECT to_regclass(%s)", ('"{}".ledger'.format(media_map.schema.replace('"', '""')),)).fetchone()
-    if found is None or found[0] is None:
-        return {}
-    return moved_rows(Ledger(db, media_map.schema).entries())
+    ledger = Ledger(db, media_map.schema)
+    return moved_rows(ledger.entries()) if ledger.exists() else {}
 
 
 def moved_rows(entries: Iterable[LedgerEntry]) -> dict[str, set[Any]]:

@@ -403,6 +403,13 @@ class S3Adapter:
         with _translated(f"get s3://{bucket}/{key}"):
             return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
+    def iter_lines(self, bucket: str, key: str) -> Iterator[str]:
+        """The object's text, a line at a time, streamed: a report of millions of lines is never held in memory."""
+        with _translated(f"get s3://{bucket}/{key}"):
+            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            for line in body.iter_lines():
+                yield line.decode("utf-8")
+
     def put_bytes(
         self, bucket: str, key: str, body: bytes, content_type: str | None = None, metadata: dict[str, str] | None = None
     ) -> str:

@@ -146,14 +146,18 @@ def backfill_command(
 
 
 def _failed_items(media_map: mediamap.MediaMap, report_keys: Sequence[str], limit: int = 10) -> list[dict[str, Any]]:
-    """The first `limit` failed items of a backfill's report (its JSON), for the lines printed with its failure."""
+    """The first `limit` failed items of a backfill's report, for the lines printed with its failure: read from its
+    CSV as a stream, up to the last one needed (the report of a large bucket is never loaded whole)."""
+    import csv
+    from itertools import islice
+
     from mediacanon.adapters.s3 import S3Adapter
 
-    key = next((k for k in report_keys if k.endswith(".json")), None)
+    key = next((k for k in report_keys if k.endswith(".csv")), None)
     if key is None:
         return []
-    items = json.loads(S3Adapter().get_bytes(media_map.buckets.primary, key)).get("items", [])
-    return [item for item in items if item.get("outcome") == "failed"][:limit]
+    rows = csv.DictReader(S3Adapter().iter_lines(media_map.buckets.primary, key))
+    return list(islice((row for row in rows if row.get("outcome") == "failed"), limit))
 
 
 @click.command("rollback")

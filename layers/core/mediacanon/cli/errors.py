@@ -126,16 +126,9 @@ def _endpoint_gone(error: str) -> bool:
         return False
     if not endpoint:
         return True
-    import urllib.error
-    import urllib.request
+    from mediacanon.local.sfnlocal import endpoint_answers
 
-    try:
-        urllib.request.urlopen(endpoint, timeout=2).close()  # noqa: S310 (the configured endpoint, http or https)
-    except urllib.error.HTTPError:
-        return False  # it answers, if only with an error
-    except OSError:
-        return True
-    return False
+    return not endpoint_answers(endpoint)
 
 
 def task_error(error: str) -> str:

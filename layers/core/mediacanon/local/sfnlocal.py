@@ -473,6 +473,20 @@ def _execute(
     )
 
 
+def endpoint_answers(endpoint_url: str, timeout: float = 2.0) -> bool:
+    """Whether anything answers HTTP at the endpoint (an error status counts: it answers)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(endpoint_url, timeout=timeout).close()  # noqa: S310 (the configured endpoint)
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 class _Watchdog:
     """Whether the data endpoint (the local emulator the tasks read and write) still answers: asked every
     `every` seconds, gone after `misses` refusals in a row."""
@@ -483,21 +497,14 @@ class _Watchdog:
         self.cause = ""
 
     def gone(self) -> bool:
-        import urllib.error
-        import urllib.request
-
         if time.monotonic() < self._next:
             return False
         self._next = time.monotonic() + self.every
-        try:
-            urllib.request.urlopen(self.endpoint_url, timeout=self.every).close()  # noqa: S310 (the configured endpoint)
-        except urllib.error.HTTPError:
-            self._missed = 0  # it answers, if only with an error
-        except OSError as exc:
-            self._missed += 1
-            self.cause = f"Could not connect to the endpoint URL {self.endpoint_url} ({self._missed} checks): {exc}"
-        else:
+        if endpoint_answers(self.endpoint_url, timeout=self.every):
             self._missed = 0
+        else:
+            self._missed += 1
+            self.cause = f"Could not connect to the endpoint URL {self.endpoint_url} ({self._missed} checks in a row)"
         return self._missed >= self.misses
 
 
