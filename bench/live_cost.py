@@ -118,7 +118,7 @@ class Tally:
 
 
 class PerRecord:
-    """A `mediacanon.live.observers` entry: the proxies' counts since the previous record's result are this record's."""
+    """A local run's observer (`localrun.run(observe=...)`): the proxies' counts since the previous record's result are this record's."""
 
     def __init__(self, s3: S3CountingProxy, pg: PgRoundTripProxy, kind_of: Any) -> None:
         self.s3, self.pg, self.kind_of = s3, pg, kind_of
@@ -215,9 +215,6 @@ def measure(n: int, *, moto_url: str, database_url: str, workdir: Path, timeout:
             return "CDN copy" if step == "link" else "canonical copy"
 
         observer = PerRecord(s3_proxy, pg_proxy, kind_of)
-        from mediacanon import live
-
-        live.observers.append(observer)
         try:
             drain_started = time.perf_counter()
             report = localrun.run(
@@ -227,10 +224,10 @@ def measure(n: int, *, moto_url: str, database_url: str, workdir: Path, timeout:
                 environment={"AWS_ENDPOINT_URL_S3": s3_url, "LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"},
                 progress=False,
                 timeout=timeout,
+                observe=observer,
             )
             drain_s = time.perf_counter() - drain_started
         finally:
-            live.observers.remove(observer)
             localrun.shutdown()
         with Database(conninfo) as db:
             verified = verify(media_map, S3Adapter(s3_client), db, Ledger(db, media_map.schema)).ok

@@ -18,7 +18,8 @@ import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
-from mediacanon import live
+from mediacanon import wiring
+from mediacanon.adapters import cdn
 from mediacanon.core.errors import ConfigError
 
 pytestmark = pytest.mark.integration
@@ -63,10 +64,10 @@ def events_stack(
         "POWERTOOLS_SERVICE_NAME": "mediacanon-test",
     }.items():
         monkeypatch.setenv(name, value)
-    live.steps.cache_clear()
+    wiring.live_steps.cache_clear()
     yield s3_client
-    live.steps().db.close()
-    live.steps.cache_clear()
+    wiring.live_steps().db.close()
+    wiring.live_steps.cache_clear()
     for name in ("archive-media", "archive-cdn"):
         for page in s3_client.get_paginator("list_object_versions").paginate(Bucket=name):
             for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
@@ -172,15 +173,15 @@ def test_an_invalidation_failure_leaves_the_batch_done(events_stack: Any, monkey
 def test_no_distribution_no_cloudfront_call(events_stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MEDIACANON_CDN_DISTRIBUTION_ID", raising=False)
     calls: list[Any] = []
-    monkeypatch.setattr(live.CdnInvalidations, "flush", lambda self, reference: calls.append(reference) or [])
+    monkeypatch.setattr(cdn.CdnInvalidations, "flush", lambda self, reference: calls.append(reference) or [])
     events_stack.put_object(Bucket="archive-media", Key="icons/nytimes.png", Body=b"v1", ContentType="image/png")
     assert invoke("replicate", "replicate_object_created.json") == {"batchItemFailures": []}
     assert calls == []
 
 
 def test_cdn_paths_are_quoted_as_django_quotes_urls() -> None:
-    assert live.cdn_path("icons/nytimes.png") == "/icons/nytimes.png"
-    assert live.cdn_path("mastheads/le monde+été.jpg") == "/mastheads/le%20monde%2B%C3%A9t%C3%A9.jpg"
+    assert cdn.cdn_path("icons/nytimes.png") == "/icons/nytimes.png"
+    assert cdn.cdn_path("mastheads/le monde+été.jpg") == "/mastheads/le%20monde%2B%C3%A9t%C3%A9.jpg"
 
 
 # -- the database secret: cached, never shown -----------------------------------------------------------------------
@@ -197,22 +198,22 @@ def test_secret_becomes_a_conninfo_that_never_shows(
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     env = {"MEDIACANON_CONFIG": str(config), "MEDIACANON_DB_SECRET_ARN": arn}
 
-    settings = live.load_settings(env)
+    settings = wiring.load_settings(env)
     assert conninfo_to_dict(settings.database_url)["password"] == "s3cr3t-pw"
     assert conninfo_to_dict(settings.database_url)["host"] == "db.internal"
     assert "s3cr3t-pw" not in repr(settings) and "s3cr3t-pw" not in str(settings)
 
     # a rotated password reaches a warm environment only after the cache's max_age (one call per cold start)
     secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({**value, "password": "rotated"}))
-    assert conninfo_to_dict(live.load_settings(env).database_url)["password"] == "s3cr3t-pw"
+    assert conninfo_to_dict(wiring.load_settings(env).database_url)["password"] == "s3cr3t-pw"
 
-    proxied = live.load_settings({**env, "MEDIACANON_DB_HOST": "proxy.internal"})
+    proxied = wiring.load_settings({**env, "MEDIACANON_DB_HOST": "proxy.internal"})
     assert conninfo_to_dict(proxied.database_url)["host"] == "proxy.internal"
 
 
 def test_a_secret_missing_keys_names_the_keys_not_the_values() -> None:
     with pytest.raises(ConfigError) as raised:
-        live._conninfo_from_secret({"host": "db", "password": "s3cr3t-pw"})
+        wiring._conninfo_from_secret({"host": "db", "password": "s3cr3t-pw"})
     assert "username" in str(raised.value) and "s3cr3t-pw" not in str(raised.value)
 
 
@@ -240,30 +241,30 @@ def test_a_rotated_secret_reaches_a_warm_environment(
     arn = secrets.create_secret(Name=f"db-{uuid.uuid4().hex[:8]}", SecretString=json.dumps(secret))["ARN"]
     monkeypatch.delenv("DATABASE_URL")
     monkeypatch.setenv("MEDIACANON_DB_SECRET_ARN", arn)
-    monkeypatch.setattr(live, "PARAMETER_MAX_AGE", 0)  # the cache's expiry, without waiting for it
-    live.steps.cache_clear()
+    monkeypatch.setattr(wiring, "PARAMETER_MAX_AGE", 0)  # the cache's expiry, without waiting for it
+    wiring.live_steps.cache_clear()
     events_stack.put_object(Bucket="archive-media", Key="icons/nytimes.png", Body=b"v1", ContentType="image/png")
     handler = load_handler("replicate").lambda_handler
 
     assert handler(json.loads((ROOT / "events" / "replicate_object_created.json").read_text()), _context("replicate", "r1")) == {
         "batchItemFailures": []
     }
-    first = live.steps().db
-    live.refresh_steps()
-    assert live.steps().db is first, "an unchanged secret keeps the environment's connection"
+    first = wiring.live_steps().db
+    wiring.refresh_live_steps()
+    assert wiring.live_steps().db is first, "an unchanged secret keeps the environment's connection"
 
     secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({**secret, "password": "rotated-pw"}))
-    live.refresh_steps()
-    assert live.steps().db is not first
-    assert conninfo_to_dict(live._built_from[0].database_url)["password"] == "rotated-pw"
+    wiring.refresh_live_steps()
+    assert wiring.live_steps().db is not first
+    assert conninfo_to_dict(wiring._built_from[0].database_url)["password"] == "rotated-pw"
 
     # Secrets Manager unreachable (here: the secret gone): the warm environment keeps what it has
-    rotated = live.steps().db
+    rotated = wiring.live_steps().db
     secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
-    live.refresh_steps()
-    assert live.steps().db is rotated
+    wiring.refresh_live_steps()
+    assert wiring.live_steps().db is rotated
     # RDS Proxy multiplexes connections only while no server-side prepared statement pins them
-    with live.steps().db.connection() as conn:
+    with wiring.live_steps().db.connection() as conn:
         assert conn.prepare_threshold is None
         for _ in range(8):  # psycopg would prepare a query from its 5th run on; never here
             conn.execute("SELECT 1")

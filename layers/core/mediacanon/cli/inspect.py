@@ -154,14 +154,13 @@ def _explain_owner(database_url: str, key: str, res: naming.Resolution) -> dict[
 @database_option
 def plan(as_json: bool, only: tuple[str, ...], limit: int | None, config: str, database_url: str | None) -> None:
     """Dry run: each object's current key, canonical key, owning row and action, with totals. Writes nothing."""
-    from mediacanon.adapters.db import Database
-    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon import wiring
     from mediacanon.plan import build_plan
 
     media_map = _load_map(config)
     url = _need_database(database_url)
-    with Database(url) as db, console.status("listing buckets and rows ..."):
-        result = build_plan(media_map, S3Adapter(), db)
+    with wiring.connect(media_map, url) as stores, console.status("listing buckets and rows ..."):
+        result = build_plan(media_map, stores.s3, stores.db)
     items = [i for i in result.items if not only or i.action.value in only]
     if as_json:
         data = result.to_json()
@@ -190,15 +189,13 @@ def plan(as_json: bool, only: tuple[str, ...], limit: int | None, config: str, d
 @database_option
 def verify_command(as_json: bool, config: str, database_url: str | None) -> None:
     """Three-way check, primary x CDN x database. Exit 1 when I1 (never a 404) or I3 (exact mirror) is broken."""
-    from mediacanon.adapters.db import Database
-    from mediacanon.adapters.ledger import Ledger
-    from mediacanon.adapters.s3 import S3Adapter
+    from mediacanon import wiring
     from mediacanon.checks.verify import verify
 
     media_map = _load_map(config)
     url = _need_database(database_url)
-    with Database(url) as db:
-        result = verify(media_map, S3Adapter(), db, Ledger(db, media_map.schema))
+    with wiring.connect(media_map, url) as stores:
+        result = verify(media_map, stores.s3, stores.db, stores.ledger)
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))
     else:

@@ -44,9 +44,10 @@ from urllib.parse import quote_plus
 import boto3
 from botocore.exceptions import ClientError
 
-from mediacanon import live
+from mediacanon import wiring
 from mediacanon.core.errors import MediacanonError
 from mediacanon.core.mediamap import MediaMap
+from mediacanon.live import Observer, StepRunner
 from mediacanon.local.topology import PSEUDO_PARAMETERS, Function, Target, Topology, load_topology
 from mediacanon.steps import Outcome, StepResult
 
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 # Stands in for the template's required DatabaseSecretArn; never read locally, because DATABASE_URL wins in
-# mediacanon.live.load_settings.
+# mediacanon.wiring.load_settings.
 LOCAL_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mediacanon-local-database"  # noqa: S105 - an ARN, not a secret
 DEFAULT_OWNER_WAIT = 3.0  # seconds; < DEFAULT_RETRY_DELAY x (maxReceiveCount - 1), see the module docstring
 DEFAULT_RETRY_DELAY = 1  # seconds; SQS visibility timeouts are whole seconds
@@ -325,7 +326,7 @@ _module_ids = itertools.count(1)
 class InProcessFunctions:
     """The stack's handlers imported into this process: one warm execution environment per function.
 
-    Handlers read their settings at cold start, and ``mediacanon.live.steps()`` is cached process-wide, so one
+    Handlers read their settings at cold start, and ``mediacanon.wiring.live_steps()`` is cached process-wide, so one
     environment at a time is live: building a new one closes the previous one's database connection.
     """
 
@@ -339,10 +340,14 @@ class InProcessFunctions:
         """The template's environment for the function, then the local overrides."""
         return {**fn.environment, **self.environment, "AWS_DEFAULT_REGION": self.stack.region}
 
-    def invoke(self, fn: Function, event: dict[str, Any], log: TextIO | None = None) -> Any:
-        """Run the function's handler on one event; with `log`, everything it writes goes there (see `_captured`)."""
+    def invoke(self, fn: Function, event: dict[str, Any], log: TextIO | None = None, observe: Observer | None = None) -> Any:
+        """Run the function's handler on one event; with `log`, everything it writes goes there (see `_captured`);
+        `observe` sees each record's result (a live function's `runner`: mediacanon.live.StepRunner)."""
         with _environment(self.env_for(fn)), _captured(log, f"{self.stack.stack_name}-{fn.logical_id}"):
             module = self._modules.get(fn.logical_id) or self._load(fn)
+            runner = getattr(module, "runner", None)
+            if isinstance(runner, StepRunner):
+                runner.observe = observe
             handler: Callable[[dict[str, Any], LocalLambdaContext], Any] = getattr(module, fn.handler_name)
             account = PSEUDO_PARAMETERS["AWS::AccountId"]
             name = f"{self.stack.stack_name}-{fn.logical_id}"
@@ -412,9 +417,7 @@ def _powertools_handlers() -> list[logging.StreamHandler[Any]]:
 
 def _reset_steps() -> None:
     """Forget the cached Steps (closing its database connection), so the next cold start reads settings anew."""
-    if live.steps.cache_info().currsize:
-        live.steps().db.close()
-    live.steps.cache_clear()
+    wiring.forget_live_steps()
 
 
 _functions: InProcessFunctions | None = None
@@ -565,6 +568,7 @@ def run(
     progress: bool | None = None,
     log: TextIO | None = None,
     progress_every: float = PROGRESS_EVERY,
+    observe: Observer | None = None,
 ) -> RunReport:
     """Feed every function its queue's batches until the stack is idle (``until_idle``), or for ``timeout``
     seconds (``until_idle=False``; None: until interrupted). Raises IdleTimeout when not idle in time.
@@ -573,7 +577,8 @@ def run(
     ``log`` receives everything the handlers write (their JSON logs, EMF metrics and warnings: ``_captured``);
     without it they write where they would anyway (stdout, stderr). ``progress`` shows it on stderr: on a
     terminal a live status line, elsewhere a plain line every ``progress_every`` seconds (None, the default:
-    either, as stderr is a terminal or not; False: nothing).
+    either, as stderr is a terminal or not; False: nothing). ``observe`` sees each record's (step, result) after
+    the report has counted it.
     """
     _check_retry_window(stack, owner_wait, retry_delay)
     env = {
@@ -582,14 +587,21 @@ def run(
     }
     functions = functions_for(stack, env)
     report = RunReport()
-    live.observers.append(report.observe)
+
+    def observer(step: str, result: StepResult) -> None:
+        report.observe(step, result)
+        if observe is not None:
+            observe(step, result)
+
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
     quiet = 0
     try:
         with _Progress(progress, progress_every) as display:
             while True:
-                processed = sum(_poll(stack, functions, fn, report, retry_delay, capture, log) for fn in stack.topology.functions)
+                processed = sum(
+                    _poll(stack, functions, fn, report, retry_delay, capture, log, observer) for fn in stack.topology.functions
+                )
                 depths = stack.depths() if not processed else {}
                 display.update(stack, report, depths)
                 quiet = quiet + 1 if not processed and not any(depths.values()) else 0
@@ -606,8 +618,6 @@ def run(
     except KeyboardInterrupt:
         if until_idle:
             raise
-    finally:
-        live.observers.remove(report.observe)
     report.dlq_depths = stack.dlq_depths()
     report.elapsed = time.monotonic() - started
     return report
@@ -631,6 +641,7 @@ def _poll(
     retry_delay: int,
     capture: bool,
     log: TextIO | None = None,
+    observe: Observer | None = None,
 ) -> int:
     """Receive one batch for the function, invoke it, settle every record; returns the records handled."""
     queue = fn.queue_logical_id
@@ -660,7 +671,7 @@ def _poll(
         }
         if capture:
             report.deliveries.extend(Delivery(queue, m["Body"]) for m in messages)
-        failed = _invoke(functions, fn, event, report, log)
+        failed = _invoke(functions, fn, event, report, log, observe)
         report.batches += 1
         report.records += len(messages)
         report.failed_records += len(failed)
@@ -673,12 +684,17 @@ def _poll(
 
 
 def _invoke(
-    functions: InProcessFunctions, fn: Function, event: dict[str, Any], report: RunReport, log: TextIO | None = None
+    functions: InProcessFunctions,
+    fn: Function,
+    event: dict[str, Any],
+    report: RunReport,
+    log: TextIO | None = None,
+    observe: Observer | None = None,
 ) -> set[str]:
     """The message ids that failed, as the event-source mapping reads a handler's answer."""
     every = {r["messageId"] for r in event["Records"]}
     try:
-        response = functions.invoke(fn, event, log)
+        response = functions.invoke(fn, event, log, observe)
     except Exception as exc:  # an escaped exception fails the whole batch, as on Lambda (Powertools raises it
         # when every record failed); the records come back and, after maxReceiveCount, reach the DLQ
         report.errors = [*report.errors[-19:], f"{fn.logical_id}: {type(exc).__name__}: {exc}"]
