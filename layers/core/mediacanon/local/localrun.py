@@ -21,57 +21,56 @@ Local deviations from AWS, each on purpose:
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import importlib.util
-import itertools
-import json
-import logging
-import os
 import sys
 import time
-import uuid
-import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import quote_plus
 
-import boto3
-from botocore.exceptions import ClientError
-
-from mediacanon import wiring
-from mediacanon.core.errors import MediacanonError
-from mediacanon.core.mediamap import MediaMap
-from mediacanon.live import Observer, StepRunner
-from mediacanon.local.topology import PSEUDO_PARAMETERS, Function, Target, Topology, load_topology
+from mediacanon.live import Observer
+from mediacanon.local.inprocess import (
+    DEFAULT_OWNER_WAIT,
+    InProcessFunctions,
+    functions_for,
+    lambda_record,
+    local_environment,
+    s3_body,
+    shutdown,
+)
+from mediacanon.local.provision import LocalRunError, LocalStack, provision, provision_media_map, topology_parameters
+from mediacanon.local.topology import Function
 from mediacanon.steps import Outcome, StepResult
 
 if TYPE_CHECKING:
-    from mypy_boto3_events import EventBridgeClient
-    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
-# Stands in for the template's required DatabaseSecretArn; never read locally, because DATABASE_URL wins in
-# mediacanon.wiring.load_settings.
-LOCAL_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mediacanon-local-database"  # noqa: S105 - an ARN, not a secret
-DEFAULT_OWNER_WAIT = 3.0  # seconds; < DEFAULT_RETRY_DELAY x (maxReceiveCount - 1), see the module docstring
+# what callers reach through this module: the stack, its functions, and the run
+__all__ = [
+    "DEFAULT_OWNER_WAIT",
+    "IdleTimeout",
+    "LocalRunError",
+    "LocalStack",
+    "Outcome",
+    "RunReport",
+    "functions_for",
+    "lambda_record",
+    "local_environment",
+    "provision",
+    "provision_media_map",
+    "run",
+    "shutdown",
+    "topology_parameters",
+]
+
 DEFAULT_RETRY_DELAY = 1  # seconds; SQS visibility timeouts are whole seconds
 DEFAULT_TIMEOUT = 120.0
-DEFAULT_MEMORY_MB = 512  # the template's Globals.Function.MemorySize (topology.Function does not carry it)
 SQS_MAX_RECEIVE = 10  # messages per ReceiveMessage / entries per *Batch call
 IDLE_ROUNDS = 2  # consecutive empty rounds with empty queues before the stack counts as idle
 POLL_INTERVAL = 0.2  # seconds between empty rounds, while failed records wait out their retry delay
 PROGRESS_EVERY = 10.0  # seconds between two plain progress lines when stderr is not a terminal
-
-
-class LocalRunError(MediacanonError):
-    """The local stack could not be provisioned or did not settle; the message says what to look at."""
 
 
 class IdleTimeout(LocalRunError):
@@ -82,382 +81,6 @@ class IdleTimeout(LocalRunError):
         super().__init__(f"not idle after {timeout:.0f}s; queue depths (visible + in flight + delayed): {busy}")
         self.depths = dict(depths)
         self.report = report
-
-
-# -- provisioning ------------------------------------------------------------------------------------------
-
-
-def topology_parameters(media_map: MediaMap) -> dict[str, str]:
-    """The template parameters that build the stack for this media map's buckets."""
-    b = media_map.buckets
-    return {
-        "PrimaryBucketName": b.primary,
-        "CdnBucketName": b.cdn,
-        "FallbackBucketNames": ",".join(b.fallbacks),
-        "CreateBuckets": "true",
-        "DatabaseSecretArn": LOCAL_SECRET_ARN,
-    }
-
-
-@dataclass(frozen=True)
-class LocalStack:
-    """What ``provision`` created: physical names and URLs by the template's logical ids."""
-
-    topology: Topology
-    stack_name: str
-    endpoint_url: str | None
-    region: str
-    queue_urls: Mapping[str, str]  # queue logical id -> URL
-    queue_arns: Mapping[str, str]
-    function_queues: Mapping[str, str]  # function logical id -> queue logical id
-    rule_names: Mapping[str, str]  # rule logical id -> rule name on the default bus
-    buckets: tuple[str, ...]
-    sqs: SQSClient = field(repr=False, compare=False)
-
-    def dead_letter_queues(self) -> dict[str, str]:
-        """Source queue logical id -> its DLQ's logical id."""
-        return {q.logical_id: q.dlq_logical_id for q in self.topology.queues if q.dlq_logical_id}
-
-    def depth(self, queue_logical_id: str) -> int:
-        """Messages visible, in flight and delayed."""
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_urls[queue_logical_id],
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        return sum(int(value) for value in attributes.values())
-
-    def depths(self) -> dict[str, int]:
-        """Depth of every queue a function reads."""
-        return {q: self.depth(q) for q in self.function_queues.values()}
-
-    def dlq_depths(self) -> dict[str, int]:
-        return {dlq: self.depth(dlq) for dlq in self.dead_letter_queues().values()}
-
-
-def _client(service: str, endpoint_url: str | None, region: str) -> Any:
-    return boto3.client(service, endpoint_url=endpoint_url, region_name=region)  # type: ignore[call-overload]
-
-
-def provision(
-    topology: Topology,
-    *,
-    endpoint_url: str | None = None,
-    stack_name: str = "mediacanon",
-    fallback_buckets: Sequence[str] = (),
-    region: str = PSEUDO_PARAMETERS["AWS::Region"],
-    s3: S3Client | None = None,
-    sqs: SQSClient | None = None,
-    events: EventBridgeClient | None = None,
-) -> LocalStack:
-    """Create the topology's buckets, queues and rules (idempotent: a second call changes nothing).
-
-    Queues and rules are named ``<stack_name>-<LogicalId>``; give each concurrent stack its own stack name.
-    Fallback buckets (read-only sources) are created empty when missing, without notifications.
-    Queue policies are not created: moto does not enforce them.
-    """
-    s3 = s3 or _client("s3", endpoint_url, region)
-    sqs = sqs or _client("sqs", endpoint_url, region)
-    events = events or _client("events", endpoint_url, region)
-    try:
-        for bucket in topology.buckets:
-            _ensure_bucket(s3, bucket.name, region)
-            # the template versions the buckets it creates; the steps rely on it (retire leaves a delete marker)
-            s3.put_bucket_versioning(Bucket=bucket.name, VersioningConfiguration={"Status": "Enabled"})
-            # the template's EventBridgeEnabled; an existing bucket (CreateBuckets) needs it too for the live path
-            s3.put_bucket_notification_configuration(
-                Bucket=bucket.name, NotificationConfiguration={"EventBridgeConfiguration": {}}
-            )
-        for name in fallback_buckets:
-            _ensure_bucket(s3, name, region)
-
-        urls: dict[str, str] = {}
-        arns: dict[str, str] = {}
-        # dead-letter queues first: a redrive policy names its DLQ's ARN
-        for queue in sorted(topology.queues, key=lambda q: q.dlq_logical_id is not None):
-            url = sqs.create_queue(QueueName=f"{stack_name}-{queue.logical_id}")["QueueUrl"]
-            attributes = {"VisibilityTimeout": str(queue.visibility_timeout)}
-            if queue.dlq_logical_id:
-                redrive = {"deadLetterTargetArn": arns[queue.dlq_logical_id], "maxReceiveCount": queue.max_receive_count}
-                attributes["RedrivePolicy"] = json.dumps(redrive)
-            # set after creating, so a re-run with changed attributes updates rather than fails (QueueAlreadyExists)
-            sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)  # type: ignore[arg-type]
-            urls[queue.logical_id] = url
-            arns[queue.logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-
-        rule_names: dict[str, str] = {}
-        for rule in topology.rules:
-            name = f"{stack_name}-{rule.logical_id}"
-            events.put_rule(Name=name, EventPattern=json.dumps(rule.event_pattern), State="ENABLED")
-            targets: list[Any] = [_target(t, arns) for t in rule.targets]
-            events.put_targets(Rule=name, Targets=targets)
-            rule_names[rule.logical_id] = name
-    except ClientError as exc:
-        raise LocalRunError(f"provisioning {stack_name} on {endpoint_url or 'AWS'} failed: {exc}") from exc
-
-    return LocalStack(
-        topology=topology,
-        stack_name=stack_name,
-        endpoint_url=endpoint_url,
-        region=region,
-        queue_urls=urls,
-        queue_arns=arns,
-        function_queues={fn.logical_id: fn.queue_logical_id for fn in topology.functions},
-        rule_names=rule_names,
-        buckets=tuple(b.name for b in topology.buckets) + tuple(fallback_buckets),
-        sqs=sqs,
-    )
-
-
-def provision_media_map(
-    media_map: MediaMap, template: str | Path, *, endpoint_url: str | None = None, stack_name: str = "mediacanon"
-) -> LocalStack:
-    """``provision`` for the stack that serves this media map (its buckets as the template parameters)."""
-    topology = load_topology(template, topology_parameters(media_map))
-    return provision(topology, endpoint_url=endpoint_url, stack_name=stack_name, fallback_buckets=media_map.buckets.fallbacks)
-
-
-def _ensure_bucket(s3: S3Client, name: str, region: str) -> None:
-    try:
-        s3.head_bucket(Bucket=name)
-        return
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
-            raise
-    if region == "us-east-1":
-        s3.create_bucket(Bucket=name)
-    else:
-        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})  # type: ignore[typeddict-item]
-
-
-# -- the event-source mapping ------------------------------------------------------------------------------
-
-
-def s3_body(body: str) -> str:
-    """A message body as real S3 → EventBridge would have sent it.
-
-    moto sends ``detail.object.key`` unencoded and spells ``eTag`` where S3 spells ``etag``; real S3 URL-encodes
-    the key (a space as ``+``) and the handlers decode it exactly once (Powertools' ``unquote_plus``). Without this,
-    ``icons/a+b.png`` would reach the steps as ``icons/a b.png``. The ``eTag`` spelling is also how a moto body is
-    told apart from a real-shaped one (``events/*.json``), which is already encoded and passes unchanged.
-    moto's constant ``sequencer`` is left alone. Bodies that are not S3 events (poison) pass unchanged.
-    """
-    try:
-        event = json.loads(body)
-        obj = event["detail"]["object"]
-    except (ValueError, TypeError, KeyError):
-        return body
-    if event.get("source") != "aws.s3" or not isinstance(obj, dict) or "etag" in obj or "eTag" not in obj:
-        return body
-    obj["key"] = quote_plus(str(obj["key"]), safe="/")
-    obj["etag"] = obj.pop("eTag")
-    return json.dumps(event)
-
-
-def lambda_record(message: MessageTypeDef, *, queue_arn: str, region: str, body: str | None = None) -> dict[str, Any]:
-    """One record of the event Lambda's SQS event source hands a function (``body`` replaces the message's)."""
-    text = message["Body"] if body is None else body
-    record: dict[str, Any] = {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": text,
-        "attributes": dict(message.get("Attributes", {})),
-        "messageAttributes": {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "binaryValue": base64.b64encode(value["BinaryValue"]).decode() if "BinaryValue" in value else None,
-                "stringListValues": list(value.get("StringListValues", [])),
-                "binaryListValues": [base64.b64encode(b).decode() for b in value.get("BinaryListValues", [])],
-                "dataType": value["DataType"],
-            }
-            for name, value in message.get("MessageAttributes", {}).items()
-        },
-        "md5OfBody": hashlib.md5(text.encode()).hexdigest(),  # noqa: S324 - SQS's checksum, of the body handed over
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": region,
-    }
-    if "MD5OfMessageAttributes" in message:
-        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
-    return record
-
-
-@dataclass
-class LocalLambdaContext:
-    """The parts of Lambda's context object that Powertools and the handlers read."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int = DEFAULT_MEMORY_MB
-    timeout: float = 60.0
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    _started: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout - (time.monotonic() - self._started)) * 1000))
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-_module_ids = itertools.count(1)
-
-
-class InProcessFunctions:
-    """The stack's handlers imported into this process: one warm execution environment per function.
-
-    Handlers read their settings at cold start, and ``mediacanon.wiring.live_steps()`` is cached process-wide, so one
-    environment at a time is live: building a new one closes the previous one's database connection.
-    """
-
-    def __init__(self, stack: LocalStack, environment: Mapping[str, str]) -> None:
-        self.stack = stack
-        self.environment = dict(environment)
-        _reset_steps()
-        self._modules: dict[str, ModuleType] = {}
-
-    def env_for(self, fn: Function) -> dict[str, str]:
-        """The template's environment for the function, then the local overrides."""
-        return {**fn.environment, **self.environment, "AWS_DEFAULT_REGION": self.stack.region}
-
-    def invoke(self, fn: Function, event: dict[str, Any], log: TextIO | None = None, observe: Observer | None = None) -> Any:
-        """Run the function's handler on one event; with `log`, everything it writes goes there (see `_captured`);
-        `observe` sees each record's result (a live function's `runner`: mediacanon.live.StepRunner)."""
-        with _environment(self.env_for(fn)), _captured(log, f"{self.stack.stack_name}-{fn.logical_id}"):
-            module = self._modules.get(fn.logical_id) or self._load(fn)
-            runner = getattr(module, "runner", None)
-            if isinstance(runner, StepRunner):
-                runner.observe = observe
-            handler: Callable[[dict[str, Any], LocalLambdaContext], Any] = getattr(module, fn.handler_name)
-            account = PSEUDO_PARAMETERS["AWS::AccountId"]
-            name = f"{self.stack.stack_name}-{fn.logical_id}"
-            context = LocalLambdaContext(
-                function_name=name,
-                invoked_function_arn=f"arn:aws:lambda:{self.stack.region}:{account}:function:{name}",
-                timeout=fn.timeout,
-            )
-            return handler(event, context)
-
-    def _load(self, fn: Function) -> ModuleType:
-        """Import the handler file (its cold start runs here, under the function's environment)."""
-        path = self.stack.topology.root / fn.handler_path
-        spec = importlib.util.spec_from_file_location(f"_mediacanon_local_{fn.logical_id}_{next(_module_ids)}", path)
-        if spec is None or spec.loader is None:
-            raise LocalRunError(f"{fn.logical_id}: cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        self._modules[fn.logical_id] = module
-        return module
-
-    def close(self) -> None:
-        _reset_steps()
-        self._modules.clear()
-
-
-@contextmanager
-def _captured(log: TextIO | None, function_name: str) -> Iterator[None]:
-    """A function's output into `log`, as Lambda hands a function's stdout and stderr to CloudWatch Logs: print()
-    (Powertools' EMF metrics), the handlers of Powertools' loggers, which hold the stream that was sys.stdout when
-    the first one was made (maybe a terminal), and warnings, which Python would print to stderr (Powertools warns
-    when a batch published no metric), each as a JSON line. Nothing is silenced: it is written where it belongs."""
-    if log is None:
-        yield
-        return
-    handlers = _powertools_handlers()
-    saved = [h.setStream(log) for h in handlers]
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with redirect_stdout(log), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("default")
-            yield  # a handler that raises (a batch whose every record failed) warns too: written below all the same
-    finally:
-        for handler, stream in zip(handlers, saved, strict=True):
-            handler.setStream(stream)
-        for w in caught:
-            line = {
-                "level": "WARNING",
-                "location": f"{w.filename}:{w.lineno}",
-                "message": str(w.message),
-                "category": w.category.__name__,
-                "function_name": function_name,
-                "timestamp": time.strftime("%Y-%m-%d %H:%M:%S%z"),
-            }
-            log.write(json.dumps(line) + "\n")
-
-
-def _powertools_handlers() -> list[logging.StreamHandler[Any]]:
-    """The stream handlers Powertools' Logger installed (it marks the standard logger with `powertools_handler`)."""
-    found: list[logging.StreamHandler[Any]] = []
-    for logger in list(logging.Logger.manager.loggerDict.values()):
-        handler = getattr(logger, "powertools_handler", None)
-        if isinstance(handler, logging.StreamHandler) and handler not in found:
-            found.append(handler)
-    return found
-
-
-def _reset_steps() -> None:
-    """Forget the cached Steps (closing its database connection), so the next cold start reads settings anew."""
-    wiring.forget_live_steps()
-
-
-_functions: InProcessFunctions | None = None
-
-
-def functions_for(stack: LocalStack, environment: Mapping[str, str]) -> InProcessFunctions:
-    """The warm handlers for this stack and environment, reused across runs; a change means a new cold start."""
-    global _functions
-    if _functions is None or _functions.stack is not stack or _functions.environment != dict(environment):
-        if _functions is not None:
-            _functions.close()
-        _functions = InProcessFunctions(stack, environment)
-    return _functions
-
-
-def shutdown() -> None:
-    """Close the warm handlers' resources (their database connection); the next run starts cold."""
-    global _functions
-    if _functions is not None:
-        _functions.close()
-        _functions = None
-
-
-def local_environment(
-    config: str | Path, database_url: str, *, endpoint_url: str | None, owner_wait: float = DEFAULT_OWNER_WAIT
-) -> dict[str, str]:
-    """The settings the handlers read at cold start, pointed at the local stack."""
-    env = {
-        "MEDIACANON_CONFIG": str(Path(config).resolve()),
-        "DATABASE_URL": database_url,
-        "MEDIACANON_OWNER_WAIT_SECONDS": str(owner_wait),
-        "POWERTOOLS_METRICS_NAMESPACE": "mediacanon",
-        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
-    }
-    if endpoint_url:
-        env["AWS_ENDPOINT_URL"] = endpoint_url
-    return env
-
-
-# -- the run -----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -717,24 +340,6 @@ def _settle(sqs: SQSClient, url: str, handles: Mapping[str, str], failed: set[st
     for chunk in _chunks(done):
         sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(n), "ReceiptHandle": h} for n, (_, h) in enumerate(chunk)])
     _release(sqs, url, [handles[i] for i in failed], retry_delay)
-
-
-def _target(target: Target, arns: Mapping[str, str]) -> dict[str, Any]:
-    """A rule target as template.yaml gives it: the queue, its retry policy and the rule's own dead-letter queue."""
-    out: dict[str, Any] = {"Id": target.queue_logical_id, "Arn": arns[target.queue_logical_id]}
-    if target.dead_letter_queue_logical_id is not None:
-        out["DeadLetterConfig"] = {"Arn": arns[target.dead_letter_queue_logical_id]}
-    retry = {
-        k: v
-        for k, v in (
-            ("MaximumRetryAttempts", target.maximum_retry_attempts),
-            ("MaximumEventAgeInSeconds", target.maximum_event_age),
-        )
-        if v is not None
-    }
-    if retry:
-        out["RetryPolicy"] = retry
-    return out
 
 
 def _release(sqs: SQSClient, url: str, receipt_handles: Sequence[str], visibility: int) -> None:
