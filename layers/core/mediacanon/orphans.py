@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from mediacanon.adapters.s3 import NOT_FOUND_CODES, PRECONDITION_CODES, ObjectHead
 from mediacanon.core import naming
 from mediacanon.core.errors import NotFoundError, PermanentError, UnmappedKeyError, UnsafeKeyError, UnsupportedByStore
+from mediacanon.core.mediamap import RetirePolicy
 from mediacanon.plan import find_owners, orphan_reason, resolve_by_reference
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ def _heads(s3: S3Adapter, bucket: str, keys: Sequence[str]) -> dict[str, ObjectH
 
 def _unowned(
     media_map: MediaMap, s3: S3Adapter, db: Database, checked: list[tuple[dict[str, Any], ObjectHead]], result: OrphanResult
-) -> list[tuple[str, str, str]]:
+) -> list[tuple[str, str, RetirePolicy]]:
     """Of the checked orphans, those no row owns now (plan.find_owners, plan.orphan_reason), as (key, ETag, the
     retire policy of its field); the others are kept as now referenced (or unmapped)."""
     resolved: list[tuple[str, naming.Resolution]] = []
@@ -252,7 +253,7 @@ def _unowned(
     return out
 
 
-def _delete(s3: S3Adapter, bucket: str, candidates: list[tuple[str, str, str]], result: OrphanResult) -> list[str]:
+def _delete(s3: S3Adapter, bucket: str, candidates: list[tuple[str, str, RetirePolicy]], result: OrphanResult) -> list[str]:
     """DeleteObjects, each key only while it holds its ETag (changed: PreconditionFailed, gone: NoSuchKey, both kept).
     On a store without conditional deletes (501, learnt once per bucket): compare-then-delete, one key at a time,
     except for a field whose policies.retire is delete-if-match (kept). Returns the keys deleted."""

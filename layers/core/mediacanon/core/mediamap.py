@@ -9,18 +9,22 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, get_args
 
 import yaml
 
 from mediacanon.core.errors import ConfigError, ConfigErrors
 
-COLLISION_POLICIES = ("keep-both", "overwrite", "fail")
-MIRROR_DELETE_POLICIES = ("delete", "report")
-RETIRE_POLICIES = ("delete", "delete-if-match", "keep")
+CollisionPolicy = Literal["keep-both", "overwrite", "fail"]
+MirrorDeletesPolicy = Literal["delete", "report"]
+RetirePolicy = Literal["delete", "delete-if-match", "keep"]
+COLLISION_POLICIES: tuple[CollisionPolicy, ...] = get_args(CollisionPolicy)
+MIRROR_DELETE_POLICIES: tuple[MirrorDeletesPolicy, ...] = get_args(MirrorDeletesPolicy)
+RETIRE_POLICIES: tuple[RetirePolicy, ...] = get_args(RetirePolicy)
 
 DEFAULT_NOISE_TOKENS = (
     "_icon",
@@ -50,11 +54,11 @@ TEMPLATE_FIELDS = {"slug", "ext", "tenant"}
 
 @dataclass(frozen=True)
 class Policies:
-    collision: str = "keep-both"  # canonical key holds other bytes: keep both and report
-    mirror_deletes: str = "delete"  # canonical key removed from primary: delete it from the CDN too
+    collision: CollisionPolicy = "keep-both"  # canonical key holds other bytes: keep both and report
+    mirror_deletes: MirrorDeletesPolicy = "delete"  # canonical key removed from primary: delete it from the CDN too
     # after the row points at the canonical key: delete the source key while it holds the copied bytes (with If-Match;
     # compare-then-delete where the store lacks conditional deletes), only with If-Match, or never
-    retire: str = "delete"
+    retire: RetirePolicy = "delete"
 
 
 @dataclass(frozen=True)
@@ -218,40 +222,36 @@ def _parse_staging_manifest(v: _Validator, data: Any) -> StagingManifest:
     return StagingManifest(slug_column=columns["slug_column"], audit_column=columns["audit_column"], accepted=accepted)
 
 
+FIELD_KEYS = frozenset(
+    {
+        "name",
+        "table",
+        "column",
+        "slug_column",
+        "id_column",
+        "tenant_column",
+        "upload_to",
+        "canonical",
+        "location",
+        "max_length",
+        "staging",
+        "include",
+        "exclude",
+        "extension_aliases",
+        "noise_tokens",
+        "policies",
+    }
+)
+REQUIRED_FIELD_KEYS = ("name", "table", "column", "slug_column", "upload_to", "canonical")
+
+
 def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any]) -> FieldMapping:
     where = f"fields[{index}]"
     item = v.mapping(where, item)
     if isinstance(item.get("name"), str):
         where = f"fields[{item['name']}]"
-    v.known_keys(
-        where,
-        item,
-        {
-            "name",
-            "table",
-            "column",
-            "slug_column",
-            "id_column",
-            "tenant_column",
-            "upload_to",
-            "canonical",
-            "location",
-            "max_length",
-            "staging",
-            "include",
-            "exclude",
-            "extension_aliases",
-            "noise_tokens",
-            "policies",
-        },
-    )
-    missing = [r for r in ("name", "table", "column", "slug_column", "upload_to", "canonical") if not item.get(r)]
-    for required in ("name", "table", "column", "slug_column", "upload_to", "canonical"):
-        if required in missing or not isinstance(item.get(required), str):
-            v.soft(f"{where}.{required}", "is missing", _REQUIRED_HELP[required])
-            missing.append(required)
-    if missing:
-        raise _Invalid  # what follows reads them
+    v.known_keys(where, item, FIELD_KEYS)
+    _check_required(v, where, item)
     for ident in ("table", "column", "slug_column", "id_column"):
         value = item.get(ident, "id")
         if not isinstance(value, str) or not IDENTIFIER.match(value):
@@ -260,16 +260,56 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
                 f"{value!r} is not a valid PostgreSQL identifier",
                 "use the db_table / column name Django created",
             )
-
     upload_to = item["upload_to"]
-    upload_to_ok = not (upload_to.startswith("/") or not upload_to.endswith("/") or ".." in upload_to.split("/"))
-    if not upload_to_ok:
+    location, tenant_column = _parse_location(v, where, item, defaults)
+    canonical = _parse_canonical(v, where, item["canonical"], upload_to)
+    return FieldMapping(
+        name=item["name"],
+        table=item["table"],
+        column=item["column"],
+        slug_column=item["slug_column"],
+        id_column=item.get("id_column", "id"),
+        tenant_column=tenant_column,
+        upload_to=upload_to,
+        canonical=canonical,
+        location=location,
+        max_length=_parse_max_length(v, where, item.get("max_length", defaults.get("max_length", 100))),
+        staging=_parse_staging(v, where, item.get("staging", defaults.get("staging", []))),
+        include=tuple(v.strings(f"{where}.include", item.get("include", []))),
+        exclude=tuple(v.strings(f"{where}.exclude", item.get("exclude", []))),
+        extension_aliases=_parse_aliases(
+            v, where, item.get("extension_aliases", defaults.get("extension_aliases", DEFAULT_EXTENSION_ALIASES))
+        ),
+        noise_tokens=tuple(
+            v.strings(f"{where}.noise_tokens", item.get("noise_tokens", defaults.get("noise_tokens", list(DEFAULT_NOISE_TOKENS))))
+        ),
+        policies=_parse_policies(v, where, item, defaults),
+    )
+
+
+def _check_required(v: _Validator, where: str, item: dict[str, Any]) -> None:
+    """Every required key, each a string; what follows reads them, so a missing one stops this field here."""
+    missing = [r for r in REQUIRED_FIELD_KEYS if not item.get(r)]
+    for required in REQUIRED_FIELD_KEYS:
+        if required in missing or not isinstance(item.get(required), str):
+            v.soft(f"{where}.{required}", "is missing", _REQUIRED_HELP[required])
+            missing.append(required)
+    if missing:
+        raise _Invalid
+
+
+def _upload_to_ok(upload_to: str) -> bool:
+    return not (upload_to.startswith("/") or not upload_to.endswith("/") or ".." in upload_to.split("/"))
+
+
+def _parse_location(v: _Validator, where: str, item: dict[str, Any], defaults: dict[str, Any]) -> tuple[str, str | None]:
+    """upload_to, location (django-storages' AWS_LOCATION) and the tenant column a {tenant} location needs."""
+    if not _upload_to_ok(item["upload_to"]):
         v.soft(
             f"{where}.upload_to",
-            f"{upload_to!r} must be a relative prefix ending in '/'",
+            f"{item['upload_to']!r} must be a relative prefix ending in '/'",
             "copy upload_to from the model, e.g. 'icons/'",
         )
-
     location = item.get("location", defaults.get("location", ""))
     if not isinstance(location, str) or location.startswith("/") or (location and not location.endswith("/")):
         v.soft(
@@ -290,8 +330,10 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
         v.soft(
             f"{where}.tenant_column", "is set but location has no {tenant} placeholder", "remove it, or set location: '{tenant}/'"
         )
+    return location, tenant_column
 
-    canonical = item["canonical"]
+
+def _parse_canonical(v: _Validator, where: str, canonical: str, upload_to: str) -> str:
     _check_template(v, f"{where}.canonical", canonical, allowed={"slug", "ext"})
     if "{slug}" not in canonical:
         v.soft(f"{where}.canonical", f"{canonical!r} does not contain {{slug}}", "e.g. 'icons/{slug}{ext}'")
@@ -301,72 +343,60 @@ def _parse_field(v: _Validator, index: int, item: Any, defaults: dict[str, Any])
             f"{canonical!r} must be a relative object name with no '', '.' or '..' segment",
             "e.g. 'icons/{slug}{ext}'",
         )
-    if upload_to_ok and not canonical.startswith(upload_to):
+    if _upload_to_ok(upload_to) and not canonical.startswith(upload_to):
         v.soft(
             f"{where}.canonical",
             f"{canonical!r} is outside upload_to {upload_to!r}",
             "keep canonical keys under upload_to so Django's storage finds them",
         )
+    return canonical
 
-    max_length = item.get("max_length", defaults.get("max_length", 100))
+
+def _parse_max_length(v: _Validator, where: str, max_length: Any) -> Any:
     if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= 1024:
         v.soft(
             f"{where}.max_length",
             f"{max_length!r} must be an integer from 1 to 1024",
             "use the FileField's max_length (Django's default is 100)",
         )
+    return max_length
 
-    staging = tuple(v.strings(f"{where}.staging", item.get("staging", defaults.get("staging", []))))
+
+def _parse_staging(v: _Validator, where: str, data: Any) -> tuple[str, ...]:
+    staging = tuple(v.strings(f"{where}.staging", data))
     for i, pattern in enumerate(staging):
         _check_template(v, f"{where}.staging[{i}]", pattern, allowed={"slug"})
         if pattern.count("{slug}") != 1:
             v.soft(
                 f"{where}.staging[{i}]", f"{pattern!r} must contain {{slug}} exactly once", "e.g. 'downloads/{slug}/*favicon*/*'"
             )
+    return staging
 
-    aliases_data = item.get("extension_aliases", defaults.get("extension_aliases", DEFAULT_EXTENSION_ALIASES))
-    aliases_data = v.mapping(f"{where}.extension_aliases", aliases_data)
+
+def _parse_aliases(v: _Validator, where: str, data: Any) -> dict[str, str]:
     aliases: dict[str, str] = {}
-    for src, dst in aliases_data.items():
+    for src, dst in v.mapping(f"{where}.extension_aliases", data).items():
         if not (isinstance(src, str) and isinstance(dst, str) and src.startswith(".") and dst.startswith(".")):
             v.soft(f"{where}.extension_aliases", f"{src!r}: {dst!r} must map '.ext' to '.ext'", "e.g. '.jpeg': '.jpg'")
         aliases[src.lower()] = dst.lower()
+    return aliases
 
-    noise = tuple(
-        v.strings(f"{where}.noise_tokens", item.get("noise_tokens", defaults.get("noise_tokens", list(DEFAULT_NOISE_TOKENS))))
-    )
 
+def _parse_policies(v: _Validator, where: str, item: dict[str, Any], defaults: dict[str, Any]) -> Policies:
     policies_data = dict(v.mapping("defaults.policies", defaults.get("policies", {})))
     policies_data.update(v.mapping(f"{where}.policies", item.get("policies", {})))
     v.known_keys(f"{where}.policies", policies_data, {"collision", "mirror_deletes", "retire"})
-    for key, allowed in (
-        ("collision", COLLISION_POLICIES),
-        ("mirror_deletes", MIRROR_DELETE_POLICIES),
-        ("retire", RETIRE_POLICIES),
-    ):
+    allowed_by_key: dict[str, tuple[str, ...]] = {
+        "collision": COLLISION_POLICIES,
+        "mirror_deletes": MIRROR_DELETE_POLICIES,
+        "retire": RETIRE_POLICIES,
+    }
+    for key, allowed in allowed_by_key.items():
         if key in policies_data and policies_data[key] not in allowed:
             v.soft(
                 f"{where}.policies.{key}", f"{policies_data[key]!r} is not a known policy", f"use one of: {', '.join(allowed)}"
             )
-
-    return FieldMapping(
-        name=item["name"],
-        table=item["table"],
-        column=item["column"],
-        slug_column=item["slug_column"],
-        id_column=item.get("id_column", "id"),
-        tenant_column=tenant_column,
-        upload_to=upload_to,
-        canonical=canonical,
-        location=location,
-        max_length=max_length,
-        staging=staging,
-        include=tuple(v.strings(f"{where}.include", item.get("include", []))),
-        exclude=tuple(v.strings(f"{where}.exclude", item.get("exclude", []))),
-        extension_aliases=aliases,
-        noise_tokens=noise,
-        policies=Policies(**policies_data),
-    )
+    return Policies(**policies_data)
 
 
 def _check_template(v: _Validator, where: str, template: str, allowed: set[str]) -> None:
@@ -462,7 +492,7 @@ class _Validator:
             self.fail(where, f"{value!r} is not a valid S3 bucket name", "3-63 lower-case letters, digits, '.' or '-'")
         return value
 
-    def known_keys(self, where: str, data: dict[str, Any], known: set[str]) -> None:
+    def known_keys(self, where: str, data: dict[str, Any], known: AbstractSet[str]) -> None:
         for key in data:
             if key not in known:
                 self.fail(
