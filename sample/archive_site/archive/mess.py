@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import random
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.utils.text import get_valid_filename
@@ -546,65 +546,124 @@ def build(seed: int, count: int) -> Plan:
     return Plan(seed=seed, count=count, rows=rows, objects=objects)
 
 
+@dataclass
+class _Field:
+    """What each kind of object below is made from: the row's publication and field, the handle as typed."""
+
+    rng: random.Random
+    pub: Publication
+    field_name: str
+    row: RowPlan
+    h: str
+
+    @property
+    def masthead(self) -> bool:
+        return self.field_name == MASTHEAD
+
+    @property
+    def column(self) -> str:
+        return "masthead" if self.masthead else "icon"
+
+    @property
+    def upload_to(self) -> str:
+        return "mastheads/" if self.masthead else "icons/"
+
+    @property
+    def messy(self) -> Sequence[str]:
+        return MASTHEAD_MESSY if self.masthead else ICON_MESSY
+
+    def obj(self, kind: str, how: str, bucket: str | None, name: str, referenced: bool) -> ObjectPlan:
+        image = image_for(name, self.pub.handle, self.rng, masthead=self.masthead) if bucket else None
+        return ObjectPlan(kind, self.field_name, how, bucket, name, self.pub.slug, None, referenced, image=image)
+
+
+def _none(f: _Field, kind: str) -> list[ObjectPlan]:
+    f.row.empty[f.column] = None
+    return []
+
+
+def _canonical(f: _Field, kind: str) -> list[ObjectPlan]:
+    ext = f.rng.choice([".jpg", ".png"] if f.masthead else [".png", ".ico", ".png", ".gif"])
+    if f.pub.slug == "bbc" and not f.masthead:
+        ext = ".ico"
+    return [f.obj(kind, "django", PRIMARY, f.pub.slug + ext, True)]
+
+
+def _messy_upload(f: _Field, kind: str) -> list[ObjectPlan]:
+    pattern, h = f.rng.choice(f.messy), f.h
+    if f.pub.slug == "nytimes":
+        pattern = "{h}_icon_v2_final.png"
+        h = "nytimes"
+    if f.pub.slug == "suddeutsche-zeitung":
+        pattern = "{h}_logo.png"
+    return [f.obj(kind, "django", PRIMARY, pattern.format(h=h), True)]
+
+
+def _collision_suffix(f: _Field, kind: str) -> list[ObjectPlan]:
+    name = "lemonde_icon.png" if f.pub.slug == "lemonde" else f.rng.choice(f.messy[:3]).format(h=f.h)
+    first = f.obj("superseded-upload", "django", PRIMARY, name, False)
+    # Django keeps all of a name's suffixes ("a.b.png": ".b.png") and inserts its random string before them
+    second = f.obj(
+        "dotted-collision-suffix" if "." in name.rsplit(".", 1)[0] else "collision-suffix", "django", PRIMARY, name, True
+    )
+    return [first, second]
+
+
+def _django_copy_number(f: _Field, kind: str) -> list[ObjectPlan]:
+    name = f.rng.choice(MASTHEAD_COPY_NUMBER if f.masthead else ICON_COPY_NUMBER).format(h=f.h)
+    if f.pub.slug == "nytimes":
+        name = "NYTimes_Masthead_FINAL (1).JPG"
+    return [f.obj(kind, "django", PRIMARY, name, True)]
+
+
+def _non_latin_name(f: _Field, kind: str) -> list[ObjectPlan]:
+    return [f.obj(kind, "django", PRIMARY, f.rng.choice(["{n}.png", "{n}_logo.png", "{n}.ico"]).format(n=f.pub.name), True)]
+
+
+def _generic_name(f: _Field, kind: str) -> list[ObjectPlan]:
+    return [f.obj(kind, "django", PRIMARY, f.rng.choice(GENERIC), True)]
+
+
+def _staging(f: _Field, kind: str) -> list[ObjectPlan]:
+    folder = f.pub.slug if f.rng.random() < 0.8 else f.pub.handle
+    key = f.rng.choice(STAGING_MASTHEAD if f.masthead else STAGING_ICON).format(s=folder, h=f.h)
+    if f.pub.slug == "el-pais" and not f.masthead:
+        key = "downloads/el-pais/google_favicon/google_icon.png"
+    f.row.empty[f.column] = f.rng.choice([None, ""])
+    return [f.obj(kind, "boto3", PRIMARY, key, False)]
+
+
+def _linker(f: _Field, kind: str) -> list[ObjectPlan]:
+    f.row.empty[f.column] = f.rng.choice([None, ""])
+    slug = f.pub.slug
+    key = f.upload_to + (f"{slug}_masthead.jpg" if f.masthead else f.rng.choice([f"{slug}_icon.png", f"{f.h}_icon.png"]))
+    return [f.obj(kind, "boto3", PRIMARY, key, False)]
+
+
+def _missing(f: _Field, kind: str) -> list[ObjectPlan]:
+    name = f.rng.choice([f.pub.slug + (".jpg" if f.masthead else ".png"), *f.messy]).format(h=f.h)
+    key = f.upload_to + get_valid_filename(name)  # the name Django stored before the file went missing
+    return [f.obj(kind, "none" if kind == "missing" else "boto3", None if kind == "missing" else LEGACY, key, True)]
+
+
+_KINDS: dict[str, Callable[[_Field, str], list[ObjectPlan]]] = {
+    "none": _none,
+    "canonical": _canonical,
+    "messy-upload": _messy_upload,
+    "collision-suffix": _collision_suffix,
+    "django-copy-number": _django_copy_number,
+    "non-latin-name": _non_latin_name,
+    "generic-name": _generic_name,
+    "staging": _staging,
+    "linker": _linker,
+    "missing": _missing,
+    "missing-legacy": _missing,
+}
+
+
 def _field_objects(rng: random.Random, pub: Publication, field_name: str, kind: str, row: RowPlan) -> list[ObjectPlan]:
-    masthead = field_name == MASTHEAD
-    column = "masthead" if masthead else "icon"
-    upload_to = "mastheads/" if masthead else "icons/"
     h = pub.handle if rng.random() < 0.7 else pub.handle.lower()
-
-    def img(name: str, text: str = pub.handle) -> ImageSpec:
-        return image_for(name, text, rng, masthead=masthead)
-
-    def obj(kind: str, how: str, bucket: str | None, name: str, referenced: bool) -> ObjectPlan:
-        return ObjectPlan(kind, field_name, how, bucket, name, pub.slug, None, referenced, image=img(name) if bucket else None)
-
-    messy = MASTHEAD_MESSY if masthead else ICON_MESSY
-    if kind == "none":
-        row.empty[column] = None
-        return []
-    if kind == "canonical":
-        ext = rng.choice([".jpg", ".png"] if masthead else [".png", ".ico", ".png", ".gif"])
-        if pub.slug == "bbc" and not masthead:
-            ext = ".ico"
-        return [obj(kind, "django", PRIMARY, pub.slug + ext, True)]
-    if kind == "messy-upload":
-        pattern = rng.choice(messy)
-        if pub.slug == "nytimes":
-            pattern = "{h}_icon_v2_final.png"
-            h = "nytimes"
-        if pub.slug == "suddeutsche-zeitung":
-            pattern = "{h}_logo.png"
-        return [obj(kind, "django", PRIMARY, pattern.format(h=h), True)]
-    if kind == "collision-suffix":
-        name = "lemonde_icon.png" if pub.slug == "lemonde" else rng.choice(messy[:3]).format(h=h)
-        first = obj("superseded-upload", "django", PRIMARY, name, False)
-        # Django keeps all of a name's suffixes ("a.b.png": ".b.png") and inserts its random string before them
-        second = obj(
-            "dotted-collision-suffix" if "." in name.rsplit(".", 1)[0] else "collision-suffix", "django", PRIMARY, name, True
-        )
-        return [first, second]
-    if kind == "django-copy-number":
-        name = rng.choice(MASTHEAD_COPY_NUMBER if masthead else ICON_COPY_NUMBER).format(h=h)
-        if pub.slug == "nytimes":
-            name = "NYTimes_Masthead_FINAL (1).JPG"
-        return [obj(kind, "django", PRIMARY, name, True)]
-    if kind == "non-latin-name":
-        return [obj(kind, "django", PRIMARY, rng.choice(["{n}.png", "{n}_logo.png", "{n}.ico"]).format(n=pub.name), True)]
-    if kind == "generic-name":
-        return [obj(kind, "django", PRIMARY, rng.choice(GENERIC), True)]
-    if kind == "staging":
-        folder = pub.slug if rng.random() < 0.8 else pub.handle
-        key = rng.choice(STAGING_MASTHEAD if masthead else STAGING_ICON).format(s=folder, h=h)
-        if pub.slug == "el-pais" and not masthead:
-            key = "downloads/el-pais/google_favicon/google_icon.png"
-        row.empty[column] = rng.choice([None, ""])
-        return [obj(kind, "boto3", PRIMARY, key, False)]
-    if kind == "linker":
-        row.empty[column] = rng.choice([None, ""])
-        key = upload_to + (f"{pub.slug}_masthead.jpg" if masthead else rng.choice([f"{pub.slug}_icon.png", f"{h}_icon.png"]))
-        return [obj(kind, "boto3", PRIMARY, key, False)]
-    if kind in ("missing", "missing-legacy"):
-        name = rng.choice([pub.slug + (".jpg" if masthead else ".png"), *messy]).format(h=h)
-        key = upload_to + get_valid_filename(name)  # the name Django stored before the file went missing
-        return [obj(kind, "none" if kind == "missing" else "boto3", None if kind == "missing" else LEGACY, key, True)]
-    raise ValueError(f"unknown kind {kind!r}")
+    make = _KINDS.get(kind)
+    if make is None:
+        raise ValueError(f"unknown kind {kind!r}")
+    return make(_Field(rng, pub, field_name, row, h), kind)
