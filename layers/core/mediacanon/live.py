@@ -26,6 +26,14 @@ StepName = Literal["normalize", "replicate", "link"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def replaced_on_cdn(result: StepResult) -> bool:
+    """Whether a step changed what the CDN serves under an existing path (so a cached copy may be stale).
+
+    StepResult does not say yet whether a mirror overwrote an existing CDN object or created a new one, so every
+    mirror counts: a new key's path is invalidated needlessly, a replaced one is never left stale.
+    """
+    return result.outcome in (Outcome.MIRRORED, Outcome.UNMIRRORED)
+
 
 def event_from_record(record: SQSRecord) -> ObjectEvent:
     """An SQS record whose body is an S3 event delivered through EventBridge."""
@@ -172,8 +180,8 @@ class StepRunner:
             if isinstance(exc, OwnerNotReady):
                 self.owner_retries.retry_soon(record, self.logger)
             raise
-        if self.invalidations is not None:
-            self.invalidations.add(result)
+        if self.invalidations is not None and replaced_on_cdn(result):
+            self.invalidations.add_key(result.key)
 
     @contextmanager
     def batch(self, context: LambdaContext) -> Iterator[None]:

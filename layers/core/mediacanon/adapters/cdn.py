@@ -16,20 +16,9 @@ import threading
 from typing import Any
 from urllib.parse import quote
 
-from mediacanon.steps import Outcome, StepResult
-
 DISTRIBUTION_ENV = "MEDIACANON_CDN_DISTRIBUTION_ID"  # set by template.yaml when the stack has a distribution
 MAX_FILE_PATHS = 3000  # file invalidation paths in progress per distribution
 MAX_WILDCARD_PATHS = 15  # wildcard invalidation paths in progress per distribution
-
-
-def replaced_on_cdn(result: StepResult) -> bool:
-    """Whether a step changed what the CDN serves under an existing path (so a cached copy may be stale).
-
-    StepResult does not say yet whether a mirror overwrote an existing CDN object or created a new one, so every
-    mirror counts: a new key's path is invalidated needlessly, a replaced one is never left stale.
-    """
-    return result.outcome in (Outcome.MIRRORED, Outcome.UNMIRRORED)
 
 
 def cdn_path(key: str) -> str:
@@ -80,10 +69,6 @@ class CdnInvalidations:
         if self._client is None:
             self._client = _cloudfront()
         return self._client
-
-    def add(self, result: StepResult) -> None:
-        if replaced_on_cdn(result):
-            self._paths.add(cdn_path(result.key))
 
     def add_key(self, key: str) -> None:
         """A CDN-bucket key whose object was replaced or removed."""
