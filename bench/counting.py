@@ -13,6 +13,7 @@ import http.client
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +34,62 @@ PRICE_TIER1 = 0.005 / 1000  # PUT, COPY, POST, LIST
 PRICE_TIER2 = 0.0004 / 1000  # GET, HEAD and all other
 
 
+def _bucket_get(query: dict[str, list[str]]) -> str:
+    """The operation of a GET on a bucket (no key): a listing or one of the bucket's subresources."""
+    if query.get("list-type") == ["2"]:
+        return "ListObjectsV2"
+    if "versions" in query:
+        return "ListObjectVersions"
+    sub = next((q for q in ("location", "versioning", "tagging", "policy", "acl") if q in query), None)
+    return f"GetBucket:{sub}" if sub else "ListObjects"
+
+
+def _head(key: str, query: dict[str, list[str]], copy: bool) -> tuple[str, str]:
+    return ("HeadObject" if key else "HeadBucket"), key
+
+
+def _get(key: str, query: dict[str, list[str]], copy: bool) -> tuple[str, str]:
+    if not key:
+        return _bucket_get(query), ""
+    if "tagging" in query:
+        return "GetObjectTagging", key
+    return "GetObject", key
+
+
+def _put(key: str, query: dict[str, list[str]], copy: bool) -> tuple[str, str]:
+    if not key:
+        return "CreateBucket", ""
+    if "tagging" in query:
+        return "PutObjectTagging", key
+    if "partNumber" in query:
+        return ("UploadPartCopy" if copy else "UploadPart"), key
+    return ("CopyObject" if copy else "PutObject"), key
+
+
+def _post(key: str, query: dict[str, list[str]], copy: bool) -> tuple[str, str]:
+    if "delete" in query:
+        return "DeleteObjects", ""
+    if "uploads" in query:
+        return "CreateMultipartUpload", key
+    if "uploadId" in query:
+        return "CompleteMultipartUpload", key
+    return "Post", key
+
+
+def _delete(key: str, query: dict[str, list[str]], copy: bool) -> tuple[str, str]:
+    return ("AbortMultipartUpload" if "uploadId" in query else "DeleteObject" if key else "DeleteBucket"), key
+
+
+# the operation of a request by its method: each takes (key, query, whether it names a copy source)
+_BY_METHOD: dict[str, Callable[[str, dict[str, list[str]], bool], tuple[str, str]]] = {
+    "HEAD": _head,
+    "GET": _get,
+    "PUT": _put,
+    "POST": _post,
+    "DELETE": _delete,
+}
+
+
 def operation(method: str, path: str, query: dict[str, list[str]], headers: Any) -> tuple[str, str]:
     """(S3 operation, object key) of a path-style request."""
     parts = unquote(path).lstrip("/").split("/", 1)
@@ -40,38 +97,10 @@ def operation(method: str, path: str, query: dict[str, list[str]], headers: Any)
     if not parts[0]:
         return "ListBuckets", ""
     copy = "x-amz-copy-source" in headers
-    if method == "HEAD":
-        return ("HeadObject" if key else "HeadBucket"), key
-    if method == "GET":
-        if not key:
-            if query.get("list-type") == ["2"]:
-                return "ListObjectsV2", ""
-            if "versions" in query:
-                return "ListObjectVersions", ""
-            sub = next((q for q in ("location", "versioning", "tagging", "policy", "acl") if q in query), None)
-            return (f"GetBucket:{sub}" if sub else "ListObjects"), ""
-        if "tagging" in query:
-            return "GetObjectTagging", key
-        return "GetObject", key
-    if method == "PUT":
-        if not key:
-            return "CreateBucket", ""
-        if "tagging" in query:
-            return "PutObjectTagging", key
-        if "partNumber" in query:
-            return ("UploadPartCopy" if copy else "UploadPart"), key
-        return ("CopyObject" if copy else "PutObject"), key
-    if method == "POST":
-        if "delete" in query:
-            return "DeleteObjects", ""
-        if "uploads" in query:
-            return "CreateMultipartUpload", key
-        if "uploadId" in query:
-            return "CompleteMultipartUpload", key
-        return "Post", key
-    if method == "DELETE":
-        return ("AbortMultipartUpload" if "uploadId" in query else "DeleteObject" if key else "DeleteBucket"), key
-    return method, key
+    by_method = _BY_METHOD.get(method)
+    if by_method is None:
+        return method, key
+    return by_method(key, query, copy)
 
 
 @dataclass
@@ -115,71 +144,9 @@ class S3CountingProxy:
                 self._tally.object_bytes += data
 
     def start(self) -> str:
-        proxy = self
-        local = threading.local()
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _upstream(self) -> http.client.HTTPConnection:
-                if getattr(local, "conn", None) is None:
-                    local.conn = http.client.HTTPConnection(proxy._host, proxy._port, timeout=900)
-                return local.conn  # type: ignore[no-any-return]
-
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks = []
-                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def _forward(self) -> None:
-                body = self._body()
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                if body or self.command in ("PUT", "POST"):
-                    headers["Content-Length"] = str(len(body))
-                for attempt in (1, 2):  # a kept-alive upstream connection the server closed: reconnect once
-                    conn = self._upstream()
-                    try:
-                        conn.request(self.command, self.path, body=body or None, headers=headers)
-                        resp = conn.getresponse()
-                        data = resp.read()
-                        break
-                    except (ConnectionError, http.client.HTTPException, OSError):
-                        conn.close()
-                        local.conn = None
-                        if attempt == 2:
-                            raise
-                split = urlsplit(self.path)
-                op, key = operation(self.command, split.path, parse_qs(split.query, keep_blank_values=True), self.headers)
-                carried = 0
-                if op in ("PutObject", "UploadPart"):
-                    carried = int(self.headers.get("x-amz-decoded-content-length") or len(body))
-                elif op == "GetObject" and resp.status < 300:
-                    carried = len(data)
-                proxy._record(op, key, len(body), len(data), carried)
-                self.send_response_only(resp.status, resp.reason)
-                for name, value in resp.getheaders():
-                    if name.lower() in HOP_BY_HOP or (name.lower() == "content-length" and self.command != "HEAD"):
-                        continue
-                    self.send_header(name, value)
-                if self.command != "HEAD":
-                    self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD" and data:
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # a handler class of this proxy's own: its upstream and tally, and the upstream connections of its threads
+        handler = type("Handler", (_CountingHandler,), {"proxy": self, "local": threading.local()})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -188,6 +155,83 @@ class S3CountingProxy:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class _CountingHandler(BaseHTTPRequestHandler):
+    """Forwards each request to the proxy's upstream over a kept-alive connection of the thread's own, and tallies it."""
+
+    protocol_version = "HTTP/1.1"
+    proxy: S3CountingProxy  # set by S3CountingProxy.start, on a subclass of its own
+    local: threading.local  # the thread's upstream connection, `conn`
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _upstream(self) -> http.client.HTTPConnection:
+        if getattr(self.local, "conn", None) is None:
+            self.local.conn = http.client.HTTPConnection(self.proxy._host, self.proxy._port, timeout=900)
+        return self.local.conn  # type: ignore[no-any-return]
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _exchange(self, body: bytes, headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+        """The upstream's response to the request, and its body."""
+        for attempt in (1, 2):  # a kept-alive upstream connection the server closed: reconnect once
+            conn = self._upstream()
+            try:
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                break
+            except (ConnectionError, http.client.HTTPException, OSError):
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+        return resp, data
+
+    def _carried(self, op: str, body: bytes, status: int, data: bytes) -> int:
+        """The object data the request carried: an upload's body, a successful download's."""
+        if op in ("PutObject", "UploadPart"):
+            return int(self.headers.get("x-amz-decoded-content-length") or len(body))
+        if op == "GetObject" and status < 300:
+            return len(data)
+        return 0
+
+    def _reply(self, resp: http.client.HTTPResponse, data: bytes) -> None:
+        self.send_response_only(resp.status, resp.reason)
+        for name, value in resp.getheaders():
+            if name.lower() in HOP_BY_HOP or (name.lower() == "content-length" and self.command != "HEAD"):
+                continue
+            self.send_header(name, value)
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD" and data:
+            self.wfile.write(data)
+
+    def _forward(self) -> None:
+        body = self._body()
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        if body or self.command in ("PUT", "POST"):
+            headers["Content-Length"] = str(len(body))
+        resp, data = self._exchange(body, headers)
+        split = urlsplit(self.path)
+        op, key = operation(self.command, split.path, parse_qs(split.query, keep_blank_values=True), self.headers)
+        self.proxy._record(op, key, len(body), len(data), self._carried(op, body, resp.status, data))
+        self._reply(resp, data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
 
 class PgRoundTripProxy:
