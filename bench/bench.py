@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -569,10 +570,7 @@ def environment(aws: str) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "_job":
-        run_job(sys.argv[2], sys.argv[3], sys.argv[4])
-        return
+def options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
     parser.add_argument("--objects", type=int, nargs="*", default=[2000, 20000], help="backfill sizes")
     parser.add_argument("--rows", type=int, nargs="*", default=[10_000, 100_000], help="relink sizes")
@@ -580,20 +578,49 @@ def main() -> None:
     parser.add_argument("--no-imports", action="store_true", help="skip the handlers' import times")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds each measured job may take")
     parser.add_argument("--render", action="store_true", help="only rewrite RESULTS.md from RESULTS.json")
-    opts = parser.parse_args()
-    if opts.render:
-        render(json.loads(RESULTS_JSON.read_text()))
-        return
-    from mediacanon.local import embedded
+    return parser.parse_args()
 
+
+def prepare_tools() -> str:
+    """moto's fake credentials and nothing of the caller's AWS setup; the aws CLI (returned) and rclone installed."""
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)  # noqa: S106
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         os.environ.pop(name, None)
     aws = ensure_awscli()
     ensure_rclone()
-    state = WORK / f"run-{os.getpid()}"
-    shutil.rmtree(state, ignore_errors=True)
-    state.mkdir(parents=True)
+    return aws
+
+
+def pg_round_trip_proxy(pg_url: str) -> PgRoundTripProxy:
+    """A round-trip counter in front of the server `pg_url` names: its unix socket or its TCP port."""
+    params = conninfo_to_dict(pg_url)
+    host = str(params.get("host") or "127.0.0.1")
+    port = int(params.get("port") or 5432)
+    return (
+        PgRoundTripProxy(unix_socket=Path(host) / f".s.PGSQL.{port}")
+        if host.startswith("/")
+        else PgRoundTripProxy(host=host, port=port)
+    )
+
+
+def measure_all(opts: argparse.Namespace, ctx: dict[str, Any], results: dict[str, Any]) -> None:
+    """Every section the options ask for, its rows added to `results` (written after each relink and backfill size)."""
+    if not opts.no_imports:
+        print("== handler import times", flush=True)
+        results["rows"] += measure_imports(ctx)
+    for n in opts.rows:
+        print(f"== relink {n} rows", flush=True)
+        results["rows"] += measure_relink(n, ctx)
+        write(results)
+    for n in opts.objects:
+        print(f"== backfill {n} objects", flush=True)
+        results["rows"] += measure_backfill(n, ctx)
+        write(results)
+
+
+def run(opts: argparse.Namespace, aws: str, state: Path, embedded: ModuleType) -> dict[str, Any]:
+    """The measurements on a moto server and a PostgreSQL of the run's own (or DATABASE_URL's), behind the counters;
+    `embedded` is mediacanon.local.embedded."""
     external = os.environ.get("DATABASE_URL")
     pg_dir = state / "pg"
     moto_url, moto_pid = embedded.start_moto(state / "moto")
@@ -602,14 +629,7 @@ def main() -> None:
     results: dict[str, Any] = {"environment": environment(aws), "options": vars(opts), "rows": []}
     try:
         pg_url = external or embedded.start_postgres(pg_dir, repo=REPO)
-        params = conninfo_to_dict(pg_url)
-        host = str(params.get("host") or "127.0.0.1")
-        port = int(params.get("port") or 5432)
-        pg_proxy = (
-            PgRoundTripProxy(unix_socket=Path(host) / f".s.PGSQL.{port}")
-            if host.startswith("/")
-            else PgRoundTripProxy(host=host, port=port)
-        )
+        pg_proxy = pg_round_trip_proxy(pg_url)
         ctx = {
             "moto": moto_url,
             "s3_proxy": s3_proxy,
@@ -622,17 +642,7 @@ def main() -> None:
             "timeout": opts.timeout,
             "per_object_ledger_rows": opts.per_object_ledger_rows,
         }
-        if not opts.no_imports:
-            print("== handler import times", flush=True)
-            results["rows"] += measure_imports(ctx)
-        for n in opts.rows:
-            print(f"== relink {n} rows", flush=True)
-            results["rows"] += measure_relink(n, ctx)
-            write(results)
-        for n in opts.objects:
-            print(f"== backfill {n} objects", flush=True)
-            results["rows"] += measure_backfill(n, ctx)
-            write(results)
+        measure_all(opts, ctx, results)
     finally:
         s3_proxy.stop()
         if pg_proxy is not None:
@@ -640,6 +650,24 @@ def main() -> None:
         embedded.stop_moto(moto_pid)
         if not external:
             embedded.stop_postgres(pg_dir, repo=REPO)
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "_job":
+        run_job(sys.argv[2], sys.argv[3], sys.argv[4])
+        return
+    opts = options()
+    if opts.render:
+        render(json.loads(RESULTS_JSON.read_text()))
+        return
+    from mediacanon.local import embedded
+
+    aws = prepare_tools()
+    state = WORK / f"run-{os.getpid()}"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    results = run(opts, aws, state, embedded)
     write(results)
     shutil.rmtree(state, ignore_errors=True)
     print(f"results: {RESULTS_MD} and {RESULTS_JSON}")
@@ -664,96 +692,138 @@ def mark(ok: bool) -> str:
 
 
 def render(results: dict[str, Any]) -> None:
-    env, rows = results["environment"], results["rows"]
-    md = ["# Benchmarks: mediacanon beside aws s3 sync, rclone and Django\n"]
-    md.append(
-        f"One run ({env['date']}, commit {env['commit']}): {env['cpus']} CPUs, Python {env['python']}, moto {env['moto']}, "
-        f"boto3 {env['boto3']}, Django {env['django']}, {env['awscli']}, {env['rclone']}, PostgreSQL: {env['postgresql']}. "
-        "All contenders on the same moto server and the same PostgreSQL, one after the other. Generated by "
-        "`make bench` (bench/bench.py); method and caveats below.\n"
-    )
+    RESULTS_MD.write_text(markdown(results))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """RESULTS.md: the run's environment, the targets, one section per measurement, then the method (bench/README.md)."""
+    rows = results["rows"]
+    md = header_section(results["environment"])
     md += targets_section(rows)
     backfill = [r for r in rows if r["section"] == "backfill"]
     for n in sorted({r["objects"] for r in backfill}):
-        md.append(f"## Backfill of {n:,} messy objects beside mirroring tools\n")
-        md.append(
-            "| contender | wall s | objects/s | writes/object | reads/object | requests/object | $ per 1M objects "
-            "(S3 requests) | object bytes through the client | DB round trips/object | peak RSS MiB | correct |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-        )
-        group = [r for r in backfill if r["objects"] == n]
-        for r in group:
-            if "error" in r:
-                md.append(f"| {r['contender']} | failed: {r['error'][:100]} | | | | | | | | | |")
-                continue
-            md.append(
-                f"| {r['contender']} | {fmt(r['wall_s'])} | {fmt(r['objects_per_s'], 0)} | {r['writes_per_object']:.3f} | "
-                f"{r['reads_per_object']:.3f} | {r['requests_per_object']:.3f} | {fmt(r['usd_per_million_objects'], 2)} | "
-                f"{r['object_bytes']:,} | {r['db_round_trips_per_object']:.2f} | {fmt(r['peak_rss_mib'], 0)} | "
-                f"{'yes' if r['correct'] else 'NO'} |"
-            )
-        mc = next((r for r in group if r["contender"] == "mediacanon" and "error" not in r), None)
-        for peer in (r for r in group if r["contender"] != "mediacanon" and "error" not in r):
-            if mc:
-                md.append(
-                    f"| *mediacanon / {peer['contender']}* | {mc['wall_s'] / peer['wall_s']:.2f} | "
-                    f"{mc['objects_per_s'] / peer['objects_per_s']:.2f} | | | "
-                    f"{mc['requests_per_object'] / peer['requests_per_object']:.2f} | | | | "
-                    f"{mc['peak_rss_mib'] / peer['peak_rss_mib']:.2f} | |"
-                )
-        md.append("\nS3 requests by operation (whole job):\n")
-        for r in group:
-            if "error" not in r:
-                extra = ""
-                if r["contender"] == "mediacanon":
-                    extra = (
-                        f"; {r['job'].get('batches')} batches; report bytes {r['report_bytes']:,}; "
-                        f"`{r['job'].get('report_line')}`"
-                    )
-                md.append(f"- {r['contender']}: {r['operations']}{extra}")
-        md.append("")
+        md += backfill_section(n, [r for r in backfill if r["objects"] == n])
     relink = [r for r in rows if r["section"] == "relink"]
     for n in sorted({r["rows"] for r in relink}):
-        md.append(f"## Relinking {n:,} rows to their canonical keys\n")
-        md.append(
-            "| contender | wall s | rows/s | round trips | round trips/row | speed vs save() | correct |\n|---|---:|---:|---:|---:|---:|---|"
-        )
-        group = [r for r in relink if r["rows"] == n]
-        save = next((r for r in group if r["contender"] == "django save()" and "error" not in r), None)
-        for r in group:
-            if "error" in r:
-                md.append(f"| {r['contender']} | failed: {r['error'][:100]} | | | | | |")
-                continue
-            speed = f"{r['rows_per_s'] / save['rows_per_s']:.1f}x" if save else "n/a"
-            md.append(
-                f"| {r['contender']} | {fmt(r['wall_s'], 2)} | {fmt(r['rows_per_s'], 0)} | {r['round_trips']:,} | "
-                f"{r['round_trips_per_row']:.4f} | {speed} | {'yes' if r['correct'] else 'NO'} |"
-            )
-        md.append("")
-    mem = [r for r in backfill if r["contender"] == "mediacanon" and "error" not in r]
-    if mem:
-        md.append("## Peak memory of the local backfill\n")
-        md.append("| objects | peak RSS MiB | / smallest |\n|---:|---:|---:|")
-        base = min(mem, key=lambda r: r["objects"])["peak_rss_mib"]
-        for r in sorted(mem, key=lambda r: r["objects"]):
-            md.append(f"| {r['objects']:,} | {r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] / base:.2f} |")
-        md.append("")
-    imports = [r for r in rows if r["section"] == "imports"]
-    if imports:
-        md.append(f"## Lambda handlers' cold import (`python -X importtime -c 'import app'`, {IMPORT_RUNS} runs)\n")
-        md.append(
-            "| handler | tracing | min ms | median ms | / floor | largest direct imports (ms, mean) |\n|---|---|---:|---:|---:|---|"
-        )
-        floor = next((r for r in imports if r["handler"] == "floor"), None)
-        for r in imports:
-            top = ", ".join(f"{m} {ms:.0f}" for m, ms in r["top_ms"].items())
-            ratio = f"{r['min_ms'] / floor['min_ms']:.2f}" if floor else "n/a"
-            variant = f"`{r['variant']}`" if r["handler"] == "floor" else r.get("variant", "x-ray sdk")
-            md.append(f"| {r['handler']} | {variant} | {r['min_ms']:.0f} | {r['median_ms']:.0f} | {ratio} | {top} |")
-        md.append("")
+        md += relink_section(n, [r for r in relink if r["rows"] == n])
+    md += memory_section(backfill)
+    md += imports_section([r for r in rows if r["section"] == "imports"])
     readme = (BENCH / "README.md").read_text()
     md.append(readme.split("<!-- results -->", 1)[-1].strip() + "\n")
-    RESULTS_MD.write_text("\n".join(md))
+    return "\n".join(md)
+
+
+def header_section(env: dict[str, Any]) -> list[str]:
+    return [
+        "# Benchmarks: mediacanon beside aws s3 sync, rclone and Django\n",
+        f"One run ({env['date']}, commit {env['commit']}): {env['cpus']} CPUs, Python {env['python']}, moto {env['moto']}, "
+        f"boto3 {env['boto3']}, Django {env['django']}, {env['awscli']}, {env['rclone']}, PostgreSQL: {env['postgresql']}. "
+        "All contenders on the same moto server and the same PostgreSQL, one after the other. Generated by "
+        "`make bench` (bench/bench.py); method and caveats below.\n",
+    ]
+
+
+def backfill_section(n: int, group: list[dict[str, Any]]) -> list[str]:
+    """The backfill of n objects: a row per contender, mediacanon's ratios to each peer, S3 requests by operation."""
+    md = [
+        f"## Backfill of {n:,} messy objects beside mirroring tools\n",
+        "| contender | wall s | objects/s | writes/object | reads/object | requests/object | $ per 1M objects "
+        "(S3 requests) | object bytes through the client | DB round trips/object | peak RSS MiB | correct |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    md += [backfill_row(r) for r in group]
+    md += backfill_ratio_rows(group)
+    md.append("\nS3 requests by operation (whole job):\n")
+    md += operations_lines(group)
+    md.append("")
+    return md
+
+
+def backfill_row(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {r['contender']} | failed: {r['error'][:100]} | | | | | | | | | |"
+    return (
+        f"| {r['contender']} | {fmt(r['wall_s'])} | {fmt(r['objects_per_s'], 0)} | {r['writes_per_object']:.3f} | "
+        f"{r['reads_per_object']:.3f} | {r['requests_per_object']:.3f} | {fmt(r['usd_per_million_objects'], 2)} | "
+        f"{r['object_bytes']:,} | {r['db_round_trips_per_object']:.2f} | {fmt(r['peak_rss_mib'], 0)} | "
+        f"{'yes' if r['correct'] else 'NO'} |"
+    )
+
+
+def backfill_ratio_rows(group: list[dict[str, Any]]) -> list[str]:
+    """mediacanon's figures over each peer's that finished (none when mediacanon did not)."""
+    mc = next((r for r in group if r["contender"] == "mediacanon" and "error" not in r), None)
+    if not mc:
+        return []
+    return [
+        f"| *mediacanon / {peer['contender']}* | {mc['wall_s'] / peer['wall_s']:.2f} | "
+        f"{mc['objects_per_s'] / peer['objects_per_s']:.2f} | | | "
+        f"{mc['requests_per_object'] / peer['requests_per_object']:.2f} | | | | "
+        f"{mc['peak_rss_mib'] / peer['peak_rss_mib']:.2f} | |"
+        for peer in group
+        if peer["contender"] != "mediacanon" and "error" not in peer
+    ]
+
+
+def operations_lines(group: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for r in (r for r in group if "error" not in r):
+        extra = ""
+        if r["contender"] == "mediacanon":
+            extra = f"; {r['job'].get('batches')} batches; report bytes {r['report_bytes']:,}; `{r['job'].get('report_line')}`"
+        lines.append(f"- {r['contender']}: {r['operations']}{extra}")
+    return lines
+
+
+def relink_section(n: int, group: list[dict[str, Any]]) -> list[str]:
+    """Relinking n rows: a row per contender, its speed against Django's per-row save()."""
+    md = [
+        f"## Relinking {n:,} rows to their canonical keys\n",
+        "| contender | wall s | rows/s | round trips | round trips/row | speed vs save() | correct |\n|---|---:|---:|---:|---:|---:|---|",
+    ]
+    save = next((r for r in group if r["contender"] == "django save()" and "error" not in r), None)
+    for r in group:
+        if "error" in r:
+            md.append(f"| {r['contender']} | failed: {r['error'][:100]} | | | | | |")
+            continue
+        speed = f"{r['rows_per_s'] / save['rows_per_s']:.1f}x" if save else "n/a"
+        md.append(
+            f"| {r['contender']} | {fmt(r['wall_s'], 2)} | {fmt(r['rows_per_s'], 0)} | {r['round_trips']:,} | "
+            f"{r['round_trips_per_row']:.4f} | {speed} | {'yes' if r['correct'] else 'NO'} |"
+        )
+    md.append("")
+    return md
+
+
+def memory_section(backfill: list[dict[str, Any]]) -> list[str]:
+    """mediacanon's peak memory at each backfill size, against the smallest's (nothing when it has no result)."""
+    mem = [r for r in backfill if r["contender"] == "mediacanon" and "error" not in r]
+    if not mem:
+        return []
+    md = ["## Peak memory of the local backfill\n", "| objects | peak RSS MiB | / smallest |\n|---:|---:|---:|"]
+    base = min(mem, key=lambda r: r["objects"])["peak_rss_mib"]
+    for r in sorted(mem, key=lambda r: r["objects"]):
+        md.append(f"| {r['objects']:,} | {r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] / base:.2f} |")
+    md.append("")
+    return md
+
+
+def imports_section(imports: list[dict[str, Any]]) -> list[str]:
+    """Each handler's cold import against the floor's (boto3 and an S3 client); nothing when imports were skipped."""
+    if not imports:
+        return []
+    md = [
+        f"## Lambda handlers' cold import (`python -X importtime -c 'import app'`, {IMPORT_RUNS} runs)\n",
+        "| handler | tracing | min ms | median ms | / floor | largest direct imports (ms, mean) |\n|---|---|---:|---:|---:|---|",
+    ]
+    floor = next((r for r in imports if r["handler"] == "floor"), None)
+    for r in imports:
+        top = ", ".join(f"{m} {ms:.0f}" for m, ms in r["top_ms"].items())
+        ratio = f"{r['min_ms'] / floor['min_ms']:.2f}" if floor else "n/a"
+        variant = f"`{r['variant']}`" if r["handler"] == "floor" else r.get("variant", "x-ray sdk")
+        md.append(f"| {r['handler']} | {variant} | {r['min_ms']:.0f} | {r['median_ms']:.0f} | {ratio} | {top} |")
+    md.append("")
+    return md
 
 
 def targets_section(rows: list[dict[str, Any]]) -> list[str]:
