@@ -27,13 +27,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from support.baseline import check_against_baseline, take_baseline
 from support.sse_kms import SseKmsClient
 
 from mediacanon.adapters.db import Database
 from mediacanon.adapters.ledger import Ledger
 from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.backfill import Listed, process_listed, process_objects
-from mediacanon.checks.invariants import check_invariants, take_baseline
 from mediacanon.checks.verify import verify
 from mediacanon.core import mediamap
 from mediacanon.core.errors import PreconditionFailed
@@ -140,7 +140,7 @@ def assert_converged(site: Site, canonical: dict[str, bytes]) -> None:
 def assert_verified(site: Site, baseline: Any = None) -> None:
     with Database(site.conninfo) as db:
         ledger = Ledger(db, site.media_map.schema)
-        checked = check_invariants(site.media_map, S3Adapter(site.client), db, ledger, baseline=baseline)
+        checked = check_against_baseline(site.media_map, S3Adapter(site.client), db, ledger, baseline)
         assert checked.ok, checked.summary()
         assert verify(site.media_map, S3Adapter(site.client), db, ledger).ok
 

@@ -13,7 +13,7 @@ delivered through the steps.
 Checked after all of it:
 - History: no row (rollback's swaps included) moved to a key a bucket lacked at that moment; no primary key deleted
   while a row referenced it; nothing written to or deleted from the read-only bucket (I1, I2).
-- State: `check_invariants` with the baseline taken before the site was settled (I1, I2, I3, I5); the only
+- State: `check_against_baseline` with the baseline taken before the site was settled (I1, I2, I3, I5); the only
   violations allowed are the ones the deliberate deletion itself made (a row left on the key deleted, its bytes).
 - Every row's key is in both buckets, unless the row was broken before mediacanon came (the baseline's 404s) or the
   user deleted its file on purpose.
@@ -33,6 +33,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.baseline import check_against_baseline
+from support.history import Snapshot, snapshot
 
 # the schedule suite's building blocks (pytest's rootdir-less "prepend" import puts tests/property on sys.path)
 from test_schedules import (
@@ -53,7 +55,6 @@ from test_schedules import (
 from mediacanon.adapters.db import Database, Swap
 from mediacanon.adapters.ledger import Ledger, LedgerEntry
 from mediacanon.adapters.s3 import S3Adapter
-from mediacanon.checks.invariants import Snapshot, check_invariants, snapshot
 from mediacanon.core import naming
 from mediacanon.rollback import RollbackResult, rollback
 from mediacanon.steps import RESTORED_BY, Steps
@@ -423,7 +424,7 @@ def run_rollback_schedule(world: RollbackWorld, items: list[Item], plan: Plan) -
 
     violations = s.history.violations()
     assert not violations, [v.to_json() for v in violations]
-    report = check_invariants(s.map, s.s3, run.db, run.ledger, baseline=s.baseline)
+    report = check_against_baseline(s.map, s.s3, run.db, run.ledger, s.baseline)
     assert allowed(run, report.violations) == [], report.summary()
     check_rows_i1(run)
     # the rows the rollback put back on a key it restored stay there: the events still queued leave them
@@ -471,7 +472,7 @@ def test_a_link_event_still_queued_from_the_backfill_leaves_the_rolled_back_rows
     drain(s, run.steps, run.backfill)
 
     assert run.rows()[("archive.PublicationSource.icon", 1)] == item.source_key
-    report = check_invariants(s.map, s.s3, run.db, run.ledger, baseline=s.baseline)
+    report = check_against_baseline(s.map, s.s3, run.db, run.ledger, s.baseline)
     assert report.ok, report.summary()
 
 
@@ -500,7 +501,7 @@ def test_a_source_re_uploaded_before_the_rollback(rworld: RollbackWorld, events:
     s.queue = queued + s.queue
     drain(s, run.steps, run.backfill)
 
-    report = check_invariants(s.map, s.s3, run.db, run.ledger, baseline=s.baseline)
+    report = check_against_baseline(s.map, s.s3, run.db, run.ledger, s.baseline)
     assert report.ok, report.summary()
 
 

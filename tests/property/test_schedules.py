@@ -18,7 +18,7 @@ the library code runs unchanged. Two conditions moto ignores are done as S3 does
 end every pending event is drained without faults and:
 - History (I1, I2): no row moved to a key a bucket lacked at that moment; no primary key deleted while a row
   referenced it; nothing written to or deleted from the read-only bucket.
-- State (I1, I2, I3, I5): `check_invariants` with the baseline taken before the schedule.
+- State (I1, I2, I3, I5): `check_against_baseline` (support.baseline) with the baseline taken before the schedule.
 - I4: the final state equals the fault-free outcome, and replaying every delivery changes nothing.
 """
 
@@ -41,12 +41,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from psycopg import sql
+from support.baseline import Baseline, check_against_baseline, take_baseline
+from support.history import History, snapshot
 
 from mediacanon.adapters.db import Database, Swap
 from mediacanon.adapters.ledger import Ledger, Link
 from mediacanon.adapters.s3 import DeleteResult, S3Adapter
 from mediacanon.backfill import prefixes_to_scan, process_objects, process_rows, run_task
-from mediacanon.checks.invariants import Baseline, History, check_invariants, snapshot, take_baseline
 from mediacanon.checks.verify import verify
 from mediacanon.core import mediamap, naming
 from mediacanon.core.errors import RetryableError
@@ -634,7 +635,7 @@ def check(schedule: Schedule, steps: Steps, backfill: Steps) -> None:
         note("{} in {}".format(*fired) if fired[0] == OVERWRITE else "crashed {} in {}".format(*fired))
     violations = schedule.history.violations()
     assert not violations, [v.to_json() for v in violations]
-    report = check_invariants(schedule.map, schedule.s3, db, Ledger(db, schedule.map.schema), baseline=schedule.baseline)
+    report = check_against_baseline(schedule.map, schedule.s3, db, Ledger(db, schedule.map.schema), schedule.baseline)
     assert report.ok, report.summary()
     # I4: the state every fault-free order reaches
     primary, cdn, rows = expected_state(schedule.items, schedule.overwritten)
@@ -791,9 +792,7 @@ def settled_site(world: World) -> tuple[Schedule, Steps, Steps]:
 
 
 def state_violations(schedule: Schedule, steps: Steps) -> set[tuple[str, str, str]]:
-    report = check_invariants(
-        schedule.map, schedule.s3, steps.db, Ledger(steps.db, schedule.map.schema), baseline=schedule.baseline
-    )
+    report = check_against_baseline(schedule.map, schedule.s3, steps.db, Ledger(steps.db, schedule.map.schema), schedule.baseline)
     return {(v.invariant, v.kind, v.key) for v in report.violations}
 
 
