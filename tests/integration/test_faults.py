@@ -37,10 +37,11 @@ from mediacanon.adapters.db import Database
 from mediacanon.adapters.ledger import Ledger
 from mediacanon.adapters.s3 import MAX_ATTEMPTS, S3Adapter
 from mediacanon.checks.invariants import check_invariants
+from mediacanon.copies import PRIMARY_ETAG, SOURCE_ETAG, SOURCE_KEY
 from mediacanon.core import mediamap
 from mediacanon.core.errors import RetryableError
 from mediacanon.local import localrun
-from mediacanon.steps import PRIMARY_ETAG, SOURCE_ETAG, SOURCE_KEY, ObjectEvent, Outcome, Steps
+from mediacanon.steps import ObjectEvent, Outcome, Steps
 
 pytestmark = pytest.mark.integration
 

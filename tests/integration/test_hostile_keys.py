@@ -29,9 +29,10 @@ from mediacanon import live
 from mediacanon.adapters.db import Database
 from mediacanon.adapters.ledger import Ledger
 from mediacanon.adapters.s3 import DeleteResult, S3Adapter
+from mediacanon.copies import SOURCE_KEY
 from mediacanon.core import mediamap, naming
 from mediacanon.core.errors import UnsafeKeyError
-from mediacanon.steps import SOURCE_KEY, ObjectEvent, Outcome, Steps
+from mediacanon.steps import ObjectEvent, Outcome, Steps
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,10 @@ from mediacanon.adapters.db import Database
 from mediacanon.adapters.ledger import Ledger
 from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.checks.invariants import check_invariants
+from mediacanon.copies import RESTORED_BY
 from mediacanon.core import mediamap
 from mediacanon.rollback import rollback
-from mediacanon.steps import RESTORED_BY, ObjectEvent, Outcome, Steps
+from mediacanon.steps import ObjectEvent, Outcome, Steps
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,10 @@ from mediacanon.adapters.db import Database
 from mediacanon.adapters.ledger import Ledger
 from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.checks.verify import verify
+from mediacanon.copies import SOURCE_KEY
 from mediacanon.core import mediamap
 from mediacanon.core.errors import RetryableError
-from mediacanon.steps import SOURCE_KEY, ObjectEvent, Outcome, OwnerNotReady, Steps
+from mediacanon.steps import ObjectEvent, Outcome, OwnerNotReady, Steps
 
 pytestmark = pytest.mark.integration
 

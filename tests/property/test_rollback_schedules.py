@@ -55,9 +55,10 @@ from test_schedules import (
 from mediacanon.adapters.db import Database, Swap
 from mediacanon.adapters.ledger import Ledger, LedgerEntry
 from mediacanon.adapters.s3 import S3Adapter
+from mediacanon.copies import RESTORED_BY
 from mediacanon.core import naming
 from mediacanon.rollback import RollbackResult, rollback
-from mediacanon.steps import RESTORED_BY, Steps
+from mediacanon.steps import Steps
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mediacanon.checks.invariants import InvariantReport, Violation, check_invariants
-from mediacanon.steps import SOURCE_ETAG
+from mediacanon.copies import SOURCE_ETAG
 
 if TYPE_CHECKING:
     from mediacanon.adapters.db import Database

@@ -15,9 +15,9 @@ from PIL import Image
 
 from mediacanon import upload
 from mediacanon.adapters.s3 import ObjectHead
+from mediacanon.copies import SOURCE_ETAG
 from mediacanon.core import mediamap
 from mediacanon.core.mediamap import StagingManifest
-from mediacanon.steps import SOURCE_ETAG
 from mediacanon.upload import BadInput, LocalFile, Outcome
 
 SAMPLE = mediamap.load(Path(__file__).resolve().parents[2] / "sample" / "mediamap.yaml")

@@ -23,7 +23,8 @@ from mediacanon.adapters.s3 import NOT_FOUND_CODES, PRECONDITION_CODES, ObjectHe
 from mediacanon.core import naming
 from mediacanon.core.errors import NotFoundError, PermanentError, UnmappedKeyError, UnsafeKeyError, UnsupportedByStore
 from mediacanon.core.mediamap import RetirePolicy
-from mediacanon.plan import find_owners, orphan_reason, resolve_by_reference
+from mediacanon.owners import find_owners, resolve_by_reference
+from mediacanon.plan import orphan_reason
 
 if TYPE_CHECKING:
     from mediacanon.adapters.db import Database

@@ -13,9 +13,11 @@ from enum import StrEnum
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from mediacanon.copies import confirm_same_bytes
 from mediacanon.core import naming
 from mediacanon.core.errors import UnmappedKeyError, UnsafeKeyError
 from mediacanon.core.mediamap import FieldMapping, MediaMap
+from mediacanon.owners import Owner, find_owners, owner_of, resolve_by_reference, superseded_by
 
 if TYPE_CHECKING:
     from mediacanon.adapters.db import Database, Row
@@ -34,15 +36,6 @@ class Action(StrEnum):
     MISSING = "missing"  # (rows) the row points at a key no bucket holds (a 404 from before mediacanon)
     BROKEN = "broken"  # (rows) a row mediacanon moved points at a key the primary bucket lacks: I1, its fault
     REPAIR = "repair"  # (rows) the row's key is missing, but its file can be brought back
-
-
-@dataclass(frozen=True)
-class Owner:
-    id: Any
-    slug: str
-    value: str | None
-    tenant: str | None
-    matched_by: str  # "reference" or "slug"
 
 
 @dataclass(frozen=True)
@@ -86,7 +79,7 @@ def decide(
 
     `primary` and `cdn` map keys to ETags; `owner_canonical` is the canonical key computed from the owner's row
     (the row is the authority over the name when there is one). `mirrors(key)` settles a key whose two ETags differ
-    (an SSE-KMS copy's ETag is not its source's: `steps.confirm_same_bytes`); without it, other ETags mean other bytes.
+    (an SSE-KMS copy's ETag is not its source's: `copies.confirm_same_bytes`); without it, other ETags mean other bytes.
     """
     mapping = resolution.field
     why = orphan_reason(mapping, key, owner, primary)
@@ -131,10 +124,8 @@ def orphan_reason(mapping: FieldMapping, key: str, owner: Owner | None, primary:
     key canonical by its name is no exception: with no row, nothing will ever point at it (I5: reported, kept)."""
     if owner is None:
         return ORPHAN_NO_ROW
-    owner_key = naming.key_for_value(mapping, owner.value, owner.tenant) if owner.value else None
-    if owner.matched_by == "slug" and owner_key not in (None, key) and owner_key in primary:
-        return f"row {owner.id} already references {owner_key!r}"
-    return None
+    other = superseded_by(mapping, key, owner, primary.__contains__)
+    return None if other is None else f"row {owner.id} already references {other!r}"
 
 
 ORPHAN_NO_ROW = "no row references it and no row has its slug"
@@ -211,8 +202,6 @@ def build_plan_for_keys(media_map: MediaMap, s3: S3Adapter, db: Database, keys: 
 def _mirrors(media_map: MediaMap, s3: S3Adapter) -> Callable[[str], bool]:
     """Whether the CDN bucket holds the primary object's bytes under `key`, for a key whose two ETags differ: the heads
     (a copy's recorded ETag), then the checksums S3 holds. Two to four HEADs, asked only when the ETags differ."""
-    from mediacanon.steps import confirm_same_bytes
-
     primary, cdn = media_map.buckets.primary, media_map.buckets.cdn
 
     def mirrors(key: str) -> bool:
@@ -266,96 +255,6 @@ def _plan_page(
         yield decide(key, res, owner, primary, cdn, owner_canonical, mirrors)
 
 
-def resolve_by_reference(media_map: MediaMap, db: Database, key: str) -> naming.Resolution | None:
-    """For a key whose name gives no slug: the resolution its referencing row gives, if a row references it."""
-    try:
-        hit = naming.mapping_for(media_map, key)
-        if hit is None:
-            return None
-        mapping, tenant = hit
-        value = naming.column_value(mapping, key, tenant)
-        row = naming_row(mapping, key, db.rows_referencing(mapping, [value]).get(value, []), tenant)
-        return None if row is None else naming.resolve_for_row(media_map, key, row.slug, row.tenant, mapping=mapping)
-    except (UnsafeKeyError, UnmappedKeyError):
-        return None
-
-
-def row_canonical(mapping: FieldMapping, slug: str, key: str, tenant: str | None) -> str | None:
-    """The canonical key a row (its slug and tenant) gives `key`; None when the slug gives no usable key."""
-    try:
-        return naming.canonical_key_for_row(mapping, slug, key, tenant)
-    except (UnsafeKeyError, UnmappedKeyError):
-        return None
-
-
-def naming_row(mapping: FieldMapping, key: str, rows: Sequence[Row], tenant: str | None) -> Row | None:
-    """Of the rows (of `tenant`) referencing `key`, the one that names it: a row whose canonical key it is, else the
-    lowest id. Rows sharing a file follow that row (link moves every row off a renamed source), and a key that is
-    some referencing row's own name stays as it is: so a shared file is renamed once, never back and forth."""
-    same = [row for row in rows if tenant is None or row.tenant == tenant]
-    for row in same:
-        if row_canonical(mapping, row.slug, key, row.tenant) == key:
-            return row
-    return same[0] if same else None
-
-
-def referencing_owners(db: Database, resolved: Iterable[tuple[str, naming.Resolution]]) -> dict[str, Owner]:
-    """The row referencing each key (see `naming_row`), for the keys some row references: one query per field."""
-    owners: dict[str, Owner] = {}
-    for group in _by_field(resolved):
-        mapping = group[0][1].field
-        by_key = dict(group)
-        values = {naming.column_value(mapping, key, res.tenant): key for key, res in group}
-        for value, rows in db.rows_referencing(mapping, list(values)).items():
-            key = values[value]
-            row = naming_row(mapping, key, rows, by_key[key].tenant)
-            if row is not None:
-                owners[key] = _owner(row, "reference")
-    return owners
-
-
-def renamed_by_row(db: Database, key: str, res: naming.Resolution) -> tuple[Owner, str] | None:
-    """For a key canonical by its name: the row referencing it and the other key that row names it
-    ('icons/favicon.ico' referenced by row 'bbc': icons/bbc.ico). The row is the authority on a name; the name alone
-    is read only for keys no row references. None when no row references it, a referencing row is named by it (a
-    row with slug 'favicon'), or the row's slug gives no usable key (the name stands). One query, by reference."""
-    owner = referencing_owners(db, [(key, res)]).get(key)
-    if owner is None:
-        return None
-    canonical = row_canonical(res.field, owner.slug, key, owner.tenant)
-    return None if canonical is None or canonical == key else (owner, canonical)
-
-
-def find_owners(db: Database, resolved: Iterable[tuple[str, naming.Resolution]]) -> dict[str, Owner]:
-    """The owning row of each key: the row referencing it (see `naming_row`), else the row whose slug the name gives."""
-    resolved = list(resolved)
-    owners = referencing_owners(db, resolved)
-    for group in _by_field(resolved):
-        mapping = group[0][1].field
-        for tenant in {res.tenant for _, res in group}:
-            pending = [(key, res) for key, res in group if key not in owners and res.tenant == tenant]
-            if not pending:
-                continue
-            wanted = sorted({slug for _, res in pending for slug in (res.slug, *res.alt_slugs)})
-            slugs = db.rows_by_slug(mapping, wanted, tenant=tenant)
-            for key, res in pending:
-                found = next((slugs[s] for s in (res.slug, *res.alt_slugs) if s in slugs), None)
-                if found is not None:
-                    owners[key] = _owner(found, "slug")
-    return owners
-
-
-def _by_field(resolved: Iterable[tuple[str, naming.Resolution]]) -> list[list[tuple[str, naming.Resolution]]]:
-    by_field: dict[str, list[tuple[str, naming.Resolution]]] = {}
-    for key, res in resolved:
-        by_field.setdefault(res.field.name, []).append((key, res))
-    return list(by_field.values())
-
-
-def _owner(row: Row, matched_by: str) -> Owner:
-    return Owner(id=row.id, slug=row.slug, value=row.value or None, tenant=row.tenant, matched_by=matched_by)
-
-
 def _plan_rows(
     media_map: MediaMap, s3: S3Adapter, db: Database, primary: Mapping[str, str], moved: Mapping[str, set[Any]]
 ) -> Iterator[PlanItem]:
@@ -396,7 +295,7 @@ def plan_row(mapping: FieldMapping, row: Row, primary: Mapping[str, str], fallba
     key = naming.key_for_value(mapping, row.value, row.tenant)
     if key in primary:
         return None
-    owner = _owner(row, "reference")
+    owner = owner_of(row, "reference")
     try:
         canonical = naming.canonical_key_for_row(mapping, row.slug, key, row.tenant)
     except UnsafeKeyError as exc:

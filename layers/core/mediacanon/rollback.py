@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from mediacanon.copies import PRIMARY_ETAG, RESTORED_BY, SOURCE_ETAG, SOURCE_KEY, compare_heads
 from mediacanon.core import naming
-from mediacanon.steps import PRIMARY_ETAG, RESTORED_BY, SOURCE_ETAG, SOURCE_KEY, compare_heads
 
 if TYPE_CHECKING:
     from mediacanon.adapters.db import Database

@@ -18,7 +18,16 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
-from mediacanon.adapters.s3 import ObjectHead, etag_is_digest
+from mediacanon.adapters.s3 import ObjectHead
+from mediacanon.copies import (
+    PRIMARY_ETAG,
+    RESTORED_BY,
+    SOURCE_ETAG,
+    SOURCE_KEY,
+    confirm_same_bytes,
+    holds,
+    made_by_steps,
+)
 from mediacanon.core import naming
 from mediacanon.core.errors import (
     ConditionalDeleteUnsupported,
@@ -29,18 +38,12 @@ from mediacanon.core.errors import (
     UnsafeKeyError,
 )
 from mediacanon.core.mediamap import FieldMapping, MediaMap
-from mediacanon.plan import Owner, find_owners, renamed_by_row, resolve_by_reference
+from mediacanon.owners import Owner, find_owners, renamed_by_row, resolve_by_reference, superseded_by
 
 if TYPE_CHECKING:
     from mediacanon.adapters.db import Database, Swap
     from mediacanon.adapters.ledger import Ledger
     from mediacanon.adapters.s3 import S3Adapter
-
-# S3 user metadata must be ASCII: source keys (which may be unicode) are URL-quoted in it.
-SOURCE_KEY = "mediacanon-source-key"
-SOURCE_ETAG = "mediacanon-source-etag"
-PRIMARY_ETAG = "mediacanon-primary-etag"  # on a CDN copy: the primary object's ETag it mirrors
-RESTORED_BY = "mediacanon-restored-by-rollback"  # on the copies rollback restores: the ledger entry it reversed
 
 # What S3 names as an "Object Created" event's `reason` when a client uploaded the bytes itself (Django's storage:
 # PutObject, or a multipart upload for large files; a browser form: POST Object). Any other reason (CopyObject, or
@@ -88,77 +91,11 @@ class StepResult:
     copied: bool = False
 
 
-def same_bytes(a: ObjectHead, b: ObjectHead) -> bool:
-    """Byte-identical without reading bodies, from what the two heads hold: equal ETags, a copy's recorded ETag of what
-    it copied, or equal full-object checksums (when the heads were read with them).
-
-    A multipart copy, and every copy of an SSE-KMS or SSE-C object, gets a new ETag for the same bytes, which is why
-    copies record the ETag they came from; a copy S3 made keeps its source's checksum (S3 moves it to the copy)."""
-    if a.etag == b.etag:
-        return True
-    return a.size == b.size and (
-        b.metadata.get(PRIMARY_ETAG) == a.etag
-        or a.metadata.get(PRIMARY_ETAG) == b.etag
-        or (a.metadata.get(SOURCE_ETAG) is not None and a.metadata.get(SOURCE_ETAG) == b.metadata.get(SOURCE_ETAG))
-        or (a.checksum is not None and a.checksum == b.checksum)
-    )
-
-
-def undecided(a: ObjectHead, b: ObjectHead) -> bool:
-    """Whether `same_bytes` said no only for want of checksums: the sizes agree, and an ETag is not an MD5 digest (an
-    SSE-KMS, SSE-C or multipart object, or one only listed), so different ETags prove nothing."""
-    if same_bytes(a, b) or a.size != b.size or (etag_is_digest(a) and etag_is_digest(b)):
-        return False
-    return a.checksum is None or b.checksum is None
-
-
-def confirm_same_bytes(s3: S3Adapter, a_bucket: str, a: ObjectHead, b_bucket: str, b: ObjectHead) -> bool:
-    """`same_bytes`, and where the heads cannot tell (`undecided`), the same with the full-object checksums S3 holds:
-    see `compare_heads`. An SSE-S3 single-part pair never costs a request here."""
-    return compare_heads(s3, a_bucket, a, b_bucket, b)[0]
-
-
-def compare_heads(
-    s3: S3Adapter, a_bucket: str, a: ObjectHead, b_bucket: str, b: ObjectHead
-) -> tuple[bool, ObjectHead, ObjectHead]:
-    """Whether `a` and `b` hold the same bytes, and the heads that showed it. While `undecided`, each head lacking a
-    checksum is read again with ChecksumMode (its metadata too: a listed object's head holds none), `b` first (the
-    copy: its recorded ETag may settle it), only then. An object that changed since its head was read is not the
-    same (False, with the heads read so far)."""
-    heads = [a, b]
-    for i, bucket in ((1, b_bucket), (0, a_bucket)):
-        if not undecided(heads[0], heads[1]):
-            break
-        if heads[i].checksum is not None:
-            continue
-        again = s3.head(bucket, heads[i].key, checksum=True)
-        if again is None or again.etag != heads[i].etag:
-            return False, heads[0], heads[1]
-        heads[i] = again
-    return same_bytes(heads[0], heads[1]), heads[0], heads[1]
-
-
 class _Unread:
     """A HEAD not made yet (None is the answer of one made: no such key)."""
 
 
 _UNREAD = _Unread()
-
-
-def holds(mirrored: ObjectHead, etag: str | None) -> bool:
-    """Whether a CDN object is a copy of the primary bytes whose ETag is `etag` (an S3 event's: what was written)."""
-    return etag is not None and etag in (mirrored.etag, mirrored.metadata.get(PRIMARY_ETAG))
-
-
-def made_by_steps(mirrored: ObjectHead) -> bool:
-    """Whether a CDN object is a copy the steps made, or one a listed backfill batch made as it is.
-
-    The steps' mirror (`Steps.mirror`: the live path, the backfill's per-object steps and its rows phase) always
-    records PRIMARY_ETAG on the copy. A listed batch (`backfill.process_listed`) copies with one CopyObject that keeps
-    the primary object's metadata (MetadataDirective COPY cannot add any), so its CDN copy carries no PRIMARY_ETAG,
-    and SOURCE_KEY only when the primary copy was normalize's (the one case link can still move rows from). Nothing
-    else in mediacanon writes the CDN bucket (upload and rollback write the primary only)."""
-    return PRIMARY_ETAG in mirrored.metadata or SOURCE_KEY in mirrored.metadata
 
 
 def sequencer_newer(a: str | None, b: str | None) -> bool:
@@ -225,39 +162,17 @@ class Steps:
     def normalize(self, event: ObjectEvent) -> StepResult:
         if not event.created:
             return StepResult(Outcome.SKIPPED, event.key, "deletions are replicate's business")
-        head: ObjectHead | _Unread | None = _UNREAD
-        if event.raw_key is not None and event.raw_key != event.key:
-            # no AWS document says whether S3's EventBridge events URL-encode keys (its notification docs say
-            # direct notifications do; moto sends EventBridge keys as they are, LocalStack encoded): the key is
-            # decoded once, and when that names nothing while the key as sent does, the key as sent is the key.
-            # One HEAD more, for keys whose event text decodes to something else only ('+', '%')
-            head = self.s3.head(self.primary, event.key) if _safe(event.key) else None
-            if head is None and (as_sent := self.s3.head(self.primary, event.raw_key)) is not None:
-                event, head = replace(event, key=event.raw_key, raw_key=None), as_sent
+        event, head = self._as_sent(event)
         key = event.key
-        res = self._resolve(key)
+        res = self._resolve_named(key)
         if isinstance(res, StepResult):
-            # only a name without a slug can be named by its row: a key refused for itself (a control character,
-            # '..', too long) stays refused, and is never sent to the database (PostgreSQL text cannot hold NUL)
-            by_row = resolve_by_reference(self.map, self.db, key) if res.outcome == Outcome.REFUSED and _safe(key) else None
-            if by_row is None:
-                return res
-            res = by_row  # the name gives no slug, but a row references the key: the row names it
+            return res
         owner: Owner | None = None
         if res.is_canonical:
-            # a copy into a name canonical by itself is mediacanon's own (normalize's, a backfill's: both name it from
-            # its row); once the CDN holds these bytes under it, it was judged canonical for its row when it was
-            # mirrored (replicate asks the row, the backfill named it from the row): nothing for normalize, and no
-            # database call. One HEAD; an upload (UPLOAD_REASONS) skips it, as the CDN cannot hold its new bytes yet
-            if event.reason not in UPLOAD_REASONS and (mirrored := self._mirrored(key, event)) is not None:
-                return StepResult(Outcome.SKIPPED, key, f"already canonical: {mirrored}", key)
-            # canonical by its name, but the row is the authority on a name: 'icons/favicon.ico' (slug 'favicon')
-            # referenced by row 'bbc' is renamed icons/bbc.ico like any messy name. Asked by reference only, the one
-            # query a canonical key costs; the copy this makes is canonical for its row, so it stops there (no loop)
-            renamed = renamed_by_row(self.db, key, res)
-            if renamed is None:
-                return StepResult(Outcome.SKIPPED, key, "already canonical", key)
-            owner = renamed[0]
+            settled = self._canonical_by_name(event, res)
+            if isinstance(settled, StepResult):
+                return settled
+            owner = settled
         if isinstance(head, _Unread):
             head = self.s3.head(self.primary, key)
         if head is None:
@@ -270,18 +185,63 @@ class Steps:
             owner = find_owners(self.db, [(key, res)]).get(key)
         if owner is None:
             return self._unowned(event, "no row references it or has its slug")
+        return self._normalize_for(event, head, owner, res)
+
+    def _as_sent(self, event: ObjectEvent) -> tuple[ObjectEvent, ObjectHead | _Unread | None]:
+        """The event with the key that names an object, and its head when that took one."""
+        if event.raw_key is None or event.raw_key == event.key:
+            return event, _UNREAD
+        # no AWS document says whether S3's EventBridge events URL-encode keys (its notification docs say
+        # direct notifications do; moto sends EventBridge keys as they are, LocalStack encoded): the key is
+        # decoded once, and when that names nothing while the key as sent does, the key as sent is the key.
+        # One HEAD more, for keys whose event text decodes to something else only ('+', '%')
+        head = self.s3.head(self.primary, event.key) if _safe(event.key) else None
+        if head is None and (as_sent := self.s3.head(self.primary, event.raw_key)) is not None:
+            return replace(event, key=event.raw_key, raw_key=None), as_sent
+        return event, head
+
+    def _resolve_named(self, key: str) -> naming.Resolution | StepResult:
+        """`_resolve`, and for a name that gives no slug, the resolution a row referencing the key gives."""
+        res = self._resolve(key)
+        if not isinstance(res, StepResult):
+            return res
+        # only a name without a slug can be named by its row: a key refused for itself (a control character,
+        # '..', too long) stays refused, and is never sent to the database (PostgreSQL text cannot hold NUL)
+        by_row = resolve_by_reference(self.map, self.db, key) if res.outcome == Outcome.REFUSED and _safe(key) else None
+        return res if by_row is None else by_row  # the name gives no slug, but a row references the key: the row names it
+
+    def _canonical_by_name(self, event: ObjectEvent, res: naming.Resolution) -> StepResult | Owner:
+        """For a key canonical by its name: the row that names it otherwise (normalize renames it for that row), or
+        the step's result when there is none."""
+        key = event.key
+        # a copy into a name canonical by itself is mediacanon's own (normalize's, a backfill's: both name it from
+        # its row); once the CDN holds these bytes under it, it was judged canonical for its row when it was
+        # mirrored (replicate asks the row, the backfill named it from the row): nothing for normalize, and no
+        # database call. One HEAD; an upload (UPLOAD_REASONS) skips it, as the CDN cannot hold its new bytes yet
+        if event.reason not in UPLOAD_REASONS and (mirrored := self._mirrored(key, event)) is not None:
+            return StepResult(Outcome.SKIPPED, key, f"already canonical: {mirrored}", key)
+        # canonical by its name, but the row is the authority on a name: 'icons/favicon.ico' (slug 'favicon')
+        # referenced by row 'bbc' is renamed icons/bbc.ico like any messy name. Asked by reference only, the one
+        # query a canonical key costs; the copy this makes is canonical for its row, so it stops there (no loop)
+        renamed = renamed_by_row(self.db, key, res)
+        if renamed is None:
+            return StepResult(Outcome.SKIPPED, key, "already canonical", key)
+        return renamed[0]
+
+    def _normalize_for(self, event: ObjectEvent, head: ObjectHead, owner: Owner, res: naming.Resolution) -> StepResult:
+        """The rename for the row that owns the key, unless that row names it so already or holds another file."""
+        key = event.key
         try:
             canonical = naming.canonical_key_for_row(res.field, owner.slug, key, owner.tenant)
         except UnsafeKeyError as exc:
             return StepResult(Outcome.REFUSED, key, exc.reason)
         if canonical == key:
             return StepResult(Outcome.SKIPPED, key, f"canonical for row {owner.id}", key)
-        if owner.matched_by == "slug" and owner.value:
-            owner_key = naming.key_for_value(res.field, owner.value, owner.tenant)
-            # the row holds another file that exists (its canonical one included): this one is a duplicate,
-            # unless the row is about to point at it (Django saves the file before the row), hence the wait
-            if owner_key != key and self.s3.head(self.primary, owner_key) is not None:
-                return self._unowned(event, f"row {owner.id} references {owner_key!r}, not this key")
+        # the row holds another file that exists (its canonical one included): this one is a duplicate, unless the
+        # row is about to point at it (Django saves the file before the row), hence the wait
+        other = superseded_by(res.field, key, owner, lambda k: self.s3.head(self.primary, k) is not None)
+        if other is not None:
+            return self._unowned(event, f"row {owner.id} references {other!r}, not this key")
         return self._copy_to_canonical(key, head, canonical, owner, res)
 
     def _mirrored(self, key: str, event: ObjectEvent) -> str | None:
@@ -298,7 +258,7 @@ class Steps:
         return StepResult(Outcome.UNOWNED, event.key, f"{why}; left for the backfill")
 
     def _copy_to_canonical(self, key: str, head: ObjectHead, canonical: str, owner: Owner, res: naming.Resolution) -> StepResult:
-        authoritative = owner.matched_by == "reference"  # the row's current file: its bytes win
+        authoritative = owner.references  # the row's current file: its bytes win
         holder = self.ledger.claim(canonical, key, head.etag, take_over=authoritative)
         target = self.s3.head(self.primary, canonical)
         if target is not None:

@@ -43,10 +43,10 @@ from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
 from mediacanon.adapters.s3 import translate_error
+from mediacanon.copies import SOURCE_ETAG
 from mediacanon.core import naming
 from mediacanon.core.errors import MediacanonError, PermanentError, RetryableError, UnmappedKeyError, UnsafeKeyError
 from mediacanon.core.mediamap import FieldMapping, MediaMap, StagingManifest
-from mediacanon.steps import SOURCE_ETAG
 
 if TYPE_CHECKING:
     from mediacanon.adapters.db import Database

@@ -13,6 +13,7 @@ from mediacanon.adapters.s3 import NOT_FOUND_CODES, PRECONDITION_CODES, UNKNOWN_
 from mediacanon.backfill.listing import COPY_THREADS, Listed, present
 from mediacanon.backfill.objects import _process_each, process_objects
 from mediacanon.backfill.results import BatchResult
+from mediacanon.copies import PRIMARY_ETAG, compare_heads
 from mediacanon.core import naming
 from mediacanon.core.errors import (
     MediacanonError,
@@ -23,8 +24,8 @@ from mediacanon.core.errors import (
     UnsafeKeyError,
     UnsupportedByStore,
 )
-from mediacanon.plan import Owner, find_owners
-from mediacanon.steps import PRIMARY_ETAG, Steps, compare_heads
+from mediacanon.owners import Owner, find_owners, renaming
+from mediacanon.steps import Steps
 
 if TYPE_CHECKING:
     from mediacanon.adapters.ledger import Link
@@ -84,8 +85,6 @@ def process_listed(steps: Steps, items: Sequence[Listed], *, dry_run: bool, cdn:
 
 
 def _moves(steps: Steps, items: Sequence[Listed], result: BatchResult, per_object: list[str]) -> list[_Move]:
-    from mediacanon.plan import row_canonical
-
     resolved: list[tuple[Listed, naming.Resolution]] = []
     for item in items:
         if item.key.startswith(steps.map.reports_prefix):
@@ -112,7 +111,7 @@ def _moves(steps: Steps, items: Sequence[Listed], result: BatchResult, per_objec
         # canonical by its name is not enough: the referencing row names it (as normalize does), so another slug's
         # generic name ('icons/favicon.ico' referenced by row 'bbc') is renamed below like any messy one. A row whose
         # slug gives no usable key leaves the name standing.
-        if res.is_canonical and row_canonical(res.field, owner.slug, item.key, owner.tenant) in (None, item.key):
+        if res.is_canonical and renaming(res.field, owner, item.key) is None:
             moves.append(_Move(item, res, owner, item.key, canonical_etag=item.etag))
             continue
         try:

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 
 from mediacanon.adapters.cdn import CdnInvalidations
 from mediacanon.backfill.results import FALLBACK_SOURCE, BatchResult
+from mediacanon.copies import RESTORED_BY, SOURCE_ETAG
 from mediacanon.core import naming
 from mediacanon.core.errors import PermanentError, UnmappedKeyError, UnsafeKeyError
-from mediacanon.steps import RESTORED_BY, SOURCE_ETAG, Steps
+from mediacanon.steps import Steps
 
 if TYPE_CHECKING:
     from mediacanon.core.mediamap import MediaMap

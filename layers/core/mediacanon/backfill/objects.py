@@ -13,7 +13,8 @@ from mediacanon.adapters.s3 import UNKNOWN_ENCRYPTION, DeleteResult, ObjectHead,
 from mediacanon.backfill.results import BatchResult
 from mediacanon.core import naming
 from mediacanon.core.errors import PermanentError, UnmappedKeyError, UnsafeKeyError
-from mediacanon.plan import Action, HeadedEtags, build_plan_for_keys, find_owners, orphan_reason
+from mediacanon.owners import find_owners
+from mediacanon.plan import Action, HeadedEtags, build_plan_for_keys, orphan_reason
 from mediacanon.steps import ObjectEvent, Outcome, StepResult, Steps
 
 if TYPE_CHECKING:

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mediacanon.adapters.s3 import etag_is_digest
+from mediacanon.copies import RESTORED_BY, SOURCE_KEY, same_bytes
 from mediacanon.core import naming
 from mediacanon.core.errors import UnmappedKeyError, UnsafeKeyError
 from mediacanon.core.mediamap import MediaMap
-from mediacanon.plan import Action, FallbackKeys, moved_rows, plan_objects, plan_row, row_canonical
-from mediacanon.steps import RESTORED_BY, SOURCE_KEY, same_bytes
+from mediacanon.owners import row_canonical
+from mediacanon.plan import Action, FallbackKeys, moved_rows, plan_objects, plan_row
 
 if TYPE_CHECKING:
     from mediacanon.adapters.db import Database, Row

@@ -124,7 +124,7 @@ def explain(
 
 def _explain_owner(database_url: str, key: str, res: naming.Resolution) -> dict[str, Any]:
     from mediacanon.adapters.db import Database
-    from mediacanon.plan import find_owners
+    from mediacanon.owners import find_owners
 
     try:
         with Database(database_url) as db:
