@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import psycopg
@@ -136,7 +136,8 @@ class Site:
         return answer["result"]
 
     def save(self, slug: str, field: str, filename: str, body: bytes) -> dict[str, Any]:
-        return self.django("save", slug=slug, field=field, filename=filename, content=base64.b64encode(body).decode())
+        answer = self.django("save", slug=slug, field=field, filename=filename, content=base64.b64encode(body).decode())
+        return cast(dict[str, Any], answer)
 
     def read(self, name: str, storage: str = "default") -> bytes:
         return base64.b64decode(self.django("read", name=name, storage=storage))
@@ -159,7 +160,7 @@ class Site:
         with psycopg.connect(self.conninfo) as conn:
             row = conn.execute("SELECT now()").fetchone()
         assert row is not None
-        return row[0]
+        return cast(datetime, row[0])
 
 
 def fetch(url: str) -> tuple[int, bytes]:

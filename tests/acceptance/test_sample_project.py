@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import boto3
@@ -69,7 +69,7 @@ class Archive:
 
     @property
     def objects(self) -> list[dict[str, Any]]:
-        return self.manifest["objects"]
+        return cast(list[dict[str, Any]], self.manifest["objects"])
 
     def of_kind(self, *kinds: str) -> list[dict[str, Any]]:
         found = [o for o in self.objects if o["kind"] in kinds]
@@ -77,11 +77,11 @@ class Archive:
         return found
 
     def bucket(self, role: str) -> str:
-        return self.manifest["buckets"][role]
+        return cast(str, self.manifest["buckets"][role])
 
     def head(self, role: str, key: str) -> dict[str, Any] | None:
         try:
-            return self.s3.head_object(Bucket=self.bucket(role), Key=key)
+            return cast(dict[str, Any], self.s3.head_object(Bucket=self.bucket(role), Key=key))
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -254,7 +254,7 @@ def test_missing_keys_and_the_legacy_fallback(archive: Archive, orm_rows: dict[t
 
 
 def test_messy_keys_resolve_to_the_canonical_key_of_their_row(archive: Archive, media_map: mediamap.MediaMap) -> None:
-    checked = Counter()
+    checked: Counter[str] = Counter()
     for obj in archive.of_kind(*RESOLVABLE):
         res = naming.resolve(media_map, obj["key"])
         assert res.field.name == obj["field"], (obj["key"], res.rule)

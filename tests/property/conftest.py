@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
 
 # each example builds its own buckets and empties its tables: the fixtures are per test, the state per example
-_COMMON = {
+_COMMON: dict[str, Any] = {
     "deadline": None,  # a schedule talks to a moto server and PostgreSQL: wall time says nothing about a bug
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
     "print_blob": True,

@@ -3,7 +3,7 @@ core's conveniences that no product code calls."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
@@ -12,6 +12,9 @@ from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.core import naming
 from mediacanon.core.errors import PreconditionFailed
 from mediacanon.core.mediamap import FieldMapping
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
 
 
 def put_if_absent(
@@ -50,7 +53,8 @@ def ensure_bucket(adapter: S3Adapter, bucket: str) -> None:
     if region in (None, "us-east-1"):
         client.create_bucket(Bucket=bucket)
     else:
-        client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        location = cast("BucketLocationConstraintType", region)
+        client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": location})
 
 
 def find_owner(db: Database, mapping: FieldMapping, value: str, slug: str, tenant: str | None = None) -> Row | None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -243,7 +244,7 @@ def _loop_alarm(template: dict[str, Any]) -> dict[str, Any]:
         for r in template["Resources"].values()
         if r["Type"] == "AWS::CloudWatch::Alarm" and "Metrics" in r["Properties"] and "Invocations" in str(r["Properties"])
     ]
-    return alarm
+    return cast(dict[str, Any], alarm)
 
 
 METRIC_MATH_FUNCTIONS = {"ABS", "FILL"}  # the CloudWatch metric math functions the loop alarm may use
@@ -365,7 +366,7 @@ def test_the_loop_alarm_is_well_formed_metric_math(template: dict[str, Any]) -> 
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["TreatMissingData"] == "notBreaching"
 
 
-def _loop_ratio(template: dict[str, Any], metrics: dict[str, float | None]) -> float:
+def _loop_ratio(template: dict[str, Any], metrics: Mapping[str, float | None]) -> float:
     """The alarm's watched value for one period, given each MetricStat's Sum by what it measures."""
     alarm = _loop_alarm(template)
     values: dict[str, float | None] = {}
@@ -573,7 +574,11 @@ def test_s3transfer_aborts_a_multipart_copy_whose_part_fails() -> None:
 
             client.meta.events.register("before-parameter-build.s3.UploadPartCopy", fail_second_part)
             if suppress_abort:
-                client.meta.events.register("before-call.s3.AbortMultipartUpload", lambda **_: ({"status_code": 204}, {}))
+                # a before-call handler's answer replaces the request (botocore-stubs type handlers as returning None)
+                client.meta.events.register(
+                    "before-call.s3.AbortMultipartUpload",
+                    lambda **_: ({"status_code": 204}, {}),  # type: ignore[arg-type]
+                )
             with pytest.raises(MediacanonError, match="InternalError"):
                 S3Adapter(client, transfer_config=config).copy("src", "big.bin", "dst", "canonical.bin")
             assert "Contents" not in client.list_objects_v2(Bucket="dst")

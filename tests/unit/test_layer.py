@@ -70,7 +70,7 @@ def test_nothing_in_the_layer_imports_the_emulators(layer: Path) -> None:
 
 def test_what_the_layer_imports_at_load_time_is_in_the_layer(layer: Path) -> None:
     shipped = modules(layer)
-    missing = {}
+    missing: dict[str, list[str]] = {}
     for module, path in shipped.items():
         for name in imports(path, top_level_only=True):
             top = name.split(".")[0]

@@ -283,7 +283,8 @@ def test_a_client_built_by_the_adapter_uses_the_standard_retry_mode() -> None:
     from mediacanon.adapters.s3 import MAX_ATTEMPTS
 
     adapter = S3Adapter()
-    assert adapter.client.meta.config.retries == {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}
+    # botocore-stubs leave out Config's options, which botocore sets as attributes at run time
+    assert adapter.client.meta.config.retries == {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}  # type: ignore[attr-defined]
 
 
 def test_a_store_without_conditional_deletes_is_learnt_once_and_is_permanent(client: Any, stub: Stubber) -> None:
