@@ -30,6 +30,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,17 +142,122 @@ def _pg_proxy(database_url: str) -> PgRoundTripProxy:
     return PgRoundTripProxy(host=host, port=port)
 
 
-def measure(n: int, *, moto_url: str, database_url: str, workdir: Path, timeout: float = 600.0) -> dict[str, Any]:
-    """Backfill n messy objects on a fresh local stack, then drain the live queues through the real handlers,
-    counting what each message costs. `database_url` names a server where a database can be created (and is dropped
-    afterwards)."""
+def _write_media_map(workdir: Path, suffix: str, primary: str, cdn: str) -> tuple[Path, Any]:
+    """The media map's file (the local runner's handlers read it) and the map parsed from the same data."""
+    from mediacanon.core import mediamap
+
+    data = media_map_data(primary, cdn)
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / f"mediamap-{suffix}.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return config, mediamap.parse(data, source=str(config))
+
+
+def _write_site(n: int, conninfo: str, s3_client: Any, primary: str, cdn: str) -> None:
+    """The table with n rows, each referencing its messy key, and the versioned buckets with the n objects."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, slug varchar(50) UNIQUE NOT NULL, "
+            "name varchar(200) NOT NULL DEFAULT '', masthead varchar(100), icon varchar(100))"
+        )
+        with conn.cursor() as cur, cur.copy(f"COPY {TABLE} (slug, icon) FROM STDIN") as copy:
+            for i in range(n):
+                copy.write_row((slug(i), messy_key(i)))
+    for bucket in (primary, cdn):
+        s3_client.create_bucket(Bucket=bucket)
+        s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for i in range(n):
+        s3_client.put_object(Bucket=primary, Key=messy_key(i), Body=body(i), ContentType="image/png")
+
+
+def _backfill(
+    media_map: Any, s3_proxy: S3CountingProxy, pg_proxy: PgRoundTripProxy, *, s3_url: str, database_url: str, timeout: float
+) -> tuple[Any, float, Counter[str], int]:
+    """The backfill to the end through the proxies: its result, wall time, S3 requests by operation and DB round
+    trips."""
+    from mediacanon.local.sfnlocal import run_backfill
+
+    before_s3, before_db = s3_proxy.snapshot().operations, pg_proxy.round_trips
+    started = time.perf_counter()
+    result = run_backfill(media_map, endpoint_url=s3_url, database_url=database_url, progress=False, timeout=timeout)
+    wall_s = time.perf_counter() - started
+    s3, db = s3_proxy.snapshot().operations - before_s3, pg_proxy.round_trips - before_db
+    if result.status != "SUCCEEDED":
+        raise RuntimeError(f"the backfill did not succeed: {result.status} {result.error}")
+    return result, wall_s, s3, db
+
+
+def _delete_markers(s3_client: Any, bucket: str) -> list[Any]:
+    """The bucket's current delete markers: one per retired source."""
+    return [
+        m
+        for page in s3_client.get_paginator("list_object_versions").paginate(Bucket=bucket)
+        for m in page.get("DeleteMarkers", [])
+        if m["IsLatest"]
+    ]
+
+
+def _kind_of(media_map: Any, sources: set[str]) -> Callable[[str, str], str]:
+    """What caused a message, by its step and key: a report part, a retired source, or a copy."""
+
+    def kind_of(step: str, key: str) -> str:
+        if key.startswith(media_map.reports_prefix):
+            return "report part"
+        if key in sources:
+            return "retired source (Object Deleted)"
+        return "CDN copy" if step == "link" else "canonical copy"
+
+    return kind_of
+
+
+def _drain(stack: Any, config: Path, observer: PerRecord, *, s3_url: str, database_url: str, timeout: float) -> tuple[Any, float]:
+    """The live queues drained through the real handlers (observed record by record): the run's report, wall time."""
+    from mediacanon.local import localrun
+
+    try:
+        started = time.perf_counter()
+        report = localrun.run(
+            stack,
+            config=config,
+            database_url=database_url,
+            environment={"AWS_ENDPOINT_URL_S3": s3_url, "LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"},
+            progress=False,
+            timeout=timeout,
+            observe=observer,
+        )
+        wall_s = time.perf_counter() - started
+    finally:
+        localrun.shutdown()
+    return report, wall_s
+
+
+def _verified(media_map: Any, s3_client: Any, conninfo: str) -> bool:
     from mediacanon.adapters.db import Database
     from mediacanon.adapters.ledger import Ledger
     from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.checks.verify import verify
-    from mediacanon.core import mediamap
+
+    with Database(conninfo) as db:
+        return verify(media_map, S3Adapter(s3_client), db, Ledger(db, media_map.schema)).ok
+
+
+def _total(kinds: dict[str, Tally]) -> Tally:
+    total = Tally()
+    for tally in kinds.values():
+        total.messages += tally.messages
+        total.s3.update(tally.s3)
+        total.db += tally.db
+        total.max_s3 = max(total.max_s3, tally.max_s3)
+        total.max_db = max(total.max_db, tally.max_db)
+        total.outcomes.update(tally.outcomes)
+    return total
+
+
+def measure(n: int, *, moto_url: str, database_url: str, workdir: Path, timeout: float = 600.0) -> dict[str, Any]:
+    """Backfill n messy objects on a fresh local stack, then drain the live queues through the real handlers,
+    counting what each message costs. `database_url` names a server where a database can be created (and is dropped
+    afterwards)."""
     from mediacanon.local import localrun
-    from mediacanon.local.sfnlocal import run_backfill
 
     suffix = uuid.uuid4().hex[:8]
     primary, cdn = f"cost-{suffix}-media", f"cost-{suffix}-cdn"
@@ -162,89 +268,30 @@ def measure(n: int, *, moto_url: str, database_url: str, workdir: Path, timeout:
     s3_proxy = S3CountingProxy(moto_url)
     pg_proxy = _pg_proxy(database_url)
     s3_client = boto3.client("s3", endpoint_url=moto_url, region_name=REGION)
-    data = media_map_data(primary, cdn)
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / f"mediamap-{suffix}.yaml"
-    config.write_text(yaml.safe_dump(data), encoding="utf-8")
-    media_map = mediamap.parse(data, source=str(config))
+    config, media_map = _write_media_map(workdir, suffix, primary, cdn)
     try:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(
-                f"CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, slug varchar(50) UNIQUE NOT NULL, "
-                "name varchar(200) NOT NULL DEFAULT '', masthead varchar(100), icon varchar(100))"
-            )
-            with conn.cursor() as cur, cur.copy(f"COPY {TABLE} (slug, icon) FROM STDIN") as copy:
-                for i in range(n):
-                    copy.write_row((slug(i), messy_key(i)))
         # the site predates mediacanon's events: its objects are written before the notifications are on
-        for bucket in (primary, cdn):
-            s3_client.create_bucket(Bucket=bucket)
-            s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        for i in range(n):
-            s3_client.put_object(Bucket=primary, Key=messy_key(i), Body=body(i), ContentType="image/png")
+        _write_site(n, conninfo, s3_client, primary, cdn)
         stack = localrun.provision_media_map(media_map, TEMPLATE, endpoint_url=moto_url, stack_name=f"cost-{suffix}")
         assert all(d == 0 for d in stack.depths().values()), stack.depths()
 
         s3_url, pg_port = s3_proxy.start(), pg_proxy.start()
         proxied = make_conninfo(conninfo, host="127.0.0.1", port=str(pg_port))
-
-        before_s3, before_db = s3_proxy.snapshot().operations, pg_proxy.round_trips
-        started = time.perf_counter()
-        result = run_backfill(media_map, endpoint_url=s3_url, database_url=proxied, progress=False, timeout=timeout)
-        backfill_s = time.perf_counter() - started
-        backfill_s3, backfill_db = s3_proxy.snapshot().operations - before_s3, pg_proxy.round_trips - before_db
-        if result.status != "SUCCEEDED":
-            raise RuntimeError(f"the backfill did not succeed: {result.status} {result.error}")
+        result, backfill_s, backfill_s3, backfill_db = _backfill(
+            media_map, s3_proxy, pg_proxy, s3_url=s3_url, database_url=proxied, timeout=timeout
+        )
         migrated = int(result.counts.get("migrated", 0))
-
-        markers = [
-            m
-            for page in s3_client.get_paginator("list_object_versions").paginate(Bucket=primary)
-            for m in page.get("DeleteMarkers", [])
-            if m["IsLatest"]
-        ]
+        markers = _delete_markers(s3_client, primary)
         queued = {queue: stack.depth(queue) for queue in STEP_QUEUES.values()}
-
-        sources = {messy_key(i) for i in range(n)}
-
-        def kind_of(step: str, key: str) -> str:
-            if key.startswith(media_map.reports_prefix):
-                return "report part"
-            if key in sources:
-                return "retired source (Object Deleted)"
-            return "CDN copy" if step == "link" else "canonical copy"
-
-        observer = PerRecord(s3_proxy, pg_proxy, kind_of)
-        try:
-            drain_started = time.perf_counter()
-            report = localrun.run(
-                stack,
-                config=config,
-                database_url=proxied,
-                environment={"AWS_ENDPOINT_URL_S3": s3_url, "LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"},
-                progress=False,
-                timeout=timeout,
-                observe=observer,
-            )
-            drain_s = time.perf_counter() - drain_started
-        finally:
-            localrun.shutdown()
-        with Database(conninfo) as db:
-            verified = verify(media_map, S3Adapter(s3_client), db, Ledger(db, media_map.schema)).ok
+        observer = PerRecord(s3_proxy, pg_proxy, _kind_of(media_map, {messy_key(i) for i in range(n)}))
+        report, drain_s = _drain(stack, config, observer, s3_url=s3_url, database_url=proxied, timeout=timeout)
+        verified = _verified(media_map, s3_client, conninfo)
     finally:
         s3_proxy.stop()
         pg_proxy.stop()
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
-    total = Tally()
-    for tally in observer.kinds.values():
-        total.messages += tally.messages
-        total.s3.update(tally.s3)
-        total.db += tally.db
-        total.max_s3 = max(total.max_s3, tally.max_s3)
-        total.max_db = max(total.max_db, tally.max_db)
-        total.outcomes.update(tally.outcomes)
     objects = max(migrated, 1)
     return {
         "objects": n,
@@ -266,7 +313,7 @@ def measure(n: int, *, moto_url: str, database_url: str, workdir: Path, timeout:
             "wall_s": drain_s,
         },
         "kinds": {kind: tally.to_json(objects) for kind, tally in sorted(observer.kinds.items())},
-        "total": total.to_json(objects),
+        "total": _total(observer.kinds).to_json(objects),
         "verified": verified,
     }
 
