@@ -171,7 +171,7 @@ def test_fingerprint_of_an_unreadable_file_names_the_fix(tmp_path: Path, monkeyp
     def denied(p: str) -> Any:
         raise PermissionError(13, "Permission denied", p)
 
-    monkeypatch.setattr(upload, "_open_binary", denied)
+    monkeypatch.setattr(upload.fingerprints, "_open_binary", denied)
     with pytest.raises(BadInput, match="cannot be read: Permission denied"):
         upload.fingerprint(str(path), TransferConfig())
 
