@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from mediacanon.core import mediamap
-from mediacanon.local.sfnlocal import BackfillResult, run_backfill
+from mediacanon.local.sfnlocal import run_backfill
+from mediacanon.sfnremote import BackfillResult
 
 pytestmark = pytest.mark.integration
 
@@ -372,7 +373,7 @@ def test_a_listed_batch_costs_two_copies_per_object_and_no_head(site: Site) -> N
     assert not [k for k in site.objects(site.primary) if k.startswith("icons/paper-") and "_icon_v2" in k]
     # where each copy came from is in the ledger: the claim (source and ETag) and the link, for rollback
     with psycopg.connect(site.conninfo, autocommit=True) as conn:
-        claims = dict(conn.execute("SELECT canonical_key, source_key FROM mediacanon.claims").fetchall())
+        claims: dict[str, str] = dict(conn.execute("SELECT canonical_key, source_key FROM mediacanon.claims").fetchall())
         links = conn.execute("SELECT count(*) FROM mediacanon.ledger WHERE retired_at IS NOT NULL").fetchone()
     assert claims == {f"icons/paper-{i:03d}.png": f"icons/paper-{i:03d}_icon_v2_final.png" for i in range(40)}
     assert links == (40,)

@@ -14,7 +14,8 @@ import pytest
 
 from mediacanon.adapters.cdn import MAX_FILE_PATHS, MAX_WILDCARD_PATHS, CdnInvalidations, invalidation_paths
 from mediacanon.core import mediamap
-from mediacanon.local.sfnlocal import BackfillResult, run_backfill
+from mediacanon.local.sfnlocal import run_backfill
+from mediacanon.sfnremote import BackfillResult
 
 pytestmark = pytest.mark.integration
 

@@ -106,7 +106,8 @@ def _policy_document(value: Any) -> dict[str, Any]:
 
 
 def _client(deployed: dict[str, Any], service: str) -> Any:
-    return boto3.client(service, endpoint_url=deployed["endpoint"], region_name="us-east-1")
+    # boto3-stubs overload client() by each service's Literal name; any service name here
+    return boto3.client(service, endpoint_url=deployed["endpoint"], region_name="us-east-1")  # type: ignore[call-overload]
 
 
 def _physical(deployed: dict[str, Any], logical_id: str) -> str:

@@ -40,7 +40,7 @@ from mediacanon.checks.invariants import check_invariants
 from mediacanon.copies import PRIMARY_ETAG, SOURCE_ETAG, SOURCE_KEY
 from mediacanon.core import mediamap
 from mediacanon.core.errors import RetryableError
-from mediacanon.local import localrun
+from mediacanon.local import inprocess, localrun
 from mediacanon.steps import ObjectEvent, Outcome, Steps
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ class Storm:
             return None  # the storm is over: the request goes to S3
         self.left -= 1
         body = f"<Error><Code>{self.code}</Code><Message>injected</Message></Error>".encode()
-        return AWSResponse(request.url, self.status, {"Content-Type": "application/xml"}, _Body(body))
+        return AWSResponse(request.url, self.status, {"Content-Type": "application/xml"}, _Body(body))  # type: ignore[arg-type]  # AWSResponse takes any mapping of headers (its stubs say HTTPHeaders)
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +141,7 @@ def world(
 
 
 def test_production_clients_use_the_standard_retry_mode_with_bounded_attempts(world: World) -> None:
-    retries = world.s3.client.meta.config.retries
+    retries = world.s3.client.meta.config.retries  # type: ignore[attr-defined]  # set at run time: not in botocore-stubs
     assert retries == {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}
     assert 2 <= MAX_ATTEMPTS <= 10
 
@@ -480,7 +480,7 @@ def test_one_poison_message_fails_alone_and_reaches_the_dead_letter_queue_with_i
     poison_id = next(m["MessageId"] for m in messages if "poison" in m["Body"])
     records = [
         localrun.lambda_record(
-            m, queue_arn=live_stack.queue_arns["NormalizeQueue"], region="us-east-1", body=localrun.s3_body(m["Body"])
+            m, queue_arn=live_stack.queue_arns["NormalizeQueue"], region="us-east-1", body=inprocess.s3_body(m["Body"])
         )
         for m in messages
     ]

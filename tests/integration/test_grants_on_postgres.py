@@ -56,7 +56,7 @@ def test_the_functions_work_under_the_granted_role_and_nothing_more(
     with Database(role_conninfo) as db, pytest.raises(PermanentError, match="may not see it"):
         db.rows_referencing(icon, ["icons/nyt_v2.png"])
 
-    _apply(archive_db, grants_script(media_map, role, database=conninfo_to_dict(archive_db)["dbname"]))
+    _apply(archive_db, grants_script(media_map, role, database=str(conninfo_to_dict(archive_db)["dbname"])))
 
     with Database(role_conninfo) as db:
         ledger = Ledger(db, media_map.schema)

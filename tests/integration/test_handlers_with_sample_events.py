@@ -173,7 +173,12 @@ def test_an_invalidation_failure_leaves_the_batch_done(events_stack: Any, monkey
 def test_no_distribution_no_cloudfront_call(events_stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MEDIACANON_CDN_DISTRIBUTION_ID", raising=False)
     calls: list[Any] = []
-    monkeypatch.setattr(cdn.CdnInvalidations, "flush", lambda self, reference: calls.append(reference) or [])
+
+    def flush(self: Any, reference: Any) -> list[Any]:
+        calls.append(reference)
+        return []
+
+    monkeypatch.setattr(cdn.CdnInvalidations, "flush", flush)
     events_stack.put_object(Bucket="archive-media", Key="icons/nytimes.png", Body=b"v1", ContentType="image/png")
     assert invoke("replicate", "replicate_object_created.json") == {"batchItemFailures": []}
     assert calls == []
@@ -232,7 +237,7 @@ def test_a_rotated_secret_reaches_a_warm_environment(
     parts = conninfo_to_dict(archive_db)
     secret = {
         "host": parts["host"],
-        "port": int(parts.get("port", 5432)),
+        "port": int(str(parts.get("port", 5432))),
         "username": parts["user"],
         "password": parts.get("password", "unused-by-trust-auth"),
         "dbname": parts["dbname"],

@@ -125,7 +125,7 @@ def site(database_url: str, moto_endpoint: str, aws_env: None) -> Iterator[Site]
         client.create_bucket(Bucket=bucket)
     client.put_bucket_versioning(Bucket=primary, VersioningConfiguration={"Status": "Enabled"})
     common = {"table": "archive_publicationsource", "slug_column": "slug"}
-    icon = {**common, "name": "archive.PublicationSource.icon", "column": "icon", "upload_to": "icons/"}
+    icon: dict[str, Any] = {**common, "name": "archive.PublicationSource.icon", "column": "icon", "upload_to": "icons/"}
     masthead = {**common, "name": "archive.PublicationSource.masthead", "column": "masthead", "upload_to": "mastheads/"}
     icon.update(canonical="icons/{slug}{ext}", max_length=1024)
     masthead.update(canonical="mastheads/{slug}{ext}")
@@ -267,7 +267,7 @@ def test_hostile_keys_through_moto_eventbridge_sqs_and_the_real_handlers(
     assert primary == {f"icons/hk-{c.name}.png" for c in renamed} | {c.key for c in refused}
     assert {o.key for o in s3.iter_objects(media_map.buckets.cdn)} == {f"icons/hk-{c.name}.png" for c in renamed}
     with psycopg.connect(archive_db, autocommit=True) as conn:
-        rows = dict(conn.execute("SELECT slug, icon FROM archive_publicationsource").fetchall())
+        rows: dict[str, str | None] = dict(conn.execute("SELECT slug, icon FROM archive_publicationsource").fetchall())
     assert rows == {f"hk-{c.name}": (f"icons/hk-{c.name}.png" if c.expect == "renamed" else c.key) for c in cases}
     for c in renamed:
         assert s3.get_bytes(media_map.buckets.cdn, f"icons/hk-{c.name}.png") == c.name.encode()

@@ -21,7 +21,7 @@ from mediacanon.adapters.ledger import Ledger
 from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.checks.verify import verify
 from mediacanon.core import mediamap
-from mediacanon.local import localrun
+from mediacanon.local import inprocess, localrun
 from mediacanon.local.localrun import LocalStack, RunReport
 
 pytestmark = pytest.mark.integration
@@ -305,7 +305,7 @@ def test_handlers_get_the_sqs_event_lambda_delivers(live: Live) -> None:
     )["Messages"][0]
 
     record = localrun.lambda_record(
-        message, queue_arn=live.stack.queue_arns["NormalizeQueue"], region="us-east-1", body=localrun.s3_body(message["Body"])
+        message, queue_arn=live.stack.queue_arns["NormalizeQueue"], region="us-east-1", body=inprocess.s3_body(message["Body"])
     )
 
     assert set(record) == set(sample)
@@ -313,5 +313,5 @@ def test_handlers_get_the_sqs_event_lambda_delivers(live: Live) -> None:
     obj = json.loads(record["body"])["detail"]["object"]
     assert (obj["key"], obj["etag"]) == ("icons/a%2Bb+c.png", "ab" * 16)  # as real S3 sends it
     real = sample["body"]
-    assert localrun.s3_body(real) == real  # a real-shaped body is already encoded: unchanged
-    assert localrun.s3_body("not json") == "not json"
+    assert inprocess.s3_body(real) == real  # a real-shaped body is already encoded: unchanged
+    assert inprocess.s3_body("not json") == "not json"

@@ -73,7 +73,7 @@ def _run(env: dict[str, str], *args: str, terminal: bool) -> tuple[int, str, str
         proc = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
         return proc.returncode, proc.stdout, proc.stderr
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(command, env=env, cwd=REPO, stdin=follower, stdout=follower, stderr=follower)
+    child = subprocess.Popen(command, env=env, cwd=REPO, stdin=follower, stdout=follower, stderr=follower)
     os.close(follower)
     out = b""
     deadline = time.monotonic() + 180
@@ -86,10 +86,10 @@ def _run(env: dict[str, str], *args: str, terminal: bool) -> tuple[int, str, str
             if not chunk:
                 break
             out += chunk
-        elif proc.poll() is not None:
+        elif child.poll() is not None:
             break
     os.close(leader)
-    return proc.wait(timeout=30), out.decode(errors="replace"), ""
+    return child.wait(timeout=30), out.decode(errors="replace"), ""
 
 
 def _log_lines(env: dict[str, str]) -> list[dict[str, Any]]:

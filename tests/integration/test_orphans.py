@@ -18,6 +18,7 @@ from mediacanon.adapters.ledger import Ledger
 from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.core import mediamap
 from mediacanon.core.errors import NotFoundError
+from mediacanon.core.mediamap import RetirePolicy
 from mediacanon.local.sfnlocal import run_backfill
 from mediacanon.orphans import TooManyOrphans, delete_orphans
 
@@ -220,7 +221,7 @@ def refuse_conditional_deletes(client: Any) -> list[str]:
             return None
         refused.append(request.url)
         body = b"<Error><Code>NotImplemented</Code><Message>not implemented</Message></Error>"
-        return AWSResponse(request.url, 501, {"Content-Type": "application/xml"}, _Body(body))
+        return AWSResponse(request.url, 501, {"Content-Type": "application/xml"}, _Body(body))  # type: ignore[arg-type]  # AWSResponse takes any mapping of headers (its stubs say HTTPHeaders)
 
     client.meta.events.register("before-send.s3.DeleteObjects", answer)
     return refused
@@ -228,7 +229,7 @@ def refuse_conditional_deletes(client: Any) -> list[str]:
 
 @pytest.mark.parametrize("retire", ["delete", "delete-if-match"])
 def test_a_store_without_conditional_deletes_compares_then_deletes_unless_the_field_requires_the_condition(
-    site: Site, retire: str
+    site: Site, retire: RetirePolicy
 ) -> None:
     """A store answering DeleteObjects' per-object ETag by 501 (S3 takes it: "Conditional deletes", S3 user guide,
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html) gets compare-then-delete, except

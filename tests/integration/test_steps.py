@@ -411,7 +411,12 @@ def test_a_key_refused_for_itself_is_refused_without_asking_the_database(world: 
     world.put("icons/a\x00b.png", b"nul")
     asked: list[Any] = []
     real = world.steps.db.rows_referencing
-    monkeypatch.setattr(world.steps.db, "rows_referencing", lambda *a, **k: asked.append(a) or real(*a, **k))
+
+    def rows_referencing(*a: Any, **k: Any) -> Any:
+        asked.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(world.steps.db, "rows_referencing", rows_referencing)
 
     result = world.steps.normalize(world.event(world.primary, "icons/a\x00b.png"))
 

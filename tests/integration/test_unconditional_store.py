@@ -48,7 +48,7 @@ class NoConditionalDeletes:
             b"<Error><Code>NotImplemented</Code><Message>A header you provided implies functionality that is not "
             b"implemented</Message></Error>"
         )
-        return AWSResponse(request.url, 501, {"Content-Type": "application/xml"}, _Body(body))
+        return AWSResponse(request.url, 501, {"Content-Type": "application/xml"}, _Body(body))  # type: ignore[arg-type]  # AWSResponse takes any mapping of headers (its stubs say HTTPHeaders)
 
     def answer(self, request: Any, **_: Any) -> AWSResponse | None:
         return self._not_implemented(request) if request.headers.get("If-Match") else None

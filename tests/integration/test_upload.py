@@ -30,7 +30,7 @@ from mediacanon.upload import Outcome as Up
 
 pytestmark = pytest.mark.integration
 
-AUDIT = upload.StagingManifest(slug_column="slug", audit_column="audit_status", accepted=("passed", "approved"))
+AUDIT = mediamap.StagingManifest(slug_column="slug", audit_column="audit_status", accepted=("passed", "approved"))
 
 
 def image(seed: int, fmt: str = "PNG") -> bytes:
