@@ -28,7 +28,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import given, settings
@@ -36,21 +36,38 @@ from hypothesis import strategies as st
 from support.baseline import check_against_baseline
 from support.history import Snapshot, snapshot
 
-# the schedule suite's building blocks (pytest's rootdir-less "prepend" import puts tests/property on sys.path)
-from test_schedules import (
-    EXECUTION,
-    AuditedS3,
-    Delivery,
-    Faults,
-    Item,
-    S3Semantics,
-    Schedule,
-    World,
-    attempt,
-    drain,
-    note,
-    sites,
-)
+# the schedule suite's building blocks (pytest's rootdir-less "prepend" import puts tests/property on sys.path; mypy
+# knows the module by its place under tests/, its mypy_path)
+if TYPE_CHECKING:
+    from property.test_schedules import (
+        EXECUTION,
+        AuditedS3,
+        Delivery,
+        Faults,
+        Item,
+        S3Semantics,
+        Schedule,
+        World,
+        attempt,
+        drain,
+        note,
+        sites,
+    )
+else:
+    from test_schedules import (
+        EXECUTION,
+        AuditedS3,
+        Delivery,
+        Faults,
+        Item,
+        S3Semantics,
+        Schedule,
+        World,
+        attempt,
+        drain,
+        note,
+        sites,
+    )
 
 from mediacanon.adapters.db import Database, Swap
 from mediacanon.adapters.ledger import Ledger, LedgerEntry
@@ -243,7 +260,7 @@ class Run:
     def undo(self, plan: Plan, *, dry_run: bool = False, fault: RollbackFaults | None = None) -> RollbackResult:
         fault = fault or RollbackFaults()
         s = self.schedule
-        s3 = RollbackS3(AuditedS3(s, S3Adapter(S3Semantics(s.world.client))), fault)
+        s3 = RollbackS3(AuditedS3(s, S3Adapter(S3Semantics(s.world.client))), fault)  # type: ignore[arg-type]  # as S3 answers
         scope: dict[str, Any] = {"execution": EXECUTION} if plan.scope == "execution" else {"since": self.started}
         return rollback(s.map, s3, RollbackDb(self.db, s, fault), self.ledger, dry_run=dry_run, **scope)  # type: ignore[arg-type]
 

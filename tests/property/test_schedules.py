@@ -361,7 +361,7 @@ class Schedule:
 
     def steps(self, db: Database, *, backfill: bool = False) -> Steps:
         ledger = AuditedLedger(self, db, self.map.schema, execution=EXECUTION if backfill else None)
-        s3 = AuditedS3(self, S3Adapter(S3Semantics(self.world.client)))
+        s3 = AuditedS3(self, S3Adapter(S3Semantics(self.world.client)))  # type: ignore[arg-type]  # a client as S3 answers
         return Steps(self.map, s3, db, ledger, owner_wait_seconds=0)  # type: ignore[arg-type]
 
 
