@@ -512,35 +512,9 @@ def _logical_id_of_arn(value: Any, where: str) -> str:
 
 # -- the template as CloudFormation receives it -----------------------------------------------------------------
 
-# Runs in the SAM CLI's own virtualenv: its aws-sam-translator is the one `sam deploy` applies, and its pins
-# (pydantic ~= 2.13) cannot join the project's. Local code paths become the S3 locations `sam package` would
-# upload them to, and the state machine's ASL is inlined (moto's CloudFormation reads DefinitionString only).
-_EXPAND = r"""
-import json, sys
-from pathlib import Path
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
-
-path, parameters, bucket = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
-template = yaml_parse(path.read_text(encoding="utf-8"))
-for logical_id, resource in template["Resources"].items():
-    props = resource.get("Properties") or {}
-    kind = resource["Type"]
-    if kind == "AWS::Serverless::Function":
-        props["CodeUri"] = f"s3://{bucket}/{logical_id}.zip"
-    elif kind == "AWS::Serverless::LayerVersion":
-        props["ContentUri"] = f"s3://{bucket}/{logical_id}.zip"
-    elif kind == "AWS::Lambda::Function" and isinstance(props.get("Code"), str):
-        props["Code"] = {"S3Bucket": bucket, "S3Key": f"{logical_id}.zip"}
-    elif kind == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
-        props["Definition"] = json.loads((path.parent / props.pop("DefinitionUri")).read_text(encoding="utf-8"))
-
-class NoManagedPolicies:  # the template names managed policies by ARN only
-    def load(self):
-        return {}
-
-print(json.dumps(transform(template, parameters, NoManagedPolicies())))
-"""
+# Runs in the SAM CLI's own virtualenv (see sam_expand.py, which must not import mediacanon); -P keeps
+# this directory off its sys.path.
+_EXPAND = Path(__file__).with_name("sam_expand.py")
 
 
 def expand(
@@ -557,7 +531,7 @@ def expand(
         raise TopologyError(f"{python}: no SAM CLI virtualenv to expand the template with (run `make .venv-sam/.installed`)")
     region = str(parameters.get("AWS::Region", PSEUDO_PARAMETERS["AWS::Region"]))
     done = subprocess.run(
-        [str(python), "-c", _EXPAND, str(path), json.dumps(dict(parameters)), artifact_bucket],
+        [str(python), "-P", str(_EXPAND), str(path), json.dumps(dict(parameters)), artifact_bucket],
         capture_output=True,
         text=True,
         env={**os.environ, "AWS_DEFAULT_REGION": region},
