@@ -13,7 +13,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -146,52 +146,51 @@ class Resolver:
         return str(resolved)
 
     def _intrinsic(self, key: str, arg: Any) -> Any:
-        match key:
-            case "Ref":
-                return self._ref(str(arg))
-            case "Condition":
-                return self.condition(str(arg))
-            case "Fn::If":
-                name, if_true, if_false = arg
-                return self.resolve(if_true if self.condition(str(name)) else if_false)
-            case "Fn::Equals":
-                left, right = (self.resolve(a) for a in arg)
-                return _scalar(left) == _scalar(right)
-            case "Fn::Not":
-                return not self.resolve(arg[0])
-            case "Fn::And":
-                return all(self.resolve(a) for a in arg)
-            case "Fn::Or":
-                return any(self.resolve(a) for a in arg)
-            # the rule-specific functions of a template's Rules section (CloudFormation evaluates them before a deploy)
-            case "Fn::Contains":
-                items, value = arg
-                return _scalar(self.resolve(value)) in [_scalar(v) for v in self._list(items)]
-            case "Fn::EachMemberEquals":
-                items, value = arg
-                return all(_scalar(v) == _scalar(self.resolve(value)) for v in self._list(items))
-            case "Fn::EachMemberIn":
-                to_check, to_match = arg
-                allowed = [_scalar(v) for v in self._list(to_match)]
-                return all(_scalar(v) in allowed for v in self._list(to_check))
-            case "Fn::Join":
-                delimiter, items = arg
-                return self.text(delimiter).join(self.text(item) for item in self._list(items))
-            case "Fn::Split":
-                delimiter, source = arg
-                return self.text(source).split(self.text(delimiter))
-            case "Fn::Select":
-                index, items = arg
-                return self._list(items)[int(self.text(index))]
-            case "Fn::Sub":
-                return self._sub(arg)
-            case "Fn::FindInMap":
-                mapping, top, second = (self.text(a) for a in arg)
-                return self.resolve(self.template["Mappings"][mapping][top][second])
-            case "Fn::GetAtt":
-                raise Unresolved(f"Fn::GetAtt {arg!r} is only known to a deployed stack")
-            case _:
-                raise Unresolved(f"{key} is not evaluated locally")
+        evaluate = _INTRINSICS.get(key)
+        if evaluate is None:
+            raise Unresolved(f"{key} is not evaluated locally")
+        return evaluate(self, arg)
+
+    def _if(self, arg: Any) -> Any:
+        name, if_true, if_false = arg
+        return self.resolve(if_true if self.condition(str(name)) else if_false)
+
+    def _equals(self, arg: Any) -> bool:
+        left, right = (self.resolve(a) for a in arg)
+        return bool(_scalar(left) == _scalar(right))
+
+    # the rule-specific functions of a template's Rules section (CloudFormation evaluates them before a deploy)
+    def _contains(self, arg: Any) -> bool:
+        items, value = arg
+        return _scalar(self.resolve(value)) in [_scalar(v) for v in self._list(items)]
+
+    def _each_member_equals(self, arg: Any) -> bool:
+        items, value = arg
+        return all(_scalar(v) == _scalar(self.resolve(value)) for v in self._list(items))
+
+    def _each_member_in(self, arg: Any) -> bool:
+        to_check, to_match = arg
+        allowed = [_scalar(v) for v in self._list(to_match)]
+        return all(_scalar(v) in allowed for v in self._list(to_check))
+
+    def _join(self, arg: Any) -> str:
+        delimiter, items = arg
+        return self.text(delimiter).join(self.text(item) for item in self._list(items))
+
+    def _split(self, arg: Any) -> list[str]:
+        delimiter, source = arg
+        return self.text(source).split(self.text(delimiter))
+
+    def _select(self, arg: Any) -> Any:
+        index, items = arg
+        return self._list(items)[int(self.text(index))]
+
+    def _find_in_map(self, arg: Any) -> Any:
+        mapping, top, second = (self.text(a) for a in arg)
+        return self.resolve(self.template["Mappings"][mapping][top][second])
+
+    def _get_att(self, arg: Any) -> Any:
+        raise Unresolved(f"Fn::GetAtt {arg!r} is only known to a deployed stack")
 
     def _list(self, value: Any) -> list[Any]:
         resolved = self.resolve(value)
@@ -222,6 +221,27 @@ class Resolver:
             return str(value)
 
         return _SUB_VARIABLE.sub(substitute, str(template))
+
+
+# intrinsic function name -> how the Resolver evaluates its argument
+_INTRINSICS: dict[str, Callable[[Resolver, Any], Any]] = {
+    "Ref": lambda r, arg: r._ref(str(arg)),
+    "Condition": lambda r, arg: r.condition(str(arg)),
+    "Fn::If": Resolver._if,
+    "Fn::Equals": Resolver._equals,
+    "Fn::Not": lambda r, arg: not r.resolve(arg[0]),
+    "Fn::And": lambda r, arg: all(r.resolve(a) for a in arg),
+    "Fn::Or": lambda r, arg: any(r.resolve(a) for a in arg),
+    "Fn::Contains": Resolver._contains,
+    "Fn::EachMemberEquals": Resolver._each_member_equals,
+    "Fn::EachMemberIn": Resolver._each_member_in,
+    "Fn::Join": Resolver._join,
+    "Fn::Split": Resolver._split,
+    "Fn::Select": Resolver._select,
+    "Fn::Sub": Resolver._sub,
+    "Fn::FindInMap": Resolver._find_in_map,
+    "Fn::GetAtt": Resolver._get_att,
+}
 
 
 class _Drop:
