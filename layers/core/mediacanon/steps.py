@@ -12,7 +12,7 @@ replayed events converge (I4): an old event can only ever redo work that the cur
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -41,7 +41,7 @@ from mediacanon.core.mediamap import FieldMapping, MediaMap
 from mediacanon.owners import Owner, find_owners, renamed_by_row, resolve_by_reference, superseded_by
 
 if TYPE_CHECKING:
-    from mediacanon.adapters.db import Database, Swap
+    from mediacanon.adapters.db import Database, Row, Swap
     from mediacanon.adapters.ledger import Ledger
     from mediacanon.adapters.s3 import S3Adapter
 
@@ -400,9 +400,9 @@ class Steps:
                     key,
                 )
             source_value = naming.column_value(mapping, source_key, res.tenant)
-            for row in self.db.rows_referencing(mapping, [source_value]).get(source_value, []):
-                if res.tenant is None or row.tenant == res.tenant:
-                    swaps.append(Swap(row.id, source_value, new_value))
+            swaps = moved_off(
+                self.db.rows_referencing(mapping, [source_value]).get(source_value, []), res.tenant, source_value, new_value
+            )
         if not swaps:
             by_slug = self.db.rows_by_slug(mapping, [res.slug], tenant=res.tenant).get(res.slug)
             if by_slug is not None and by_slug.value != new_value:
@@ -422,7 +422,7 @@ class Steps:
         return StepResult(
             outcome,
             key,
-            f"{changed} row(s) now point at it" + ("; source retired" if retired else "") + how,
+            link_detail(changed, retired, how),
             key,
             rows_changed=changed,
             retired=retired,
@@ -441,7 +441,7 @@ class Steps:
         `source` is its head when the caller read it already: the delete is conditional on that ETag (If-Match), so
         bytes uploaded under the key since are kept all the same. Returns whether it was deleted, and how when not as
         usual (for the step's detail: its log line, the report)."""
-        if mapping.policies.retire not in ("delete", "delete-if-match"):
+        if not retires(mapping):
             return False, ""
         source_value = naming.column_value(mapping, source_key, tenant)
         if self.db.rows_referencing(mapping, [source_value]).get(source_value):
@@ -459,11 +459,40 @@ class Steps:
             deleted = self.s3.delete_if_match(self.primary, source_key, source.etag)
         except ConditionalDeleteUnsupported as exc:
             # a store without conditional deletes (501, learnt once per bucket): retrying never helps, so never raise
-            if mapping.policies.retire == "delete-if-match":
-                return False, f"; source kept: {exc.bucket} takes no conditional delete (policies.retire: delete-if-match)"
+            anyway, how = without_condition(mapping, exc.bucket, "If-Match on DeleteObject")
+            if not anyway:
+                return False, how
             deleted = self.s3.delete_compared(self.primary, source_key, source.etag)
-            how = " by compare-then-delete (the store takes no If-Match on DeleteObject)"
         if not deleted:
             return False, ""
         self.ledger.mark_retired(source_key, key=canonical.key)
         return True, how
+
+
+# -- the link and retire rules, which the listed backfill batches apply many at a time -------------------------------
+
+
+def moved_off(rows: Iterable[Row], tenant: str | None, source_value: str, new_value: str) -> list[Swap]:
+    """The compare-and-swaps that move the rows (of `tenant`) referencing a source onto its canonical key."""
+    from mediacanon.adapters.db import Swap
+
+    return [Swap(row.id, source_value, new_value) for row in rows if tenant is None or row.tenant == tenant]
+
+
+def retires(mapping: FieldMapping) -> bool:
+    """Whether the field's sources are deleted once no row references them (policies.retire: delete, delete-if-match)."""
+    return mapping.policies.retire != "keep"
+
+
+def without_condition(mapping: FieldMapping, bucket: str, refused: str) -> tuple[bool, str]:
+    """On a store that takes no conditional delete (`refused` names the request it refused): whether a source is
+    deleted all the same, by compare-then-delete, and how that reads in a step's detail. A field whose
+    policies.retire is delete-if-match keeps its sources instead."""
+    if mapping.policies.retire == "delete-if-match":
+        return False, f"; source kept: {bucket} takes no conditional delete (policies.retire: delete-if-match)"
+    return True, f" by compare-then-delete (the store takes no {refused})"
+
+
+def link_detail(rows_changed: int, retired: bool, how: str = "") -> str:
+    """A link's detail: the rows moved, whether the source was retired, and how when not the usual way."""
+    return f"{rows_changed} row(s) now point at it" + ("; source retired" if retired else "") + how

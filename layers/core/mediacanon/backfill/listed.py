@@ -3,7 +3,7 @@ the listing's ETags and sizes standing in for HEADs; what the listing cannot set
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from mediacanon.core.errors import (
     UnsupportedByStore,
 )
 from mediacanon.owners import Owner, find_owners, renaming
-from mediacanon.steps import Steps
+from mediacanon.steps import Steps, link_detail, moved_off, retires, without_condition
 
 if TYPE_CHECKING:
     from mediacanon.adapters.ledger import Link
@@ -203,23 +203,40 @@ def _normalize_listed(steps: Steps, moves: list[_Move], result: BatchResult, per
             to_compare.append(move)  # an SSE-KMS or multipart ETag proves nothing: the checksums below
         else:
             per_object.append(key)  # other bytes: the steps read both
-    # another ETag for as many bytes: the same bytes when S3's checksums say so (two HEADs, only for these)
+    kept.extend(_same_as_target(steps, to_compare, targets, per_object))
+    kept.extend(_copied_to_canonical(steps, to_copy, result, per_object))
+    return kept
+
+
+def _same_as_target(steps: Steps, moves: list[_Move], targets: Mapping[str, Listed | None], per_object: list[str]) -> list[_Move]:
+    """Of the moves whose canonical key holds another ETag for as many bytes, those S3's checksums show to hold the
+    same bytes (two HEADs, only for these); the others go to the per-object steps, which read both."""
+    primary = steps.map.buckets.primary
+    same_moves = []
     for move, (same, _, there) in _side_by_side(
         lambda m: compare_heads(
             steps.s3,
             primary,
             _listed_head(m.listed),
             primary,
-            _listed_head(targets[m.canonical]),  # type: ignore[arg-type]
+            _listed_head(targets[m.canonical]),  # type: ignore[arg-type]  # present: compared for that
         ),
-        to_compare,
+        moves,
     ):
         if same:
             move.canonical_etag = there.etag
-            kept.append(move)
+            same_moves.append(move)
         else:
             per_object.append(move.listed.key)  # other bytes, or nothing shows they are the same: the steps read both
-    for move, copied in _concurrently(lambda m: _copy_source(steps, m), to_copy):
+    return same_moves
+
+
+def _copied_to_canonical(steps: Steps, moves: list[_Move], result: BatchResult, per_object: list[str]) -> list[_Move]:
+    """The sources copied to their canonical keys, side by side; a source overwritten since it was listed is copied
+    once more, as it is now, and one that changed again or went goes to the per-object steps."""
+    primary = steps.map.buckets.primary
+    copied_moves = []
+    for move, copied in _concurrently(lambda m: _copy_source(steps, m), moves):
         key = move.listed.key
         try:
             if isinstance(copied, PreconditionFailed):  # overwritten since it was listed: once more, as it is now
@@ -239,8 +256,8 @@ def _normalize_listed(steps: Steps, moves: list[_Move], result: BatchResult, per
             result.add("failed", key, str(exc))
             continue
         move.canonical_etag, move.copied = copied, True
-        kept.append(move)
-    return kept
+        copied_moves.append(move)
+    return copied_moves
 
 
 def _claim_listed(steps: Steps, moves: list[_Move], result: BatchResult) -> set[str]:
@@ -354,7 +371,6 @@ def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> N
     field's rows in one compare-and-swap, in one transaction with one ledger entry per source (rollback reverses
     each); then the sources no row references any more, in one DeleteObjects, each only while it still holds the
     bytes that were copied (I2, I5); then their ledger entries marked retired, in one UPDATE."""
-    from mediacanon.adapters.db import Swap
     from mediacanon.adapters.ledger import Link
 
     renames = [m for m in moves if m.renamed]
@@ -370,14 +386,13 @@ def _link_and_retire(steps: Steps, moves: list[_Move], result: BatchResult) -> N
         for move in group:
             source_value = values[move.listed.key]
             new_value = naming.column_value(mapping, move.canonical, move.res.tenant)
-            rows = [r for r in referencing.get(source_value, []) if move.res.tenant is None or r.tenant == move.res.tenant]
-            swaps = [Swap(row.id, source_value, new_value) for row in rows]
+            swaps = moved_off(referencing.get(source_value, []), move.res.tenant, source_value, new_value)
             links.append(Link(swaps, move.listed.key, move.canonical, move.canonical_etag))
         linked = _record_links(steps, mapping, group, links, result)
         for move in group:
             if move not in linked:
                 moves.remove(move)
-        if mapping.policies.retire not in ("delete", "delete-if-match") or not linked:
+        if not retires(mapping) or not linked:
             continue
         still = steps.db.rows_referencing(mapping, [values[m.listed.key] for m in linked])
         retiring.extend((m, values[m.listed.key]) for m in linked if not still.get(values[m.listed.key]))
@@ -412,13 +427,11 @@ def _delete_unchanged(steps: Steps, primary: str, unchanged: dict[str, _Move]) -
             return steps.s3.delete_if_unchanged(primary, etags)
         except UnsupportedByStore:
             steps.s3.unconditional_buckets.add(primary)
-    kept = {k for k, m in unchanged.items() if m.res.field.policies.retire == "delete-if-match"}
+    kept = set()
     for key, move in unchanged.items():
-        move.retire_note = (
-            f"; source kept: {primary} takes no conditional delete (policies.retire: delete-if-match)"
-            if key in kept
-            else " by compare-then-delete (the store takes no conditional delete)"
-        )
+        anyway, move.retire_note = without_condition(move.res.field, primary, "conditional delete")
+        if not anyway:
+            kept.add(key)
     result = steps.s3.delete_many(primary, [k for k in etags if k not in kept])
     # the kept ones are reported as not deleted, as a changed source is: no error, nothing to mark
     return DeleteResult(result.deleted, result.errors + tuple(DeleteError(k, "PreconditionFailed", "kept") for k in kept))
@@ -455,7 +468,7 @@ def _record_links(steps: Steps, mapping: FieldMapping, group: list[_Move], links
 
 def _count_move(result: BatchResult, move: _Move) -> None:
     key, canonical = move.listed.key, move.canonical
-    detail = f"{move.rows_changed} row(s) now point at it" + ("; source retired" if move.retired else "") + move.retire_note
+    detail = link_detail(move.rows_changed, move.retired, move.retire_note)
     if move.renamed and (move.copied or move.rows_changed or move.retired):
         result.add("migrated", key, detail, canonical)
     elif move.mirrored:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mediacanon.adapters.cdn import CdnInvalidations
 from mediacanon.adapters.s3 import UNKNOWN_ENCRYPTION, DeleteResult, ObjectHead, copied_metadata
-from mediacanon.backfill.results import BatchResult
+from mediacanon.backfill.results import BatchResult, Count
 from mediacanon.core import naming
 from mediacanon.core.errors import PermanentError, UnmappedKeyError, UnsafeKeyError
 from mediacanon.owners import find_owners
@@ -38,7 +38,7 @@ def process_objects(steps: Steps, keys: Sequence[str], *, dry_run: bool, cdn: Cd
     return result
 
 
-_DRY_RUN_COUNTS = {
+_DRY_RUN_COUNTS: dict[Action, Count] = {
     Action.RENAME: "migrated",
     Action.LINK: "linked",
     Action.MIRROR: "mirrored",
