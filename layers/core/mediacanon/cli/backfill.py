@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.text import Text
@@ -29,6 +29,9 @@ from mediacanon.cli.options import (
 from mediacanon.cli.output import EXIT_FAILED, _fail, _say
 from mediacanon.core import mediamap
 from mediacanon.core.errors import BucketNotFound
+
+if TYPE_CHECKING:
+    from mediacanon.sfnremote import BackfillResult
 
 
 @click.command("backfill", cls=_PhasesCommand)
@@ -83,26 +86,10 @@ def backfill_command(
             timeout=timeout,
         )
     else:
-        from mediacanon.adapters.db import Database
-        from mediacanon.adapters.s3 import S3Adapter
         from mediacanon.local.sfnlocal import run_backfill
 
         url = _need_database(database_url)
-        # what the execution's first task would find out, found out before it starts: the database answers, the
-        # fields' tables and columns exist, the primary bucket is there
-        with Database(url) as db:
-            for mapping in media_map.fields:
-                if not fields or mapping.name in fields:
-                    db.check_field(mapping)
-        s3 = S3Adapter()
-        for role, name in (("primary", media_map.buckets.primary), ("cdn", media_map.buckets.cdn)):
-            try:
-                next(iter(s3.iter_objects(name, page_size=1)), None)
-            except BucketNotFound:
-                _fail(
-                    f"the {role} bucket {name!r} is not there (fix: create it, or correct buckets.{role} in {config}; "
-                    "`sam deploy` creates both)"
-                )
+        _preflight(media_map, url, fields, config)
         result = run_backfill(
             media_map,
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
@@ -114,6 +101,30 @@ def backfill_command(
             progress=True,
             timeout=timeout,
         )
+    _print_result(media_map, result)
+    _exit_for(media_map, result)
+
+
+def _preflight(media_map: mediamap.MediaMap, url: str, fields: tuple[str, ...], config: str) -> None:
+    """What the execution's first task would find out, found out before it starts: the database answers, the
+    fields' tables and columns exist, both buckets are there."""
+    from mediacanon.wiring import connect
+
+    with connect(media_map, url) as stores:
+        for mapping in media_map.fields:
+            if not fields or mapping.name in fields:
+                stores.db.check_field(mapping)
+        for role, name in (("primary", media_map.buckets.primary), ("cdn", media_map.buckets.cdn)):
+            try:
+                next(iter(stores.s3.iter_objects(name, page_size=1)), None)
+            except BucketNotFound:
+                _fail(
+                    f"the {role} bucket {name!r} is not there (fix: create it, or correct buckets.{role} in {config}; "
+                    "`sam deploy` creates both)"
+                )
+
+
+def _print_result(media_map: mediamap.MediaMap, result: BackfillResult) -> None:
     _say(f"execution: {result.execution_arn}  status: {result.status}")
     if result.failed_items:
         _say(Text.assemble((f"{result.failed_items} item(s) failed in map runs", "red"), " (not in the report; see the map run)"))
@@ -121,6 +132,10 @@ def backfill_command(
         _say(f"report: s3://{media_map.buckets.primary}/{key}")
     if result.report_line:
         _say(result.report_line)
+
+
+def _exit_for(media_map: mediamap.MediaMap, result: BackfillResult) -> NoReturn:
+    """Exit 0 for a backfill that succeeded with nothing failed; otherwise say what failed and how to go on."""
     if result.error:
         name = result.execution_arn.rsplit(":", 1)[-1]
         if _endpoint_gone(result.error):
