@@ -8,7 +8,7 @@ RetryableError / PermanentError family.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, NamedTuple
@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
-from mediacanon.core.errors import MediacanonError, PermanentError, RetryableError
+from mediacanon.core.errors import MediacanonError, PermanentError, RetryableError, translating
 from mediacanon.core.mediamap import FieldMapping
 
 LOOKUP_BATCH = 1000  # values per `= ANY(%s)` query: bounded statements however many keys a page holds
@@ -79,12 +79,8 @@ def translate_error(exc: psycopg.Error, what: str) -> MediacanonError:
     return PermanentError(message)
 
 
-@contextmanager
-def _translated(what: str) -> Iterator[None]:
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise translate_error(exc, what) from exc
+def _translated(what: str) -> AbstractContextManager[None]:
+    return translating(what, psycopg.Error, translate_error)
 
 
 def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:

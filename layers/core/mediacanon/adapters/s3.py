@@ -11,7 +11,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -37,6 +37,7 @@ from mediacanon.core.errors import (
     PreconditionFailed,
     RetryableError,
     UnsupportedByStore,
+    translating,
 )
 
 if TYPE_CHECKING:
@@ -181,14 +182,15 @@ def _classify(code: str, status: int | None, message: str) -> MediacanonError:
     return PermanentError(message)
 
 
-@contextmanager
-def _translated(what: str) -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        raise translate_error(exc, what) from exc
-    except _CONNECTION_ERRORS as exc:
-        raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+def _translated(what: str) -> AbstractContextManager[None]:
+    return translating(what, (ClientError, *_CONNECTION_ERRORS), _translate_any)
+
+
+def _translate_any(exc: ClientError | Exception, what: str) -> MediacanonError:
+    """A ClientError by its code and status; a connection that failed or timed out is retryable."""
+    if isinstance(exc, ClientError):
+        return translate_error(exc, what)
+    return RetryableError(f"{what}: {type(exc).__name__}: {exc}")
 
 
 def _is_not_found(exc: ClientError) -> bool:

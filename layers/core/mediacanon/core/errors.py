@@ -7,6 +7,10 @@ Two families matter to callers: a ``RetryableError`` fails the SQS record so the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
 
 class MediacanonError(Exception):
     """Base of every error mediacanon raises on purpose."""
@@ -91,3 +95,17 @@ class ConditionalDeleteUnsupported(UnsupportedByStore):
             "compare-then-delete (policies.retire: delete; keep the bucket versioned, so the bytes stay recoverable) "
             "or kept and reported (policies.retire: delete-if-match)"
         )
+
+
+@contextmanager
+def translating(
+    what: str,
+    catch: type[BaseException] | tuple[type[BaseException], ...],
+    translate: Callable[[Any, str], MediacanonError],
+) -> Iterator[None]:
+    """Raise a driver's error (`catch`) as the project's: `translate(exc, what)` says which, retryable or permanent,
+    by the driver's codes. Each adapter keeps its own translation; this is the one way they apply it."""
+    try:
+        yield
+    except catch as exc:
+        raise translate(exc, what) from exc
