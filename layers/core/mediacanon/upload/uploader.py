@@ -103,23 +103,7 @@ class Uploader:
                     if kind == "crashed":
                         raise payload
                     if kind == "prepared":
-                        if not any(isinstance(d, UploadJob) for d in payload) or self.dry_run:
-                            self.on_task_done()
-                        for decision in payload:
-                            if isinstance(decision, Item):
-                                self.emit(decision)
-                            elif self.dry_run:
-                                self.emit(replace(decision.item, outcome=Outcome.WOULD_UPLOAD))
-                            else:
-                                # never an ACL: the bucket's policy decides access
-                                manager.upload(
-                                    decision.path,
-                                    self.bucket,
-                                    decision.key,
-                                    extra_args={"ContentType": decision.content_type},
-                                    subscribers=[_Done(events, decision)],
-                                )
-                                pending += 1
+                        pending += self._start(payload, manager, events)
                     elif kind == "uploaded":
                         job, exc = payload
                         self.emit(self._uploaded(job, exc))
@@ -127,6 +111,29 @@ class Uploader:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return self.summary
+
+    def _start(self, decisions: list[Decision], manager: Any, events: queue.Queue[tuple[str, Any]]) -> int:
+        """A prepared task's decisions: its items reported, its uploads started (a dry run's reported as would-be).
+        Returns how many uploads it started, each to report when it ends."""
+        if not any(isinstance(d, UploadJob) for d in decisions) or self.dry_run:
+            self.on_task_done()
+        started = 0
+        for decision in decisions:
+            if isinstance(decision, Item):
+                self.emit(decision)
+            elif self.dry_run:
+                self.emit(replace(decision.item, outcome=Outcome.WOULD_UPLOAD))
+            else:
+                # never an ACL: the bucket's policy decides access
+                manager.upload(
+                    decision.path,
+                    self.bucket,
+                    decision.key,
+                    extra_args={"ContentType": decision.content_type},
+                    subscribers=[_Done(events, decision)],
+                )
+                started += 1
+        return started
 
     def _uploaded(self, job: UploadJob, exc: BaseException | None) -> Item:
         if exc is None:
