@@ -311,9 +311,9 @@ def run_backfill(
     from psycopg_pool import ConnectionPool
 
     from mediacanon.adapters.db import Database
-    from mediacanon.adapters.ledger import Ledger
     from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.steps import Steps
+    from mediacanon.wiring import Stores, connect
 
     # moto's executor logs every evaluated exception (IsPresent on a missing path included) and werkzeug logs
     # every request: the progress display is the signal here, the execution history has the details
@@ -332,14 +332,15 @@ def run_backfill(
     s3 = S3Adapter(_data_client(endpoint_url))
     # the map's children run in threads of this process, at once: one connection each, from a pool
     with ConnectionPool(database_url, min_size=1, max_size=max_connections, kwargs={"autocommit": True}, open=True) as pool:
-        db = Database(pool)
-        ledgers: dict[str, Ledger] = {}
+        stores = connect(media_map, Database(pool), s3=s3)
+        by_execution: dict[str, Stores] = {}  # the ledger of each execution: what rollback reverses
         lock = threading.Lock()
 
         def make_steps(execution_name: str) -> Steps:
             with lock:
-                ledger = ledgers.setdefault(execution_name, Ledger(db, media_map.schema, execution=execution_name))
-            return Steps(media_map, s3, db, ledger, owner_wait_seconds=0)
+                if execution_name not in by_execution:
+                    by_execution[execution_name] = stores.for_execution(execution_name)
+                return by_execution[execution_name].steps(owner_wait_seconds=0)
 
         function_name = f"mediacanon-backfill-{uuid.uuid4().hex[:8]}"
 
