@@ -71,6 +71,7 @@ class Resolution:
     # other slugs the name may stand for, tried after `slug` when looking for the owning row by slug:
     # Django stores "Aftenposten (2).jpg" as "Aftenposten_2.jpg", which could as well be "Channel_4.jpg"
     alt_slugs: tuple[str, ...] = ()
+    staging_pattern: str | None = None  # the field's staging pattern that named it (None: its upload_to, or a row)
 
     @property
     def is_canonical(self) -> bool:
@@ -288,7 +289,7 @@ def resolve(media_map: MediaMap, key: str, tenant: str | None = None) -> Resolut
             continue
         rule = f"upload_to {mapping.location + mapping.upload_to!r}"
         stem, ext, ext_note = split_ext(filename, mapping.extension_aliases)
-        return _finish(mapping, key, key_tenant, rule, stem, ext, ext_note, from_staging=False)
+        return _finish(mapping, key, key_tenant, rule, stem, ext, ext_note)
     for mapping, key_tenant, rest in _location_matches(media_map, key, tenant):
         for pattern in mapping.staging:
             m = _staging_regex(pattern).match(rest)
@@ -298,7 +299,9 @@ def resolve(media_map: MediaMap, key: str, tenant: str | None = None) -> Resolut
             if not _included(mapping, rest):
                 continue
             _, ext, ext_note = split_ext(filename, mapping.extension_aliases)
-            return _finish(mapping, key, key_tenant, f"staging {pattern!r}", m.group("slug"), ext, ext_note, from_staging=True)
+            return _finish(
+                mapping, key, key_tenant, f"staging {pattern!r}", m.group("slug"), ext, ext_note, staging_pattern=pattern
+            )
     raise UnmappedKeyError(key, "no field's upload_to or staging pattern covers this key")
 
 
@@ -311,8 +314,9 @@ def _finish(
     ext: str,
     ext_note: str | None,
     *,
-    from_staging: bool,
+    staging_pattern: str | None = None,
 ) -> Resolution:
+    from_staging = staging_pattern is not None
     steps = [f"field {mapping.name} by {rule}"]
     if tenant:
         steps.append(f"tenant {tenant!r} kept from location {mapping.location!r}")
@@ -349,6 +353,7 @@ def _finish(
         rule=rule,
         steps=tuple(steps),
         alt_slugs=(alt,) if alt and alt != slug else (),
+        staging_pattern=staging_pattern,
     )
 
 

@@ -53,10 +53,9 @@ def _staging_resolution(media_map: MediaMap, key: str) -> tuple[naming.Resolutio
         res = naming.resolve(media_map, key)
     except (UnsafeKeyError, UnmappedKeyError):
         return None
-    if not res.rule.startswith("staging "):
+    if res.staging_pattern is None:
         return None
-    pattern = res.rule.removeprefix("staging ")
-    rank = next((i for i, p in enumerate(res.field.staging) if repr(p) == pattern), len(res.field.staging))
+    rank = next((i for i, p in enumerate(res.field.staging) if p == res.staging_pattern), len(res.field.staging))
     return res, rank
 
 
