@@ -126,7 +126,7 @@ def _endpoint_gone(error: str) -> bool:
         return False
     if not endpoint:
         return True
-    from mediacanon.local.sfnlocal import endpoint_answers
+    from mediacanon.local.sfnwatch import endpoint_answers
 
     return not endpoint_answers(endpoint)
 

@@ -43,6 +43,7 @@ from botocore.config import Config
 from mediacanon.backfill import DEFAULT_MAX_DELETES, PHASES, results_prefix, run_task
 from mediacanon.core.errors import MediacanonError
 from mediacanon.core.mediamap import MediaMap
+from mediacanon.local.sfnwatch import MapRunProgress, Watchdog, first_failure, map_runs
 from mediacanon.sfnremote import FAILED_ITEM_COUNTS, BackfillResult
 
 ASL_PATH = Path(__file__).resolve().parents[4] / "statemachines" / "backfill.asl.json"
@@ -319,7 +320,7 @@ def run_backfill(
     # every request: the progress display is the signal here, the execution history has the details
     logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
     # werkzeug also prints a traceback for each 500, and moto answers list_map_runs with one while an execution's
-    # worker is not yet set up: _map_runs takes that as "no map run yet", so the traceback is noise
+    # worker is not yet set up: map_runs takes that as "no map run yet", so the traceback is noise
     logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
     logging.getLogger("moto").setLevel(logging.CRITICAL)  # the control plane only: its request errors are ours to report
     execution = name or f"backfill-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -367,7 +368,7 @@ def run_backfill(
                 payload,
                 progress=progress,
                 timeout=timeout,
-                watch=_Watchdog(endpoint_url) if endpoint_url else None,
+                watch=Watchdog(endpoint_url) if endpoint_url else None,
                 failures=failures,
             )
 
@@ -381,7 +382,7 @@ def _execute(
     *,
     progress: bool,
     timeout: float | None,
-    watch: _Watchdog | None = None,
+    watch: Watchdog | None = None,
     failures: list[str] | None = None,
 ) -> BackfillResult:
     def client(service: str) -> Any:
@@ -419,13 +420,13 @@ def _execute(
     )["stateMachineArn"]
     execution_arn = sfn.start_execution(stateMachineArn=machine_arn, name=execution, input=json.dumps(payload))["executionArn"]
 
-    with _Progress(progress) as bar:
+    with MapRunProgress(progress) as bar:
         deadline = None if timeout is None else time.monotonic() + timeout
         runs: dict[str, dict[str, Any]] = {}
         while True:
             # map runs first: moto drops an execution's map-run records when it ends, so a run read after a
             # RUNNING status may already be gone; the status read second decides whether to go on
-            runs = _map_runs(sfn, execution_arn) or runs
+            runs = map_runs(sfn, execution_arn) or runs
             described = sfn.describe_execution(executionArn=execution_arn)
             bar.update(runs)
             if described["status"] != "RUNNING":
@@ -437,7 +438,7 @@ def _execute(
                 # the tasks would retry for minutes against an endpoint that is not coming back: stop, as a
                 # failure that names it (each phase is idempotent: a rerun on a live endpoint goes on from here)
                 sfn.stop_execution(executionArn=execution_arn, error="EndpointConnectionError", cause=watch.cause)
-                runs = _map_runs(sfn, execution_arn) or runs
+                runs = map_runs(sfn, execution_arn) or runs
                 described = sfn.describe_execution(executionArn=execution_arn)
                 return BackfillResult(
                     execution_arn=execution_arn,
@@ -451,7 +452,7 @@ def _execute(
 
     status, error = described["status"], None
     if status != "SUCCEEDED":
-        error = _failure(sfn, execution_arn)
+        error = first_failure(sfn, execution_arn)
     counts = {arn: run["itemCounts"] for arn, run in runs.items()}
     for arn, run in runs.items():
         items = run["itemCounts"]
@@ -474,60 +475,6 @@ def _execute(
     )
 
 
-def endpoint_answers(endpoint_url: str, timeout: float = 2.0) -> bool:
-    """Whether anything answers HTTP at the endpoint (an error status counts: it answers)."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        urllib.request.urlopen(endpoint_url, timeout=timeout).close()  # noqa: S310 (the configured endpoint)
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-class _Watchdog:
-    """Whether the data endpoint (the local emulator the tasks read and write) still answers: asked every
-    `every` seconds, gone after `misses` refusals in a row."""
-
-    def __init__(self, endpoint_url: str, *, every: float = 2.0, misses: int = 3) -> None:
-        self.endpoint_url, self.every, self.misses = endpoint_url, every, misses
-        self._next, self._missed = time.monotonic() + every, 0
-        self.cause = ""
-
-    def gone(self) -> bool:
-        if time.monotonic() < self._next:
-            return False
-        self._next = time.monotonic() + self.every
-        if endpoint_answers(self.endpoint_url, timeout=self.every):
-            self._missed = 0
-        else:
-            self._missed += 1
-            self.cause = f"Could not connect to the endpoint URL {self.endpoint_url} ({self._missed} checks in a row)"
-        return self._missed >= self.misses
-
-
-def _map_runs(sfn: Any, execution_arn: str) -> dict[str, dict[str, Any]]:
-    from botocore.exceptions import ClientError
-
-    try:
-        runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
-        return {run["mapRunArn"]: sfn.describe_map_run(mapRunArn=run["mapRunArn"]) for run in runs}
-    except ClientError:  # the execution ended between the two calls (see _execute)
-        return {}
-
-
-def _failure(sfn: Any, execution_arn: str) -> str:
-    """The first failure the history names (the Fail state's own error says less than the phase's)."""
-    for event in sfn.get_execution_history(executionArn=execution_arn, reverseOrder=False)["events"]:
-        for key, details in event.items():
-            if key.endswith("EventDetails") and isinstance(details, dict) and details.get("error"):
-                return f"{details['error']}: {details.get('cause', '')}"[:2000]
-    return "the execution did not succeed"
-
-
 def _empty_zip() -> bytes:
     import io
     import zipfile
@@ -536,48 +483,3 @@ def _empty_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", "def lambda_handler(event, context):\n    raise NotImplementedError\n")
     return buffer.getvalue()
-
-
-class _Progress:
-    """A bar per map run on a terminal; elsewhere a plain line whenever a map run's counts change."""
-
-    def __init__(self, enabled: bool) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self.enabled = enabled
-        self.tty = enabled and self.console.is_terminal
-        self.tasks: dict[str, Any] = {}
-        self.last: dict[str, tuple[int, ...]] = {}
-        self.progress: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console
-            )
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def update(self, runs: dict[str, dict[str, Any]]) -> None:
-        if not self.enabled:
-            return
-        for i, (arn, run) in enumerate(runs.items(), start=1):
-            items = run["itemCounts"]
-            done = items.get("succeeded", 0) + sum(items.get(k, 0) for k in FAILED_ITEM_COUNTS)
-            label = f"map run {i} ({run['status'].lower()}, {sum(items.get(k, 0) for k in FAILED_ITEM_COUNTS)} failed)"
-            if self.progress is not None:
-                if arn not in self.tasks:
-                    self.tasks[arn] = self.progress.add_task(label, total=items.get("total", 0))
-                self.progress.update(self.tasks[arn], description=label, total=items.get("total", 0), completed=done)
-                continue
-            state = (done, items.get("total", 0), hash(run["status"]))
-            if self.last.get(arn) != state:
-                self.last[arn] = state
-                self.console.print(f"{label}: {done}/{items.get('total', 0)} batches", highlight=False)

@@ -1,0 +1,108 @@
+"""What a local backfill execution is watched by: the data endpoint's watchdog, the map runs' progress, and the
+failure its history names."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mediacanon.sfnremote import FAILED_ITEM_COUNTS
+
+
+def endpoint_answers(endpoint_url: str, timeout: float = 2.0) -> bool:
+    """Whether anything answers HTTP at the endpoint (an error status counts: it answers)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(endpoint_url, timeout=timeout).close()  # noqa: S310 (the configured endpoint)
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class Watchdog:
+    """Whether the data endpoint (the local emulator the tasks read and write) still answers: asked every
+    `every` seconds, gone after `misses` refusals in a row."""
+
+    def __init__(self, endpoint_url: str, *, every: float = 2.0, misses: int = 3) -> None:
+        self.endpoint_url, self.every, self.misses = endpoint_url, every, misses
+        self._next, self._missed = time.monotonic() + every, 0
+        self.cause = ""
+
+    def gone(self) -> bool:
+        if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self.every
+        if endpoint_answers(self.endpoint_url, timeout=self.every):
+            self._missed = 0
+        else:
+            self._missed += 1
+            self.cause = f"Could not connect to the endpoint URL {self.endpoint_url} ({self._missed} checks in a row)"
+        return self._missed >= self.misses
+
+
+def map_runs(sfn: Any, execution_arn: str) -> dict[str, dict[str, Any]]:
+    from botocore.exceptions import ClientError
+
+    try:
+        runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
+        return {run["mapRunArn"]: sfn.describe_map_run(mapRunArn=run["mapRunArn"]) for run in runs}
+    except ClientError:  # the execution ended between the two calls (see _execute)
+        return {}
+
+
+def first_failure(sfn: Any, execution_arn: str) -> str:
+    """The first failure the history names (the Fail state's own error says less than the phase's)."""
+    for event in sfn.get_execution_history(executionArn=execution_arn, reverseOrder=False)["events"]:
+        for key, details in event.items():
+            if key.endswith("EventDetails") and isinstance(details, dict) and details.get("error"):
+                return f"{details['error']}: {details.get('cause', '')}"[:2000]
+    return "the execution did not succeed"
+
+
+class MapRunProgress:
+    """A bar per map run on a terminal; elsewhere a plain line whenever a map run's counts change."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.enabled = enabled
+        self.tty = enabled and self.console.is_terminal
+        self.tasks: dict[str, Any] = {}
+        self.last: dict[str, tuple[int, ...]] = {}
+        self.progress: Any = None
+
+    def __enter__(self) -> MapRunProgress:
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def update(self, runs: dict[str, dict[str, Any]]) -> None:
+        if not self.enabled:
+            return
+        for i, (arn, run) in enumerate(runs.items(), start=1):
+            items = run["itemCounts"]
+            done = items.get("succeeded", 0) + sum(items.get(k, 0) for k in FAILED_ITEM_COUNTS)
+            label = f"map run {i} ({run['status'].lower()}, {sum(items.get(k, 0) for k in FAILED_ITEM_COUNTS)} failed)"
+            if self.progress is not None:
+                if arn not in self.tasks:
+                    self.tasks[arn] = self.progress.add_task(label, total=items.get("total", 0))
+                self.progress.update(self.tasks[arn], description=label, total=items.get("total", 0), completed=done)
+                continue
+            state = (done, items.get("total", 0), hash(run["status"]))
+            if self.last.get(arn) != state:
+                self.last[arn] = state
+                self.console.print(f"{label}: {done}/{items.get('total', 0)} batches", highlight=False)
