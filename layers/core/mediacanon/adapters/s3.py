@@ -186,7 +186,7 @@ def _translated(what: str) -> AbstractContextManager[None]:
     return translating(what, (ClientError, *_CONNECTION_ERRORS), _translate_any)
 
 
-def _translate_any(exc: ClientError | Exception, what: str) -> MediacanonError:
+def _translate_any(exc: Exception, what: str) -> MediacanonError:
     """A ClientError by its code and status; a connection that failed or timed out is retryable."""
     if isinstance(exc, ClientError):
         return translate_error(exc, what)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,8 @@ from mediacanon.core.errors import MediacanonError
 if TYPE_CHECKING:
     from mediacanon.adapters.s3 import S3Adapter
     from mediacanon.core.mediamap import MediaMap, StagingManifest
+    from mediacanon.upload import Item, Summary
+    from mediacanon.upload.uploader import Decision
 
 UPLOAD_LISTED = ("invalid", "conflict", "missing", "failed", "unmapped")  # outcomes printed one line each
 
@@ -154,8 +157,8 @@ def _manifest_settings(
 class _Planned:
     """What an upload will do: the items decided before any transfer (`early`), the transfers, and what it says."""
 
-    early: list[Any]
-    tasks: list[Any]
+    early: list[Item]
+    tasks: list[Callable[[], list[Decision]]]
     what: str
     prefix: str = ""
     nothing_named: bool = False
@@ -198,7 +201,7 @@ class _Listing:
         self.report = upload.CsvReport(report_path) if report_path else None
         self.shown: Counter[str] = Counter()
 
-    def item(self, item: Any, progress: Any) -> None:
+    def item(self, item: Item, progress: Any) -> None:
         if self.report:
             self.report.write(item)
         if self.verbose or item.outcome.value in UPLOAD_LISTED:
@@ -220,7 +223,7 @@ class _Listing:
             _say(f"report: {self.report_path}")
 
 
-def _run(s3: S3Adapter, media_map: MediaMap, planned: _Planned, listing: _Listing, *, workers: int, dry_run: bool) -> Any:
+def _run(s3: S3Adapter, media_map: MediaMap, planned: _Planned, listing: _Listing, *, workers: int, dry_run: bool) -> Summary:
     """The transfers under a progress bar; Ctrl-C or `kill` stops them, and what landed stays."""
     import signal
 
