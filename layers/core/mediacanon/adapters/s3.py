@@ -49,7 +49,13 @@ DELETE_BATCH = 1000  # DeleteObjects' limit per request
 # raises RetryableError, and SQS redelivers the record later instead of Lambda spinning until its timeout.
 # `total_max_attempts` counts the first request too (botocore's `max_attempts` counts only the retries).
 MAX_ATTEMPTS = 5
-CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS})
+# The connections one client keeps open: as many as the requests a worker has in flight at once (a backfill batch's
+# copies, mediacanon.backfill.listing.COPY_THREADS; a prune's walkers). botocore's default is 10: past it each further
+# request opens a connection of its own and drops it afterwards (urllib3 "Connection pool is full, discarding").
+MAX_POOL_CONNECTIONS = 32
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}, max_pool_connections=MAX_POOL_CONNECTIONS
+)
 
 RETRYABLE_CODES = frozenset(
     {
@@ -477,6 +483,41 @@ class S3Adapter:
         """Upload a file object (a report too large to hold in memory), in parts when large."""
         with _translated(f"put s3://{bucket}/{key}"):
             self.client.upload_fileobj(fileobj, bucket, key, ExtraArgs={"ContentType": content_type}, Config=self.transfer_config)
+
+    def put_stream(self, bucket: str, key: str, chunks: Iterable[bytes], content_type: str) -> str:
+        """Write an object from `chunks` as they come, never holding it whole (a report of millions of items), and
+        return its ETag: one PutObject when there is a single chunk, else a multipart upload with a part per chunk.
+        S3's limits are the caller's to keep: every chunk but the last at least 5 MiB, at most 5 GiB, at most 10,000.
+        When anything fails, the producer of the chunks included, the upload is aborted: no part is left stored."""
+        what = f"put s3://{bucket}/{key}"
+        it = iter(chunks)
+        chunk: bytes | None = next(it, b"")
+        following = next(it, None)
+        if following is None:
+            return self.put_bytes(bucket, key, chunk or b"", content_type)
+        with _translated(what):
+            upload_id = self.client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
+        parts: list[Any] = []
+        try:
+            while chunk is not None:
+                with _translated(f"{what}: part {len(parts) + 1}"):
+                    answer = self.client.upload_part(
+                        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=chunk
+                    )
+                parts.append({"ETag": answer["ETag"], "PartNumber": len(parts) + 1})
+                chunk, following = following, None  # the part sent is let go before the next one is asked for
+                chunk = chunk if chunk is not None else next(it, None)
+            with _translated(what):
+                done = self.client.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except (ClientError, *_CONNECTION_ERRORS):
+                pass  # the error that stopped the upload is the one to raise; the bucket's lifecycle rule aborts it later
+            raise
+        return _etag(done["ETag"])
 
     def delete_if_match(self, bucket: str, key: str, etag: str) -> bool:
         """Delete the key only while it still holds `etag` (DeleteObject If-Match); False when it changed or is gone.
