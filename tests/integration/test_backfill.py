@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -453,6 +454,68 @@ def test_present_answers_from_listing_pages_and_heads_where_a_page_would_not_pay
     assert {k for k, v in found.items() if v is not None} == set(keys[::stride][:30])
     pages, heads = sent.count("ListObjectsV2"), sent.count("HeadObject")
     assert pages + heads <= {1: 2, 7: 3, 400: 33}[stride], (pages, heads)
+
+
+def test_the_rows_phase_reads_the_key_space_a_slice_at_a_time(site: Site) -> None:
+    """Rows added over the years reference keys all over the bucket: by id, a range's keys lie about one per
+    listing page and each costs a HEAD; a range in key order is a run of adjacent keys, answered ~1,000 a page."""
+    from mediacanon.backfill import process_rows, row_ranges
+
+    n = 3000
+    keys = [f"icons/site-{i:05d}.png" for i in range(n)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: site.client.put_object(Bucket=site.primary, Key=k, Body=b"x"), keys))
+    shuffled = sorted(range(n), key=lambda i: (i * 7919) % n)  # ids in an order unrelated to the keys
+    with psycopg.connect(site.conninfo, autocommit=True) as conn:
+        conn.execute("DELETE FROM archive_publicationsource")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO archive_publicationsource (slug, icon) VALUES (%s, %s)",
+                [(f"site-{i:05d}", keys[i]) for i in shuffled],
+            )
+    field = site.media_map.field("archive.PublicationSource.icon")
+    with worker(site) as steps:
+        ranges = row_ranges(steps.db, field, rows_per_range=1000)
+        sent = sent_requests(site)
+        results = [process_rows(steps, field, span, dry_run=False) for span in ranges]
+        by_key = (sent.count("ListObjectsV2"), sent.count("HeadObject"))
+        sent.clear()
+        ids = [r.id for r in steps.db.iter_rows(field)]
+        # 20 ids over 3,000 keys: as 10,000 ids lie over 1.5 M keys, so one in ~150 keys (a manifest written before
+        # key ranges holds id ranges: a redriven execution still reads them)
+        by_id = [{"field": field.name, "start": ids[i], "end": ids[i + 20]} for i in (0, 1000, 2000)]
+        for span in by_id:
+            process_rows(steps, field, span, dry_run=False)
+        old = (sent.count("ListObjectsV2"), sent.count("HeadObject"))
+
+    assert len(ranges) == 3
+    assert all(r.counts.get("missing", 0) == 0 and not r.items for r in results)  # every row's file is there
+    assert by_key[1] == 0, by_key  # no HEAD per row
+    assert by_key[0] <= n * 0.002, by_key  # <= 0.002 listing pages per row: ~1,000 rows a page
+    assert sum(old) >= 60 * 0.25, old  # 60 rows by id: pages that place a handful each, then HEADs
+
+
+def test_the_mirror_prune_walks_slices_of_the_key_space_side_by_side_and_misses_none(site: Site) -> None:
+    """The prune cuts the key space at the media map's prefixes and a few characters after them; keys on both
+    sides of every cut, outside every prefix and at the cuts themselves are judged as one walk would judge them."""
+    from mediacanon.backfill import mirror
+
+    names = [f"{c}{i}" for c in "0123456789abcdefghijklmnopqrstuvwxyz" for i in range(2)]
+    kept = [f"icons/{n}.png" for n in names]  # canonical names, in both buckets
+    stale = [f"icons/{n}_icon_v2.png" for n in [*names, "-0", "_0", "A0", "Z0"]]  # in the CDN only: pruned
+    loose = ["0top.png", "icons", "icons0/x.png", "zzz/other.png", "mastheads/", "icons/", "icons/0", "icons/x"]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: site.client.put_object(Bucket=site.primary, Key=k, Body=b"k"), kept))
+        list(pool.map(lambda k: site.client.put_object(Bucket=site.cdn, Key=k, Body=b"k"), [*kept, *stale, *loose]))
+    slices = mirror._slices(site.media_map)
+    assert len(slices) > 16  # more than one walk at a time
+    assert slices[0][0] == "" and slices[-1][1] is None
+    assert all(a[1] == b[0] for a, b in pairwise(slices))  # contiguous: every key in exactly one slice
+    with worker(site) as steps:
+        extra = mirror._extra_keys(steps)
+    expected = {k for k in [*stale, *loose]} | {"icons/stale_icon_v2.png"}  # the site's own stale CDN key too
+    assert [k for k, _ in extra] == sorted(k for k, _ in extra)  # in key order, as one walk gives them
+    assert {k for k, _ in extra} == expected
 
 
 # -- the listed batch's database work: a statement per batch (claims, retire marks) or per field (rows + ledger) --------

@@ -175,6 +175,61 @@ def test_iter_rows_pages_by_id_and_honours_the_range(conninfo: str) -> None:
         assert list(db.iter_rows(ICON, batch_size=5, start_id=10_000)) == []
 
 
+def _s3_order(keys: list[str]) -> list[str]:
+    """The order S3 lists keys in: "List results are always returned in UTF-8 binary order" (Amazon S3 API
+    Reference, ListObjectsV2)."""
+    return sorted(keys, key=lambda k: k.encode("utf-8"))
+
+
+def test_key_ranges_cut_the_rows_in_the_order_s3_lists_their_keys(conninfo: str) -> None:
+    # ids shuffled against the keys (the rows a site adds over the years), and names a locale-aware collation would
+    # sort otherwise than S3 does: capitals before lower case, "é" after "z", a space and a digit first
+    names = [f"icons/{p}{i:03}.png" for i in range(40) for p in ("a", "B", "é", "z ", "0")]
+    random_order = sorted(names, key=lambda n: hash((n, 7)))
+    ids = {name: add(conninfo, f"s{i}", name) for i, name in enumerate(random_order)}
+    for i in range(30):  # thirty rows sharing one file: a range may split inside them
+        ids[f"dup{i}"] = add(conninfo, f"dup{i}", "icons/shared.png")
+    add(conninfo, "empty", "")
+    add(conninfo, "null", None)
+    with Database(conninfo) as db:
+        ranges = db.key_ranges(ICON, 16)
+        seen = [row for start, end in ranges for row in db.rows_in_key_range(ICON, start, end)]
+    assert len(ranges) == -(-230 // 16)  # every 16th row starts a range: ceil(230 / 16)
+    assert ranges[0][0] is None and ranges[-1][1] is None  # open at both ends: rows added later are read too
+    assert [r.value for r in seen] == _s3_order([*names, *["icons/shared.png"] * 30])  # each once, in S3's order
+    assert sorted(r.id for r in seen) == sorted(ids.values())  # no empty file, no row twice, none left out
+    shared = [r.id for r in seen if r.value == "icons/shared.png"]
+    assert shared == sorted(shared)  # the id breaks the ties
+    assert any(start is not None and start[0] == "icons/shared.png" for start, _ in ranges)  # split inside them
+
+
+def test_key_ranges_of_a_tenant_field_keep_each_tenant_together(conninfo: str) -> None:
+    for i, (tenant, icon) in enumerate([(2, "icons/b.png"), (1, "icons/c.png"), (2, "icons/a.png"), (1, "icons/a.png")]):
+        run(conninfo, "INSERT INTO tenants_tenantpublication (tenant_id, slug, icon) VALUES (%s, %s, %s)", tenant, f"t{i}", icon)
+    with Database(conninfo) as db:
+        ranges = db.key_ranges(TENANT_ICON, 2)
+        seen = [(r.tenant, r.value) for start, end in ranges for r in db.rows_in_key_range(TENANT_ICON, start, end)]
+    assert len(ranges) == 2
+    assert seen == [("1", "icons/a.png"), ("1", "icons/c.png"), ("2", "icons/a.png"), ("2", "icons/b.png")]
+
+
+def test_the_key_order_index_is_what_the_planner_reads_through(conninfo: str) -> None:
+    add(conninfo, "a", "icons/a.png")
+    with Database(conninfo) as db:
+        assert db.key_order_index_in_use(ICON) is None  # the primary key and slug indexes do not serve the order
+        ddl = db_module.key_order_index(ICON, "public").as_string(None)
+        assert ddl.startswith("CREATE INDEX CONCURRENTLY IF NOT EXISTS ")
+        run(conninfo, ddl)  # autocommit: CONCURRENTLY cannot run inside a transaction block
+        assert db.key_order_index_in_use(ICON) == "mediacanon_archive_publicationsource_icon_key_order"
+        run(conninfo, ddl)  # IF NOT EXISTS: applying it twice is harmless
+        # and a range's read is an index range scan through it
+        query, params = db._key_range_query(ICON, ["icons/a.png", 0], ["icons/b.png", 0])
+        with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")
+            plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + query, params).fetchone()
+        assert plan is not None and "Index Cond" in str(plan[0])
+
+
 # -- swap ------------------------------------------------------------------------------------------------------------
 
 

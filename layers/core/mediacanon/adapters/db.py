@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, pairwise
 from typing import Any, NamedTuple
 
 import psycopg
@@ -87,6 +87,40 @@ def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:
     it = iter(items)
     while batch := list(islice(it, size)):
         yield batch
+
+
+def key_order(mapping: FieldMapping) -> list[sql.Composable]:
+    """The rows phase's order: the order S3 lists the rows' keys in. S3 lists keys in UTF-8 binary order and
+    PostgreSQL's "C" collation compares UTF-8 text byte by byte, so rows sorted by the file column COLLATE "C" come
+    in the order S3 lists their keys (the location is one prefix for all; a tenant-scoped field sorts by tenant
+    first, so each tenant's rows are together). The id breaks ties, so ranges split anywhere, even inside thousands
+    of rows sharing one file."""
+    order: list[sql.Composable] = []
+    if mapping.tenant_column:
+        order.append(sql.SQL('({}::text) COLLATE "C"').format(sql.Identifier(mapping.tenant_column)))
+    order.append(sql.SQL('{} COLLATE "C"').format(sql.Identifier(mapping.column)))
+    order.append(sql.Identifier(mapping.id_column))
+    return order
+
+
+def key_order_index(mapping: FieldMapping, schema: str) -> sql.Composed:
+    """The index that serves `key_order`, as `CREATE INDEX CONCURRENTLY` (no write lock on the table while it
+    builds) for the team to apply (`mediacanon db indexes`). Without it each rows range's read scans the table."""
+    name = f"mediacanon_{mapping.table}_{mapping.column}_key_order"[:63]
+    return sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({order});").format(
+        name=sql.Identifier(name), table=sql.Identifier(schema, mapping.table), order=sql.SQL(", ").join(key_order(mapping))
+    )
+
+
+def _index_in(plan: Any) -> str | None:
+    """The first index an EXPLAIN (FORMAT JSON) plan reads, depth first."""
+    if isinstance(plan, list):
+        return next((found for node in plan if (found := _index_in(node)) is not None), None)
+    if isinstance(plan, dict):
+        if plan.get("Index Name"):
+            return str(plan["Index Name"])
+        return _index_in(plan.get("Plan") or plan.get("Plans") or [])
+    return None
 
 
 def _swap_statements(changes: Sequence[Swap]) -> Iterator[list[int]]:
@@ -291,6 +325,62 @@ class Database:
             if len(rows) < batch_size:
                 return
             last, first = rows[-1][0], False
+
+    # -- the rows phase, in key order (`key_order`) -------------------------------------------------------------
+
+    def _key_range_query(
+        self, mapping: FieldMapping, start: Sequence[Any] | None, end: Sequence[Any] | None
+    ) -> tuple[sql.Composed, list[Any]]:
+        order = sql.SQL(", ").join(key_order(mapping))
+        where: list[sql.Composable] = [sql.SQL("{} <> ''").format(sql.Identifier(mapping.column))]
+        params: list[Any] = []
+        for bound, op in ((start, ">="), (end, "<")):
+            if bound is not None:
+                marks = sql.SQL(", ").join([sql.Placeholder()] * len(bound))
+                where.append(sql.SQL("({order}) {op} ({marks})").format(order=order, op=sql.SQL(op), marks=marks))
+                params.extend(bound)
+        query = sql.SQL("{select} WHERE {where} ORDER BY {order}").format(
+            select=self._select(mapping), where=sql.SQL(" AND ").join(where), order=order
+        )
+        return query, params
+
+    def rows_in_key_range(
+        self, mapping: FieldMapping, start: Sequence[Any] | None = None, end: Sequence[Any] | None = None
+    ) -> list[Row]:
+        """The rows with a file whose (tenant, file, id) lies in [start, end) in key order (`key_ranges`' bounds;
+        None: open), in that order, in one query: an index range scan with `key_order_index`, else a scan."""
+        query, params = self._key_range_query(mapping, start, end)
+        with self.connection() as conn:
+            return [Row(*row) for row in conn.execute(query, params)]
+
+    def key_ranges(self, mapping: FieldMapping, rows_per_range: int) -> list[tuple[list[Any] | None, list[Any] | None]]:
+        """[start, end) bounds in key order holding about `rows_per_range` rows with a file each (the first and the
+        last open, so rows added since are in one), from one query: the server numbers the rows in key order once
+        and returns every `rows_per_range`-th row's (tenant, file, id)."""
+        order = sql.SQL(", ").join(key_order(mapping))
+        width = len(key_order(mapping))
+        query = sql.SQL(
+            "SELECT * FROM (SELECT {order}, row_number() OVER (ORDER BY {order}) AS mc_n FROM {table} WHERE {col} <> '') "
+            "AS mc_s WHERE mc_n %% %s = 1 AND mc_n > 1 ORDER BY mc_n"
+        ).format(
+            order=order,
+            table=sql.Identifier(self._checked_for(mapping).schema, mapping.table),
+            col=sql.Identifier(mapping.column),
+        )
+        with self.connection() as conn:
+            cuts = [list(row[:width]) for row in conn.execute(query, (rows_per_range,))]
+        bounds: list[list[Any] | None] = [None, *cuts, None]
+        return list(pairwise(bounds))
+
+    def key_order_index_in_use(self, mapping: FieldMapping) -> str | None:
+        """The index a key-ordered read would use (its name), or None when it would scan and sort the table: asked
+        of the planner with sequential scans priced out, so any index that serves the order counts, whatever its
+        name (EXPLAIN runs nothing)."""
+        query, params = self._key_range_query(mapping, None, None)
+        with self.connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off")
+            (plan,) = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + query, params).fetchone() or (None,)
+        return _index_in(plan)
 
     # -- writes ------------------------------------------------------------------------------------------------
 

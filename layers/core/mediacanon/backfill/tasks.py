@@ -163,7 +163,7 @@ def _rows_task(
 ) -> dict[str, Any]:
     span = event["range"]
     mapping = steps.map.field(span["field"])
-    result = process_rows(steps, mapping, span.get("start"), span.get("end"), dry_run=dry_run, cdn=cdn)
+    result = process_rows(steps, mapping, span, dry_run=dry_run, cdn=cdn)
     return _finish(steps, execution, cdn, result, "rows", _batch_name("rows", span["field"], span.get("start")))
 
 

@@ -108,12 +108,15 @@ def backfill_command(
 def _preflight(media_map: mediamap.MediaMap, url: str, fields: tuple[str, ...], config: str) -> None:
     """What the execution's first task would find out, found out before it starts: the database answers, the
     fields' tables and columns exist, both buckets are there."""
+    from mediacanon.backfill.rows import unindexed_notice
     from mediacanon.wiring import connect
 
     with connect(media_map, url) as stores:
         for mapping in media_map.fields:
             if not fields or mapping.name in fields:
                 stores.db.check_field(mapping)
+                if notice := unindexed_notice(stores.db, mapping):
+                    _say(Text(notice, "yellow"))
         for role, name in (("primary", media_map.buckets.primary), ("cdn", media_map.buckets.cdn)):
             try:
                 next(iter(stores.s3.iter_objects(name, page_size=1)), None)

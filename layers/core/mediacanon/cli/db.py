@@ -29,3 +29,19 @@ def db_grants(config: str, role: str, database: str | None, django_schema: str) 
     except ValueError as exc:
         _fail(str(exc))
     click.echo(script, nl=False)
+
+
+@db.command("indexes")
+@config_option
+@click.option("--django-schema", default="public", show_default=True, help="the schema holding Django's tables")
+def db_indexes(config: str, django_schema: str) -> None:
+    """Print the indexes the backfill's rows phase reads through: one per mapped file column, in the order S3
+    lists keys (COLLATE "C"). CREATE INDEX CONCURRENTLY builds without locking writes; run it as the table's owner,
+    outside a transaction (psql runs each statement on its own). Without them the rows phase works, slower: each
+    range scans its table."""
+    from mediacanon.adapters.db import key_order_index
+
+    media_map = _load_map(config)
+    for mapping in media_map.fields:
+        click.echo(f"-- {mapping.name}")
+        click.echo(key_order_index(mapping, django_schema).as_string(None))
