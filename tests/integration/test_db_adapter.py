@@ -211,6 +211,9 @@ def test_key_ranges_of_a_tenant_field_keep_each_tenant_together(conninfo: str) -
         seen = [(r.tenant, r.value) for start, end in ranges for r in db.rows_in_key_range(TENANT_ICON, start, end)]
     assert len(ranges) == 2
     assert seen == [("1", "icons/a.png"), ("1", "icons/c.png"), ("2", "icons/a.png"), ("2", "icons/b.png")]
+    run(conninfo, db_module.key_order_index(TENANT_ICON, "public").as_string(None))  # the tenant's expression too
+    with Database(conninfo) as db:
+        assert db.key_order_index_in_use(TENANT_ICON) == "mediacanon_tenants_tenantpublication_icon_key_order"
 
 
 def test_the_key_order_index_is_what_the_planner_reads_through(conninfo: str) -> None:

@@ -143,3 +143,19 @@ def test_plan_only_takes_every_action_the_plan_has() -> None:
     from mediacanon.plan import Action
 
     assert sorted(PLAN_ACTIONS) == sorted(a.value for a in Action)
+
+
+def test_db_indexes_prints_one_concurrent_index_per_file_column_in_the_order_s3_lists_keys(run: CliRunner) -> None:
+    """The rows phase reads key ranges sorted as S3 lists keys ("List results are always returned in UTF-8 binary
+    order", S3 API Reference, ListObjectsV2): byte order is PostgreSQL's "C" collation, so the index is on that."""
+    result = run.invoke(main, ["db", "indexes", "--config", SAMPLE_MAP, "--django-schema", "django"])
+    assert result.exit_code == 0, result.output
+    statements = [line for line in result.output.splitlines() if line.startswith("CREATE")]
+    assert statements == [
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "mediacanon_archive_publicationsource_icon_key_order" ON '
+        '"django"."archive_publicationsource" ("icon" COLLATE "C", "id");',
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "mediacanon_archive_publicationsource_masthead_key_order" ON '
+        '"django"."archive_publicationsource" ("masthead" COLLATE "C", "id");',
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "mediacanon_tenants_tenantpublication_icon_key_order" ON '
+        '"django"."tenants_tenantpublication" (("tenant"::text) COLLATE "C", "icon" COLLATE "C", "id");',
+    ]
