@@ -267,7 +267,7 @@ def test_forty_thousand_parts_merge_in_flat_memory_into_byte_correct_documents(t
         check_documents(client, report)
     print(f"peak traced memory: {peaks}")
     assert peaks[40_000] < 1.5 * peaks[4_000]
-    assert peaks[40_000] < 16 * MiB  # (the 40,000 parts' JSON alone is ~18 MiB)
+    assert peaks[40_000] < 4 * MiB  # the 40,000 parts' JSON alone is ~18 MiB, their CSV ~12
 
 
 def test_at_the_real_part_size_memory_holds_a_few_upload_parts(tmp_path: Path) -> None:
@@ -278,7 +278,7 @@ def test_at_the_real_part_size_memory_holds_a_few_upload_parts(tmp_path: Path) -
     base = f"{MAP.reports_prefix}{EXECUTION}/report"
     json_bytes, csv_bytes = (client._file(base + ext).stat().st_size for ext in (".json", ".csv"))
     print(
-        f"120,000 items: peak {peak / MiB:.1f} MiB, JSON {json_bytes / MiB:.1f} MiB, CSV {csv_bytes / MiB:.1f} MiB, {seconds:.1f} s"
+        f"80,000 items: peak {peak / MiB:.1f} MiB, JSON {json_bytes / MiB:.1f} MiB, CSV {csv_bytes / MiB:.1f} MiB, {seconds:.1f} s"
     )
     assert client.objects[base + ".json"] >= 3 and client.objects[base + ".csv"] >= 2
     check_documents(client, report)
