@@ -1,5 +1,6 @@
-"""statemachines/backfill.asl.json checked in CI: cfn-lint does not look behind DefinitionUri, so this does —
-structure, the template's substitutions, and moto's own parser (what the local backfill runs)."""
+"""statemachines/backfill.asl.json and backfill-objects.asl.json (the objects phase of one prefix, which the backfill
+starts once per prefix) checked in CI: cfn-lint does not look behind DefinitionUri, so this does — structure, the
+template's substitutions, and moto's own parser (what the local backfill runs)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from moto import mock_aws
 
 from mediacanon.backfill import prefixes_to_scan
 from mediacanon.core import mediamap
-from mediacanon.local.sfnlocal import ASL_PATH, Batching, item_batching, load_definition, moto_compatible
+from mediacanon.local.sfnlocal import ASL_PATH, OBJECTS_ASL_PATH, Batching, item_batching, load_definition, moto_compatible
 from mediacanon.local.topology import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,13 +27,21 @@ SUBSTITUTIONS = {
     "PrimaryBucketName": "archive-media",
     "Partition": "aws",
     "ReportsPrefix": "mediacanon-reports/",
+    "BackfillObjectsStateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:stack-backfill-objects",
 }
 RETRIED = "RetryableError"
+# the template's state machines: logical id -> definition file
+MACHINES = {"BackfillStateMachine": ASL_PATH, "BackfillObjectsStateMachine": OBJECTS_ASL_PATH}
 
 
 @pytest.fixture(scope="module")
 def definition() -> dict[str, Any]:
     return load_definition(SUBSTITUTIONS)
+
+
+@pytest.fixture(scope="module")
+def objects_definition() -> dict[str, Any]:
+    return load_definition(SUBSTITUTIONS, OBJECTS_ASL_PATH)
 
 
 def scopes(node: dict[str, Any], where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -57,25 +66,40 @@ def all_states(definition: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]
             yield f"{where}/{name}", state
 
 
-def test_the_file_is_json_with_placeholders_only_where_substituted() -> None:
+def test_the_files_are_json_with_placeholders_only_where_substituted() -> None:
     raw = ASL_PATH.read_text(encoding="utf-8")
     json.loads(raw)
     assert set(re.findall(r"\$\{(\w+)\}", raw)) == set(SUBSTITUTIONS)
+    objects = OBJECTS_ASL_PATH.read_text(encoding="utf-8")
+    json.loads(objects)
+    assert set(re.findall(r"\$\{(\w+)\}", objects)) == {"BackfillFunctionArn", "PrimaryBucketName", "Partition"}
 
 
-def test_every_placeholder_is_provided_by_the_template() -> None:
+@pytest.mark.parametrize(("logical_id", "path"), MACHINES.items())
+def test_every_placeholder_is_provided_by_the_template(logical_id: str, path: Path) -> None:
     template = load_template(ROOT / "template.yaml")
-    machine = template["Resources"]["BackfillStateMachine"]
+    machine = template["Resources"][logical_id]
     props = machine["Properties"]
     assert machine["Type"] == "AWS::Serverless::StateMachine" and props["Type"] == "STANDARD"
-    assert props["DefinitionUri"] == "statemachines/backfill.asl.json"
+    assert ROOT / props["DefinitionUri"] == path
     placeholders = set(re.findall(r"\$\{(\w+)\}", (ROOT / props["DefinitionUri"]).read_text(encoding="utf-8")))
     assert placeholders == set(props["DefinitionSubstitutions"])
 
 
-@pytest.mark.parametrize("scope", ["<root>", "/Objects", "/Rows"])
-def test_every_target_exists_every_state_is_reachable_and_the_scope_can_end(definition: dict[str, Any], scope: str) -> None:
-    body = dict(scopes(definition))[scope]
+def test_the_backfill_starts_the_objects_machine_of_the_template() -> None:
+    template = load_template(ROOT / "template.yaml")
+    given = template["Resources"]["BackfillStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert given["BackfillObjectsStateMachineArn"] == {"Ref": "BackfillObjectsStateMachine"}
+
+
+@pytest.mark.parametrize(
+    ("machine", "scope"),
+    [("backfill", "<root>"), ("backfill", "/Objects"), ("backfill", "/Rows"), ("objects", "<root>"), ("objects", "/Objects")],
+)
+def test_every_target_exists_every_state_is_reachable_and_the_scope_can_end(
+    definition: dict[str, Any], objects_definition: dict[str, Any], machine: str, scope: str
+) -> None:
+    body = dict(scopes(definition if machine == "backfill" else objects_definition))[scope]
     states = body["States"]
     assert body["StartAt"] in states
     for name, state in states.items():
@@ -93,10 +117,13 @@ def test_every_target_exists_every_state_is_reachable_and_the_scope_can_end(defi
     assert any(states[n]["Type"] in ("Succeed", "Fail") or states[n].get("End") for n in seen)
 
 
-def test_the_objects_map_is_distributed_batched_and_tolerant(definition: dict[str, Any]) -> None:
-    objects = definition["States"]["Objects"]
+def test_the_objects_map_is_distributed_batched_and_tolerant(objects_definition: dict[str, Any]) -> None:
+    objects = objects_definition["States"]["Objects"]
     assert objects["ItemReader"]["Resource"] == "arn:aws:states:::s3:listObjectsV2"
-    assert objects["ItemReader"]["Parameters"]["Bucket"] == SUBSTITUTIONS["PrimaryBucketName"]
+    assert objects["ItemReader"]["Parameters"] == {"Bucket": SUBSTITUTIONS["PrimaryBucketName"], "Prefix.$": "$.prefix"}
+    # its workers are Prepare's per-prefix figure (mediacanon.backfill.concurrency), not a constant of the file
+    assert objects["MaxConcurrencyPath"] == "$.maxConcurrency" and "MaxConcurrency" not in objects
+    assert objects.get("End") is True and objects_definition["StartAt"] == "Objects"
     # moto rejects EXPRESS inside a Distributed Map
     assert objects["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
     assert set(objects["ItemBatcher"]["BatchInput"]) == {"dryRun.$", "execution.$"}
@@ -105,8 +132,44 @@ def test_the_objects_map_is_distributed_batched_and_tolerant(definition: dict[st
     assert objects["ResultPath"] is None, "the map's output must stay small at millions of objects"
 
 
-def test_every_task_retries_retryable_errors(definition: dict[str, Any]) -> None:
-    tasks = [(name, s) for name, s in all_states(definition) if s["Type"] == "Task"]
+def test_the_prefixes_run_side_by_side_each_in_an_objects_execution_of_its_own(definition: dict[str, Any]) -> None:
+    """ "Using Map state in Inline mode": "the Map state supports up to 40 concurrent iterations" and "Step Functions
+    adds the execution history of these iterations to the parent workflow's execution history" (a few events per
+    prefix: tests/unit/test_aws_rules.py bounds them). "Start a new AWS Step Functions state machine from a running
+    execution": a Task with "Resource":"arn:aws:states:::states:startExecution.sync:2" "starts an execution of another
+    state machine and waits for it to complete"; the same page associates a nested execution with the parent that
+    started it by an input field named AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID holding $$.Execution.Id."""
+    objects = definition["States"]["Objects"]
+    assert objects["Type"] == "Map" and objects["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}
+    assert objects["ItemsPath"] == "$.prefixes" and 1 < objects["MaxConcurrency"] <= 40
+    assert objects["ItemSelector"]["prefix.$"] == "$$.Map.Item.Value"
+    assert objects["ItemSelector"]["maxConcurrency.$"] == "$.objectsMaxConcurrency"
+    assert objects["ResultPath"] is None
+    body = objects["ItemProcessor"]["States"]
+    (start,) = body.values()
+    assert start["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    parameters = start["Parameters"]
+    assert parameters["StateMachineArn"] == SUBSTITUTIONS["BackfillObjectsStateMachineArn"]
+    assert parameters["Name.$"] == "States.UUID()"  # a retry or redrive never collides with a finished child's name
+    assert parameters["Input"]["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$"] == "$$.Execution.Id"
+    assert set(parameters["Input"]) - {"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$"} == set(objects["ItemSelector"])
+    # the child's description (its input and output) stays out of the state: a constant per prefix (no path, so
+    # nothing hangs on the description's field names either)
+    assert start["ResultSelector"] == {"done": True} and "ResultPath" not in start
+    # a failed prefix is a failed objects phase: no retry re-runs a child that failed (States.TaskFailed)
+    retried = {e for r in start.get("Retry", []) for e in r["ErrorEquals"]}
+    assert retried and not retried & {"States.ALL", "States.TaskFailed"}
+    # the loop it replaced is gone
+    assert not {"PickPrefix", "NextPrefix"} & set(definition["States"])
+
+
+def test_every_task_retries_retryable_errors(definition: dict[str, Any], objects_definition: dict[str, Any]) -> None:
+    tasks = [
+        (name, s)
+        for d in (definition, objects_definition)
+        for name, s in all_states(d)
+        if s["Type"] == "Task" and "startExecution" not in s["Resource"]
+    ]
     assert {name.rsplit("/", 1)[1] for name, _ in tasks} == {"Prepare", "ProcessBatch", "ProcessRows", "Mirror", "Report"}
     for name, task in tasks:
         assert task["Resource"] == "arn:aws:states:::lambda:invoke", name  # Partition substituted: aws
@@ -122,8 +185,12 @@ def test_a_failed_phase_still_reaches_the_report(definition: dict[str, Any]) -> 
         assert [c["Next"] for c in definition["States"][phase]["Catch"]] == ["ReportWanted"]
 
 
-def test_moto_compatible_only_turns_the_batcher_into_the_same_envelope(definition: dict[str, Any]) -> None:
-    compatible, definition = moto_compatible(definition, {"resultsPrefix": "r/x/results"}), copy.deepcopy(definition)
+def test_moto_compatible_only_turns_the_batcher_into_the_same_envelope(
+    definition: dict[str, Any], objects_definition: dict[str, Any]
+) -> None:
+    known = {"resultsPrefix": "r/x/results"}
+    assert moto_compatible(definition, known)["States"]["Objects"] == definition["States"]["Objects"]  # an inline Map
+    compatible, definition = moto_compatible(objects_definition, known), copy.deepcopy(objects_definition)
     objects, original = compatible["States"]["Objects"], definition["States"]["Objects"]
     assert "ItemBatcher" not in objects
     # each item the local reader hands the map is already a batch (sfnlocal._PagedS3, item_batching)
@@ -133,22 +200,24 @@ def test_moto_compatible_only_turns_the_batcher_into_the_same_envelope(definitio
     del objects["ItemSelector"]
     del original["ItemBatcher"]
     # moto reads a ResultWriter's paths from the map's result, AWS from its input: the local run gives it the value
-    for name in ("Objects", "Rows"):
-        assert definition["States"][name]["ResultWriter"]["Parameters"].pop("Prefix.$") == "$.resultsPrefix"
-        assert compatible["States"][name]["ResultWriter"]["Parameters"].pop("Prefix") == "r/x/results"
+    assert definition["States"]["Objects"]["ResultWriter"]["Parameters"].pop("Prefix.$") == "$.resultsPrefix"
+    assert compatible["States"]["Objects"]["ResultWriter"]["Parameters"].pop("Prefix") == "r/x/results"
     assert compatible == definition
 
 
 @mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
-def test_moto_accepts_the_compatible_definition_and_still_rejects_item_batcher(definition: dict[str, Any]) -> None:
+def test_moto_accepts_the_compatible_definitions_and_still_rejects_item_batcher(
+    definition: dict[str, Any], objects_definition: dict[str, Any]
+) -> None:
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     role = "arn:aws:iam::123456789012:role/backfill"
-    compatible = moto_compatible(definition, {"resultsPrefix": "mediacanon-reports/x/results"})
-    created = sfn.create_state_machine(name="backfill", definition=json.dumps(compatible), roleArn=role)
-    assert created["stateMachineArn"].endswith(":backfill")
+    known = {"resultsPrefix": "mediacanon-reports/x/results"}
+    for name, machine in (("backfill", definition), ("backfill-objects", objects_definition)):
+        created = sfn.create_state_machine(name=name, definition=json.dumps(moto_compatible(machine, known)), roleArn=role)
+        assert created["stateMachineArn"].endswith(f":{name}")
     # when moto learns ItemBatcher, moto_compatible can go and the local run becomes the exact deployed ASL
     with pytest.raises(ClientError, match="ItemBatcher"):
-        sfn.create_state_machine(name="as-deployed", definition=json.dumps(definition), roleArn=role)
+        sfn.create_state_machine(name="as-deployed", definition=json.dumps(objects_definition), roleArn=role)
 
 
 # -- what Prepare hands the objects loop ---------------------------------------------------------------------------

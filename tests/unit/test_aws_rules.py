@@ -1,7 +1,8 @@
 """AWS's limits and rules for the backfill state machine, encoded where moto does not enforce them.
 
 moto runs the ASL leniently: it has no payload limit, no history limit, and it ignores IAM. These tests read
-statemachines/backfill.asl.json and the expanded template and fail the way AWS would, each naming the AWS
+statemachines/backfill.asl.json, backfill-objects.asl.json (the objects phase of one prefix, started by the
+backfill once per prefix) and the expanded template and fail the way AWS would, each naming the AWS
 document it encodes. The payload and history figures come from `AslRun`, a small evaluator of the ASL data flow
 (Parameters, ResultSelector, ResultPath, OutputPath, Choice rules, Map results) that the real task functions feed:
 Prepare's real output, the batch worker's real counts, the report's real line.
@@ -23,9 +24,10 @@ from typing import Any
 import pytest
 
 from mediacanon import backfill
+from mediacanon.backfill import concurrency
 from mediacanon.backfill import tasks as backfill_tasks
 from mediacanon.core import mediamap
-from mediacanon.local.sfnlocal import ASL_PATH, Batching, item_batching, load_definition
+from mediacanon.local.sfnlocal import ASL_PATH, OBJECTS_ASL_PATH, Batching, item_batching, load_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSTITUTIONS = {
@@ -33,6 +35,7 @@ SUBSTITUTIONS = {
     "PrimaryBucketName": "archive-media",
     "Partition": "aws",
     "ReportsPrefix": "mediacanon-reports/",
+    "BackfillObjectsStateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:stack-backfill-objects",
 }
 
 # Step Functions service quotas ("Quotas related to state machine executions"): "Maximum input or output size for a
@@ -59,6 +62,11 @@ def size(value: Any) -> int:
 @pytest.fixture(scope="module")
 def definition() -> dict[str, Any]:
     return load_definition(SUBSTITUTIONS)
+
+
+@pytest.fixture(scope="module")
+def objects_definition() -> dict[str, Any]:
+    return load_definition(SUBSTITUTIONS, OBJECTS_ASL_PATH)
 
 
 # -- a small evaluator of the ASL's data flow (JSONPath query language) ------------------------------------------
@@ -141,6 +149,8 @@ class AslRun:
     fail_at: str | None = None
     payloads: list[tuple[str, int]] = field(default_factory=list)
     events: int = 0
+    output: Any = None
+    nested: list[AslRun] = field(default_factory=list)
 
     def record(self, where: str, value: Any) -> Any:
         self.payloads.append((where, size(value)))
@@ -157,6 +167,7 @@ class AslRun:
             self.record(f"{current} input", data)
             if kind in ("Succeed", "Fail"):
                 self.events += 1
+                self.output = data
                 return data
             if kind == "Choice":
                 self.events += 2  # ChoiceStateEntered, ChoiceStateExited
@@ -187,6 +198,7 @@ class AslRun:
                 data = _path(data, state["OutputPath"], context)
             self.record(f"{current} output", data)
             if state.get("End"):
+                self.output = data
                 return data
             current = state["Next"]
 
@@ -194,13 +206,16 @@ class AslRun:
         mode = state["ItemProcessor"]["ProcessorConfig"]["Mode"]
         if mode == "INLINE":
             items = _path(effective, state["ItemsPath"], context)
-            body_events = sum(5 for s in state["ItemProcessor"]["States"].values() if s["Type"] == "Task")
+            body = state["ItemProcessor"]["States"].values()
+            # a Task's TaskStateEntered, TaskScheduled, TaskStarted, TaskSucceeded, TaskStateExited; a .sync one's
+            # TaskSubmitted as well (the nested execution started, before it ends)
+            body_events = sum(5 + (".sync" in s["Resource"]) for s in body if s["Type"] == "Task")
             # MapStateEntered, MapStateStarted, per iteration MapIterationStarted + MapIterationSucceeded and the
             # iteration's own states, MapStateSucceeded, MapStateExited: all in the parent's history
             self.events += 4 + len(items) * (2 + body_events)
             child_in = _template(state["ItemSelector"], effective, {**context, "Map": {"Item": {"Value": items[0]}}})
             self.record(f"{name} iteration input", child_in)
-            return [self.task(name, child_in)] * len(items)
+            return self.record(f"{name} result", [self.task(name, child_in)] * len(items))
         # a Distributed Map's children are executions of their own: in the parent's history, MapStateEntered,
         # MapStateStarted, MapRunStarted, MapRunSucceeded, MapStateSucceeded, MapStateExited
         self.events += 6
@@ -273,20 +288,62 @@ def _full_batch_counts(objects_per_batch: int) -> dict[str, Any]:
     return {"counts": dict.fromkeys(backfill.REPORT_COUNTS, objects_per_batch)}
 
 
-def _run(
-    definition: dict[str, Any], objects: int, rows_per_field: int, monkeypatch: pytest.MonkeyPatch, fail_at: str | None = None
-) -> AslRun:
-    execution = "backfill-20261202T000000-abcdef"
-    prepared, _ = _prepare_output(objects, rows_per_field, monkeypatch, execution)
-    batcher = definition["States"]["Objects"]["ItemBatcher"]
+def _objects_run(objects_definition: dict[str, Any], child_input: dict[str, Any], objects: int) -> AslRun:
+    """One execution of the objects machine on one prefix of `objects` objects, its batches the longest keys'."""
+    batcher = objects_definition["States"]["Objects"]["ItemBatcher"]
     per_batch = batcher["MaxItemsPerBatch"]
-    longest = _longest_listed_items(per_batch)
-    child_batch = Batching(per_batch, batcher.get("MaxInputBytesPerBatch")).batches(longest, batcher.get("BatchInput"))[0]
+    child_batch = Batching(per_batch, batcher.get("MaxInputBytesPerBatch")).batches(
+        _longest_listed_items(per_batch), batcher.get("BatchInput")
+    )[0]
+
+    def children(name: str, effective: Any) -> tuple[Any, Any, int]:
+        assert name == "Objects", name
+        batch_input = {"Items": child_batch, "BatchInput": {"dryRun": False, "execution": child_input["execution"]}}
+        return batch_input, _full_batch_counts(per_batch), math.ceil(objects / per_batch)
+
+    def task(name: str, effective: Any) -> Any:
+        raise AssertionError(name)
+
+    asl = AslRun(objects_definition, task, children)
+    asl.run(child_input)
+    return asl
+
+
+def _run(
+    definition: dict[str, Any],
+    objects: int,
+    rows_per_field: int,
+    monkeypatch: pytest.MonkeyPatch,
+    fail_at: str | None = None,
+    prefixes: list[str] | None = None,
+) -> AslRun:
+    """One backfill execution and, for its Objects iterations, one objects execution each (their payloads recorded
+    with the parent's, as "<prefix execution> ..."; their histories are their own)."""
+    execution = "backfill-20261202T000000-abcdef"
+    if prefixes is not None:
+        monkeypatch.setattr(backfill_tasks, "prefixes_to_scan", lambda media_map, fields=None: list(prefixes))
+    prepared, _ = _prepare_output(objects, rows_per_field, monkeypatch, execution)
+    objects_definition = load_definition(SUBSTITUTIONS, OBJECTS_ASL_PATH)
+    start = definition["States"]["Objects"]["ItemProcessor"]["States"]["ObjectsUnderPrefix"]
+    nested: list[AslRun] = []
     report = backfill.Report(dict.fromkeys(backfill.REPORT_COUNTS, objects), dry_run=False)
 
     def task(name: str, effective: Any) -> Any:
         if name == "Prepare":
             return _lambda_result(prepared)
+        if name == "Objects":  # an iteration: startExecution.sync:2 of the objects machine on one prefix
+            context = {"Execution": {"Id": f"arn:aws:states:us-east-1:123456789012:execution:stack-backfill:{execution}"}}
+            named = {k: v for k, v in start["Parameters"].items() if k != "Name.$"} | {"Name": "0" * 36}  # States.UUID()
+            parameters = _template(named, effective, context)
+            child = _objects_run(objects_definition, parameters["Input"], math.ceil(objects / len(prepared["prefixes"])))
+            nested.append(child)
+            # "Start a new AWS Step Functions state machine from a running execution", .sync:2: the task's result is
+            # DescribeExecution's, with the child's input and output as JSON
+            described = {"ExecutionArn": "x" * 120, "Input": parameters["Input"], "Output": child.output, "Status": "SUCCEEDED"}
+            asl.record("ObjectsUnderPrefix parameters", parameters)
+            asl.record("ObjectsUnderPrefix result", described)
+            result = _template(start["ResultSelector"], described, {}) if "ResultSelector" in start else described
+            return _result_path(effective, start.get("ResultPath", "$"), result)
         if name == "Report":
             base = f"mediacanon-reports/{execution}/report"
             return _lambda_result({"line": report.line, "counts": report.counts, "keys": [base + ".json", base + ".csv"]})
@@ -297,10 +354,6 @@ def _run(
         raise AssertionError(name)
 
     def children(name: str, effective: Any) -> tuple[Any, Any, int]:
-        if name == "Objects":
-            prefixes = len(prepared["prefixes"])
-            child_in = {"Items": child_batch, "BatchInput": {"dryRun": False, "execution": execution}}
-            return child_in, _full_batch_counts(per_batch), math.ceil(objects / prefixes / per_batch)
         if name == "Rows":
             ranges = math.ceil(rows_per_field / backfill.ROWS_PER_RANGE) * len(_sample_map().fields)
             span = {"field": "archive.PublicationSource.icon", "start": 10**12, "end": 10**12 + backfill.ROWS_PER_RANGE}
@@ -309,6 +362,8 @@ def _run(
 
     asl = AslRun(definition, task, children, fail_at=fail_at)
     asl.run({"dryRun": False, "maxDeletes": 1000, "phases": list(backfill.PHASES)})
+    asl.payloads += [(f"<prefix execution> {where}", n) for child in nested[:1] for where, n in child.payloads]
+    asl.nested = nested
     return asl
 
 
@@ -338,6 +393,25 @@ def test_no_payload_grows_with_the_bucket_or_the_tables(definition: dict[str, An
     assert not grown, f"payloads that grow with the data: {grown}"
 
 
+def test_prepare_hands_each_prefix_its_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The objects map's MaxConcurrencyPath reads $.maxConcurrency, which the backfill's ItemSelector takes from
+    Prepare's objectsMaxConcurrency: S3's per-prefix write limit over a worker's writes (mediacanon.backfill.concurrency),
+    an equal share of the account's Lambda concurrency among the prefixes side by side; the input may set the rate."""
+    prepared, _ = _prepare_output(1_000, 1_000, monkeypatch, "x")
+    assert prepared["objectsMaxConcurrency"] == concurrency.workers_per_prefix(prefixes=len(prepared["prefixes"])) == 43
+    assert "prefixIndex" not in prepared and "prefixCount" not in prepared  # the loop's counters are gone
+    steps = SimpleNamespace(
+        map=_sample_map(),
+        s3=_FakeS3(),
+        db=SimpleNamespace(check_field=lambda m: None),
+        ledger=SimpleNamespace(ensure=lambda: None),
+    )
+    faster = backfill.prepare(steps, "x", {"phases": ["objects"], "objectsPerWorkerSecond": 25}, "mediacanon-reports/")  # type: ignore[arg-type]
+    assert faster["objectsMaxConcurrency"] == 70  # floor(3,500 / (2 x 25))
+    with pytest.raises(backfill.PermanentError, match="objectsPerWorkerSecond"):
+        backfill.prepare(steps, "x", {"phases": ["objects"], "objectsPerWorkerSecond": 0}, "mediacanon-reports/")  # type: ignore[arg-type]
+
+
 def test_the_rows_manifest_is_in_s3_not_in_the_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """What used to travel as $.rowRanges (about 70 bytes per 10,000 rows) goes to S3 for the rows map's ItemReader."""
     prepared, manifest_bytes = _prepare_output(TEN_MILLION, FIFTY_MILLION, monkeypatch, "x")
@@ -359,15 +433,43 @@ def test_the_parent_history_of_a_large_backfill_stays_under_25000_events(
     assert asl.events < HISTORY_LIMIT, f"{asl.events} events in the parent's history"
     # and the count depends on the number of prefixes, not on the objects or rows
     assert _run(definition, 1_000, 1_000, monkeypatch).events == asl.events
+    # each prefix's objects execution has a history of its own, as constant (a Distributed Map's children are not in it)
+    assert len(asl.nested) == 1  # AslRun evaluates one iteration for all: every prefix's is alike
+    assert {child.events for child in asl.nested} == {
+        child.events for child in _run(definition, 1_000, 1_000, monkeypatch).nested
+    }
+    assert all(child.events < 20 for child in asl.nested)
 
 
-def test_every_map_over_data_is_distributed_and_writes_its_results_to_s3(definition: dict[str, Any]) -> None:
+def test_the_prefixes_side_by_side_cost_the_parent_a_few_events_and_bytes_each(
+    definition: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inline Map over the prefixes puts each iteration's events into the parent's history ("Using Map state in
+    Inline mode": "Step Functions adds the execution history of these iterations to the parent workflow's execution
+    history"), and each iteration's output into the Map's result: both grow with the number of prefixes (the media
+    map's, a handful), never with the objects. At 1,000 prefixes both still fit: under 25,000 events, under 256 KiB."""
+    few = _run(definition, TEN_MILLION, FIFTY_MILLION, monkeypatch, prefixes=[f"tenant-{i:04d}/media/" for i in range(10)])
+    many = _run(definition, TEN_MILLION, FIFTY_MILLION, monkeypatch, prefixes=[f"tenant-{i:04d}/media/" for i in range(1_000)])
+    per_prefix = (many.events - few.events) / (1_000 - 10)
+    assert per_prefix == 8  # MapIterationStarted, the .sync task's six, MapIterationSucceeded
+    assert many.events < HISTORY_LIMIT, f"{many.events} events in the parent's history"
+    over = [(where, n) for where, n in many.payloads if n > PAYLOAD_LIMIT]
+    assert not over, f"over Step Functions' 256 KiB payload quota at 1,000 prefixes: {over}"
+    assert dict(many.payloads)["Objects result"] <= 2 + 1_000 * len('{"done":true},')  # the Map's result: a constant each
+
+
+def test_every_map_over_data_is_distributed_and_writes_its_results_to_s3(
+    definition: dict[str, Any], objects_definition: dict[str, Any]
+) -> None:
     """Both maps read their items from S3 (ItemReader) and export their results there (ResultWriter, JSONPath syntax
     of "ResultWriter (Map)": Resource arn:aws:states:::s3:putObject, Parameters Bucket and Prefix), under the reports
     prefix, in the primary bucket ("the Amazon S3 bucket ... under the same AWS account and AWS Region as your state
     machine. Otherwise, your state machine execution will fail with the States.ResultWriterFailed error")."""
     maps = {name: s for name, s in definition["States"].items() if s["Type"] == "Map"}
     assert set(maps) == {"Objects", "Rows"}
+    # the backfill's Objects map is over Prepare's prefixes (the media map's); the objects machine's over the bucket
+    assert maps["Objects"]["ItemsPath"] == "$.prefixes" and "ItemReader" not in maps["Objects"]
+    maps["Objects"] = objects_definition["States"]["Objects"]
     for name, state in maps.items():
         assert state["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED", name
         assert "ItemReader" in state and "ItemsPath" not in state, name
@@ -421,26 +523,54 @@ def _longest_listed_items(count: int) -> list[dict[str, Any]]:
     return items
 
 
-def test_a_batch_of_the_longest_keys_stays_under_the_state_input_limit(definition: dict[str, Any]) -> None:
+def test_a_batch_of_the_longest_keys_stays_under_the_state_input_limit(objects_definition: dict[str, Any]) -> None:
     """ "ItemBatcher (Map)": MaxInputBytesPerBatch bounds a batch's bytes (at most 256 KiB); without it, 250 listed
     items whose keys are near S3's 1,024-byte key limit are about 290 KB, over the state input quota of 256 KiB, and
     the child execution fails to start. The bound leaves room for the worker's own Payload fields."""
-    batcher = definition["States"]["Objects"]["ItemBatcher"]
+    batcher = objects_definition["States"]["Objects"]["ItemBatcher"]
     assert 0 < batcher["MaxInputBytesPerBatch"] <= 200 * 1024
     items = _longest_listed_items(10 * batcher["MaxItemsPerBatch"])
     by_count_only = Batching(batcher["MaxItemsPerBatch"]).batches(items)
     assert size({"Items": by_count_only[0]}) > PAYLOAD_LIMIT  # the old bound alone: the limit is real for these keys
-    batching = item_batching(definition)
+    batching = item_batching(objects_definition)
     assert batching is not None and batching.max_bytes == batcher["MaxInputBytesPerBatch"]
     batches = batching.batches(items, batcher["BatchInput"])
     assert [item for batch in batches for item in batch] == items  # every item, once, in order
-    process = definition["States"]["Objects"]["ItemProcessor"]["States"]["ProcessBatch"]
+    process = objects_definition["States"]["Objects"]["ItemProcessor"]["States"]["ProcessBatch"]
     for batch in batches:
         child_input = {"Items": batch, "BatchInput": {"dryRun": False, "execution": "backfill-20261202T000000-abcdef"}}
         assert size(child_input) <= batcher["MaxInputBytesPerBatch"] + 128
         effective = _template(process["Parameters"], child_input, {})
         assert size(effective) < PAYLOAD_LIMIT and size(child_input) < PAYLOAD_LIMIT
         assert len(batch) <= batcher["MaxItemsPerBatch"]
+
+
+def test_everyday_keys_fill_a_batch_of_1000_and_the_byte_bound_closes_the_longest_earlier(
+    objects_definition: dict[str, Any],
+) -> None:
+    """Fewer, larger batches: fewer child executions (state transitions), Lambda invocations and report parts.
+    "ItemBatcher (Map)": MaxItemsPerBatch and MaxInputBytesPerBatch, "Step Functions adds items to a batch until it
+    reaches" either. 1,000 listed objects with everyday Django keys (~60 bytes) fit the byte bound (every batch is
+    1,000 items: the count, not the bytes, closes it); the hostile catalogue's longest keys are closed by the bytes."""
+    batcher = objects_definition["States"]["Objects"]["ItemBatcher"]
+    assert batcher["MaxItemsPerBatch"] == 1000
+    batching = item_batching(objects_definition)
+    assert batching is not None
+    everyday = [
+        {
+            "Etag": '"' + "0123456789abcdef" * 2 + '"',
+            "Key": f"icons/publication_{i:07d}_icon_v2_final (1).png",
+            "LastModified": 1764633600,
+            "Size": 48_213,
+            "StorageClass": "STANDARD",
+        }
+        for i in range(5_000)
+    ]
+    batches = batching.batches(everyday, batcher["BatchInput"])
+    assert [len(b) for b in batches] == [1000] * 5
+    assert size({"Items": batches[0], "BatchInput": {"dryRun": False, "execution": "x" * 80}}) < batcher["MaxInputBytesPerBatch"]
+    longest = batching.batches(_longest_listed_items(1000), batcher["BatchInput"])
+    assert 50 < len(longest[0]) < 1000  # closed by the bytes, not the count
 
 
 # -- 4. IAM: redrive, map children, the ResultWriter -----------------------------------------------------------------
@@ -457,15 +587,22 @@ class Machine:
 
 
 @pytest.fixture(scope="module")
-def machine() -> Machine:
+def machines() -> dict[str, Machine]:
+    """The template's two state machines by logical id: the backfill and the objects phase of one prefix."""
     lp = _least_privilege()
     stack = lp.stack_for({**lp.BASE, "FallbackBucketNames": "archive-legacy"})
-    machines = stack.of_type("AWS::StepFunctions::StateMachine")
-    assert len(machines) == 1
-    props = next(iter(machines.values()))
-    role = props["RoleArn"]
-    assert role.startswith("getatt:") and role.endswith(".Arn"), role
-    return Machine(props["StateMachineName"], list(stack.role_statements(role[len("getatt:") : -len(".Arn")])))
+    out = {}
+    for logical_id, props in stack.of_type("AWS::StepFunctions::StateMachine").items():
+        role = props["RoleArn"]
+        assert role.startswith("getatt:") and role.endswith(".Arn"), role
+        out[logical_id] = Machine(props["StateMachineName"], list(stack.role_statements(role[len("getatt:") : -len(".Arn")])))
+    assert set(out) == {"BackfillStateMachine", "BackfillObjectsStateMachine"}
+    return out
+
+
+@pytest.fixture(scope="module")
+def machine(machines: dict[str, Machine]) -> Machine:
+    return machines["BackfillStateMachine"]
 
 
 def _allows(statements: list[dict[str, Any]], action: str, arn: str) -> bool:
@@ -481,23 +618,63 @@ def _allows(statements: list[dict[str, Any]], action: str, arn: str) -> bool:
 
 
 @pytest.mark.parametrize("action", ["states:DescribeExecution", "states:StopExecution", "states:RedriveExecution"])
-def test_the_machine_may_describe_stop_and_redrive_its_executions_and_map_run_children(
-    definition: dict[str, Any], machine: Machine, action: str
+@pytest.mark.parametrize(
+    ("logical_id", "labels"), [("BackfillStateMachine", ["rows"]), ("BackfillObjectsStateMachine", ["objects"])]
+)
+def test_each_machine_may_describe_stop_and_redrive_its_executions_and_map_run_children(
+    definition: dict[str, Any],
+    objects_definition: dict[str, Any],
+    machines: dict[str, Machine],
+    action: str,
+    logical_id: str,
+    labels: list[str],
 ) -> None:
     """ "Redriving Map Runs" (Step Functions developer guide) and its IAM example: redriving a Distributed Map redrives
     its failed child executions, whose ARNs are execution:<stateMachineName>/<mapRunLabel>:<id>, so the state machine's
     role needs states:RedriveExecution on that form as well as on execution:<stateMachineName>:<id>."""
-    labels = [s["Label"] for s in definition["States"].values() if s["Type"] == "Map"]
-    assert sorted(labels) == ["objects", "rows"]
+    machine = machines[logical_id]
+    states = (definition if logical_id == "BackfillStateMachine" else objects_definition)["States"]
+    assert sorted(s["Label"] for s in states.values() if s["Type"] == "Map" and "Label" in s) == labels
     base = f"arn:aws:states:us-east-1:123456789012:execution:{machine.name}"
     for arn in [f"{base}:backfill-20261202T000000-abcdef", *(f"{base}/{label}:0f0e1d2c-3b4a-5968-7786" for label in labels)]:
         assert _allows(machine.statements, action, arn), f"{action} denied on {arn}"
 
 
-def test_the_machine_may_write_map_results_under_the_reports_prefix_only(machine: Machine) -> None:
+def test_the_backfill_may_run_the_objects_machine_synchronously_and_nothing_else(machines: dict[str, Machine]) -> None:
+    """ "IAM policies for AWS Step Functions" (Step Functions developer guide), for a nested execution run synchronously
+    (.sync): states:StartExecution on the state machine it starts; states:DescribeExecution and states:StopExecution
+    on that machine's executions ("arn:aws:states:[[region]]:[[accountId]]:execution:[[stateMachineName]]:*");
+    events:PutTargets, events:PutRule and events:DescribeRule on
+    "rule/StepFunctionsGetEventsForStepFunctionsExecutionRule". The objects machine starts nothing but its own map's
+    children, and the backfill no other machine."""
+    backfill, objects = machines["BackfillStateMachine"], machines["BackfillObjectsStateMachine"]
+    assert objects.name == f"{backfill.name}-objects"
+    machine_arn = f"arn:aws:states:us-east-1:123456789012:stateMachine:{objects.name}"
+    assert _allows(backfill.statements, "states:StartExecution", machine_arn)
+    child = f"arn:aws:states:us-east-1:123456789012:execution:{objects.name}:0f0e1d2c-3b4a-5968-7786"
+    for action in ("states:DescribeExecution", "states:StopExecution"):
+        assert _allows(backfill.statements, action, child), f"{action} denied on {child}"
+    rule = "arn:aws:events:us-east-1:123456789012:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"
+    for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
+        assert _allows(backfill.statements, action, rule), f"{action} denied on {rule}"
+    assert not _allows(backfill.statements, "events:PutRule", "arn:aws:events:us-east-1:123456789012:rule/other")
+    other = "arn:aws:states:us-east-1:123456789012:stateMachine:someone-else"
+    assert not _allows(backfill.statements, "states:StartExecution", other)
+    assert not _allows(objects.statements, "states:StartExecution", other)
+    assert not _allows(
+        objects.statements, "states:StartExecution", f"arn:aws:states:us-east-1:123456789012:stateMachine:{backfill.name}"
+    )
+    # only the objects machine lists the bucket (its ItemReader); the backfill's rows map reads the manifest only
+    assert _allows(objects.statements, "s3:ListBucket", "arn:aws:s3:::archive-media")
+    assert not _allows(backfill.statements, "s3:ListBucket", "arn:aws:s3:::archive-media")
+
+
+@pytest.mark.parametrize("logical_id", ["BackfillStateMachine", "BackfillObjectsStateMachine"])
+def test_the_machine_may_write_map_results_under_the_reports_prefix_only(machines: dict[str, Machine], logical_id: str) -> None:
     """ "IAM policies for using Distributed Map states", ResultWriter: s3:PutObject, s3:GetObject,
     s3:ListMultipartUploadParts and s3:AbortMultipartUpload on the results' bucket and prefix; the rows map's
     ItemReader (s3:getObject) reads the manifest there too. Nothing else in the primary bucket is writable."""
+    machine = machines[logical_id]
     results = "arn:aws:s3:::archive-media/mediacanon-reports/backfill-20261202T000000-abcdef/results/0f0e/SUCCEEDED_0.json"
     for action in ("s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"):
         assert _allows(machine.statements, action, results), f"{action} denied on {results}"
@@ -524,12 +701,31 @@ def test_prepare_refuses_a_media_map_whose_reports_prefix_the_stack_cannot_write
 # -- 5. the partition ---------------------------------------------------------------------------------------------
 
 
-def test_the_definition_names_no_partition_of_its_own() -> None:
+@pytest.mark.parametrize("path", [ASL_PATH, OBJECTS_ASL_PATH])
+def test_the_definition_names_no_partition_of_its_own(path: Path) -> None:
     """ARNs differ by partition (AWS General Reference, "Amazon Resource Names": arn:partition:service:...; aws-cn in
     China, aws-us-gov in GovCloud): every service integration ARN takes the template's AWS::Partition."""
-    raw = ASL_PATH.read_text(encoding="utf-8")
+    raw = path.read_text(encoding="utf-8")
     assert "arn:aws:" not in raw
     resources = re.findall(r'"Resource": "([^"]+)"', raw)
     assert resources and all(r.startswith("arn:${Partition}:states:::") for r in resources), resources
-    china = load_definition({**SUBSTITUTIONS, "Partition": "aws-cn"})
+    china = load_definition({**SUBSTITUTIONS, "Partition": "aws-cn", "BackfillObjectsStateMachineArn": "child"}, path)
     assert json.dumps(china).count("arn:aws-cn:states:::") == len(resources)
+
+
+# -- 6. the worker's Lambda fits a batch of 1,000 -------------------------------------------------------------------
+
+
+def test_a_full_batch_fits_the_backfill_function_s_timeout_and_memory(objects_definition: dict[str, Any]) -> None:
+    """Lambda quotas: "Function timeout: 900 seconds (15 minutes)". A batch of MaxItemsPerBatch objects at the slowest
+    measured worker rate (docs/scale.md: ~35 objects/s; concurrency.OBJECTS_PER_WORKER_SECOND is 40) takes under a
+    minute, a tenth of the function's timeout even at half that rate; the batch's input (at most MaxInputBytesPerBatch)
+    is a vanishing part of the function's memory."""
+    from mediacanon.local.topology import load_template
+
+    function = load_template(ROOT / "template.yaml")["Resources"]["BackfillFunction"]["Properties"]
+    batcher = objects_definition["States"]["Objects"]["ItemBatcher"]
+    slowest = 35.0 / 2
+    assert batcher["MaxItemsPerBatch"] / slowest < function["Timeout"] / 10 and function["Timeout"] <= 900
+    assert concurrency.OBJECTS_PER_WORKER_SECOND >= 35.0
+    assert batcher["MaxInputBytesPerBatch"] * 20 < function["MemorySize"] * 1024 * 1024

@@ -490,7 +490,7 @@ def test_the_roles_that_copy_sse_kms_media_may_use_its_kms_key_through_s3() -> N
     key, to read (and copy from) one kms:Decrypt. HeadObject, ChecksumMode: "If you enable checksum mode and the object
     is uploaded with a checksum and encrypted with an Key Management Service (KMS) key, you must have permission to use
     the kms:Decrypt action to retrieve the checksum." So with MediaKmsKeyArn: normalize, replicate and the backfill
-    (copies) and the state machine (ItemReader reads, ResultWriter writes under the reports prefix) get both, link
+    (copies) and the two state machines (ItemReader reads, ResultWriter writes under the reports prefix) get both, link
     (HEADs with ChecksumMode, deletes, writes nothing) kms:Decrypt only; every grant through S3 only (kms:ViaService),
     on that key only. Without it: no media KMS grant at all."""
     with_key = {**BASE, "MediaKmsKeyArn": MEDIA_KEY}
@@ -500,6 +500,7 @@ def test_the_roles_that_copy_sse_kms_media_may_use_its_kms_key_through_s3() -> N
         "ReplicateFunctionRole": {"kms:Decrypt", "kms:GenerateDataKey"},
         "BackfillFunctionRole": {"kms:Decrypt", "kms:GenerateDataKey"},
         "BackfillStateMachineRole": {"kms:Decrypt", "kms:GenerateDataKey"},
+        "BackfillObjectsStateMachineRole": {"kms:Decrypt", "kms:GenerateDataKey"},  # its map's ResultWriter
         "LinkFunctionRole": {"kms:Decrypt"},
     }
     granted = {}

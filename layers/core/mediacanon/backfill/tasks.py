@@ -51,7 +51,11 @@ def _batch_name(kind: str, *parts: Any) -> str:
 
 def prepare(steps: Steps, execution: str, given: dict[str, Any], given_reports_prefix: str | None = None) -> dict[str, Any]:
     """Validate the execution's input against the media map and the database; plan the phases. `given_reports_prefix`
-    is the state machine's (the template's ReportsPrefix), checked against the media map's."""
+    is the state machine's (the template's ReportsPrefix), checked against the media map's. Each prefix's objects map
+    gets `objectsMaxConcurrency` workers (mediacanon.backfill.concurrency; the input's objectsPerWorkerSecond, else the
+    measured figure)."""
+    from mediacanon.backfill.concurrency import objects_concurrency
+
     media_map = steps.map
     names = [m.name for m in media_map.fields]
     fields = given.get("fields")
@@ -86,8 +90,8 @@ def prepare(steps: Steps, execution: str, given: dict[str, Any], given_reports_p
         "maxDeletes": max_deletes,
         "run": {phase: phase in phases for phase in PHASES},
         "prefixes": prefixes,
-        "prefixCount": len(prefixes),
-        "prefixIndex": 0,
+        # each prefix's objects map run: its workers (MaxConcurrencyPath), sized from S3's per-prefix write limit
+        "objectsMaxConcurrency": objects_concurrency(given.get("objectsPerWorkerSecond"), len(prefixes)),
         "rowsManifest": manifest,
         "resultsPrefix": results_prefix(media_map, execution),
     }

@@ -18,6 +18,15 @@ Where moto 5.2 differs from AWS, and what is done about it (sources under moto/s
 - tolerated failures are parsed but not enforced, and a failed child leaves the map run SUCCEEDED
   (iteration/itemprocessor/distributed_item_processor_worker.py, tolerated_failure.py): the result applies the
   map runs' ToleratedFailurePercentage to their describe_map_run counts itself.
+- its `states:startExecution.sync:2` integration (state_task_service_sfn.py) calls boto3 with the ASL's parameter names
+  (StateMachineArn), which boto3 refuses, and reads ExecutionArn where boto3 answers executionArn: the executor's
+  Step Functions client (`_PascalSfn`) turns the names both ways. And it reads the description's fields in camel case,
+  so the ASL's ResultSelector on that task names no field of it.
+
+Two state machines run, as deployed: the backfill (statemachines/backfill.asl.json) and the objects phase of one
+prefix (backfill-objects.asl.json), which the backfill starts once per prefix, side by side; the objects machine is
+created first, its ARN substituted into the backfill's definition. The map runs watched are the backfill's and those
+of every execution of the objects machine (one control plane per run: all of them are this backfill's).
 """
 
 from __future__ import annotations
@@ -43,10 +52,12 @@ from botocore.config import Config
 from mediacanon.backfill import DEFAULT_MAX_DELETES, PHASES, results_prefix, run_task
 from mediacanon.core.errors import MediacanonError
 from mediacanon.core.mediamap import MediaMap
-from mediacanon.local.sfnwatch import MapRunProgress, Watchdog, first_failure, map_runs
+from mediacanon.local.sfnwatch import MapRunProgress, Watchdog, final_map_runs, first_failure, map_runs
 from mediacanon.sfnremote import FAILED_ITEM_COUNTS, BackfillResult
 
 ASL_PATH = Path(__file__).resolve().parents[4] / "statemachines" / "backfill.asl.json"
+# the objects phase of one prefix, which the backfill starts once per prefix, side by side (startExecution.sync:2)
+OBJECTS_ASL_PATH = ASL_PATH.with_name("backfill-objects.asl.json")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 POLL_SECONDS = 0.25
@@ -69,13 +80,20 @@ def load_definition(substitutions: dict[str, str], path: Path = ASL_PATH) -> dic
     return definition
 
 
-def substitutions(function_arn: str, media_map: MediaMap, partition: str = "aws") -> dict[str, str]:
-    """The DefinitionSubstitutions template.yaml gives the state machine, for a local run."""
+def substitutions(
+    function_arn: str,
+    media_map: MediaMap,
+    partition: str = "aws",
+    objects_machine_arn: str = "",
+) -> dict[str, str]:
+    """The DefinitionSubstitutions template.yaml gives the two state machines, for a local run (the objects machine
+    uses the first three; its ARN is the backfill's, for its startExecution.sync:2)."""
     return {
         "BackfillFunctionArn": function_arn,
         "PrimaryBucketName": media_map.buckets.primary,
         "Partition": partition,
         "ReportsPrefix": media_map.reports_prefix,
+        "BackfillObjectsStateMachineArn": objects_machine_arn,
     }
 
 
@@ -133,10 +151,11 @@ class Batching:
         return out
 
 
-def item_batching(definition: dict[str, Any]) -> Batching | None:
-    """The definition's ItemBatcher bounds (one for all: the local reader batches every listing)."""
+def item_batching(*definitions: dict[str, Any]) -> Batching | None:
+    """The definitions' ItemBatcher bounds (one for all: the local reader batches every listing)."""
     found = {
         Batching(int(b["MaxItemsPerBatch"]), int(b["MaxInputBytesPerBatch"]) if "MaxInputBytesPerBatch" in b else None)
+        for definition in definitions
         for state in _states(definition)
         if (b := state.get("ItemBatcher")) is not None
     }
@@ -185,15 +204,42 @@ class _PagedS3:
         return {"Contents": contents}
 
 
+class _PascalSfn:
+    """The executor's Step Functions client for its `states:startExecution.sync:2` tasks: moto's integration
+    (state_task_service_sfn.py) calls boto3 with the ASL's parameter names (StateMachineArn, Input, Name), which
+    boto3's serializer refuses (it wants stateMachineArn), and reads the answer's ExecutionArn where boto3 says
+    executionArn. AWS's integration takes and gives the Pascal-case names; this client turns the names both ways."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(**params: Any) -> Any:
+            answer = method(**{k[:1].lower() + k[1:]: v for k, v in params.items()})
+            if isinstance(answer, dict):
+                return {**answer, **{k[:1].upper() + k[1:]: v for k, v in answer.items()}}
+            return answer
+
+        return call
+
+
 def _client(service: str, **kwargs: Any) -> Any:
     return boto3.client(service, **kwargs)  # type: ignore[call-overload]
 
 
 def _data_client(endpoint_url: str | None) -> Any:
+    """An S3 client on the data endpoint, configured as the Lambda functions' (the adapter's CLIENT_CONFIG: botocore's
+    standard retry mode, bounded attempts), so a 503 SlowDown meets the same backoff locally as deployed."""
+    from mediacanon.adapters.s3 import CLIENT_CONFIG
+
     credentials = (
         None if boto3.Session().get_credentials() else {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     )
-    return _client("s3", endpoint_url=endpoint_url, region_name=REGION, **(credentials or {}))
+    return _client("s3", endpoint_url=endpoint_url, region_name=REGION, config=CLIENT_CONFIG, **(credentials or {}))
 
 
 _active: dict[str, Any] = {}  # the running local backfill's routing: one per process at a time
@@ -220,7 +266,7 @@ def _install_routing() -> None:
             return original_client_for(region, service, state_credentials)
         if service == "s3":
             return _PagedS3(_data_client(_active["endpoint_url"]), _active.get("batching"))
-        return _client(
+        client = _client(
             service,
             endpoint_url=_active["control_url"],
             region_name=region,
@@ -229,6 +275,7 @@ def _install_routing() -> None:
             # as moto's own: no client retries (the ASL's Retry decides), and a batch may take a task's full timeout
             config=Config(parameter_validation=False, retries={"total_max_attempts": 1}, read_timeout=TASK_TIMEOUT + 60),
         )
+        return _PascalSfn(client) if service == "stepfunctions" else client
 
     def invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
         if not _active:
@@ -412,9 +459,14 @@ def _execute(
         Code={"ZipFile": _empty_zip()},  # never run: the invocation is patched to run_task in this process
         Timeout=TASK_TIMEOUT,
     )["FunctionArn"]
-    deployed = load_definition(substitutions(function_arn, media_map))
-    definition = moto_compatible(deployed, {"resultsPrefix": results_prefix(media_map, execution)})
-    _active["batching"] = item_batching(deployed)
+    known = {"resultsPrefix": results_prefix(media_map, execution)}
+    objects = load_definition(substitutions(function_arn, media_map), OBJECTS_ASL_PATH)
+    objects_arn = sfn.create_state_machine(
+        name=f"{function_name}-objects", definition=json.dumps(moto_compatible(objects, known)), roleArn=role_arn, type="STANDARD"
+    )["stateMachineArn"]
+    deployed = load_definition(substitutions(function_arn, media_map, objects_machine_arn=objects_arn))
+    definition = moto_compatible(deployed, known)
+    _active["batching"] = item_batching(deployed, objects)
     machine_arn = sfn.create_state_machine(
         name=function_name, definition=json.dumps(definition), roleArn=role_arn, type="STANDARD"
     )["stateMachineArn"]
@@ -425,8 +477,8 @@ def _execute(
         runs: dict[str, dict[str, Any]] = {}
         while True:
             # map runs first: moto drops an execution's map-run records when it ends, so a run read after a
-            # RUNNING status may already be gone; the status read second decides whether to go on
-            runs = map_runs(sfn, execution_arn) or runs
+            # RUNNING status may already be gone (each is kept as last seen); the status read second decides
+            runs = {**runs, **map_runs(sfn, execution_arn, objects_arn)}
             described = sfn.describe_execution(executionArn=execution_arn)
             bar.update(runs)
             if described["status"] != "RUNNING":
@@ -438,7 +490,7 @@ def _execute(
                 # the tasks would retry for minutes against an endpoint that is not coming back: stop, as a
                 # failure that names it (each phase is idempotent: a rerun on a live endpoint goes on from here)
                 sfn.stop_execution(executionArn=execution_arn, error="EndpointConnectionError", cause=watch.cause)
-                runs = map_runs(sfn, execution_arn) or runs
+                runs = {**runs, **map_runs(sfn, execution_arn, objects_arn)}
                 described = sfn.describe_execution(executionArn=execution_arn)
                 return BackfillResult(
                     execution_arn=execution_arn,
@@ -450,6 +502,7 @@ def _execute(
                 )
             time.sleep(POLL_SECONDS)
 
+    runs = {**runs, **final_map_runs(sfn, runs)}  # an objects execution may have ended between two polls
     status, error = described["status"], None
     if status != "SUCCEEDED":
         error = first_failure(sfn, execution_arn)

@@ -3,6 +3,7 @@ failure its history names."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -44,7 +45,40 @@ class Watchdog:
         return self._missed >= self.misses
 
 
-def map_runs(sfn: Any, execution_arn: str) -> dict[str, dict[str, Any]]:
+def map_runs(sfn: Any, execution_arn: str, children_of: str | None = None) -> dict[str, dict[str, Any]]:
+    """The map runs of the execution and, given `children_of` (the objects state machine the backfill starts once per
+    prefix), those of that machine's executions: one map run per prefix, side by side. Locally every execution of that
+    machine is this backfill's (a control plane per run)."""
+    executions = [execution_arn]
+    if children_of is not None:
+        executions += [e["executionArn"] for e in _executions(sfn, children_of)]
+    out: dict[str, dict[str, Any]] = {}
+    for arn in executions:
+        out.update(_map_runs_of(sfn, arn))
+    return out
+
+
+def final_map_runs(sfn: Any, seen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The map runs seen, described once more where moto still has them (their counts at their end)."""
+    from botocore.exceptions import ClientError
+
+    out = {}
+    for arn in seen:
+        with contextlib.suppress(ClientError):
+            out[arn] = sfn.describe_map_run(mapRunArn=arn)
+    return out
+
+
+def _executions(sfn: Any, machine_arn: str) -> list[dict[str, Any]]:
+    from botocore.exceptions import ClientError
+
+    try:
+        return list(sfn.list_executions(stateMachineArn=machine_arn).get("executions", []))
+    except ClientError:
+        return []
+
+
+def _map_runs_of(sfn: Any, execution_arn: str) -> dict[str, dict[str, Any]]:
     from botocore.exceptions import ClientError
 
     try:
