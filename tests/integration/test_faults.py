@@ -76,6 +76,19 @@ class Storm:
         return AWSResponse(request.url, self.status, {"Content-Type": "application/xml"}, _Body(body))  # type: ignore[arg-type]  # AWSResponse takes any mapping of headers (its stubs say HTTPHeaders)
 
 
+class KeyStorm(Storm):
+    """A Storm on the requests to one URL path only (one object's copy, whatever else runs beside it)."""
+
+    def __init__(self, client: Any, operations: tuple[str, ...], status: int, code: str, count: int, path: str) -> None:
+        self.path = path
+        super().__init__(client, operations, status, code, count)
+
+    def answer(self, request: Any, event_name: str, **kwargs: Any) -> AWSResponse | None:
+        if not request.url.split("?", 1)[0].endswith(self.path):
+            return None
+        return super().answer(request, event_name, **kwargs)
+
+
 @pytest.fixture(autouse=True)
 def no_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     """botocore's backoff sleeps up to seconds between attempts: the count of attempts is the point here, not the
@@ -524,3 +537,66 @@ def test_one_poison_message_fails_alone_and_reaches_the_dead_letter_queue_with_i
     )["Messages"]
     assert [(m["MessageId"], json.loads(m["Body"]).get("poison")) for m in dead] == [(poison_id, True)]
     assert int(dead[0]["Attributes"]["ApproximateReceiveCount"]) >= 5  # received maxReceiveCount times in all
+
+
+# -- the backfill: a batch meeting SlowDown -----------------------------------------------------------------------
+
+
+def _backfill_site_module() -> Any:
+    import importlib.util
+    import sys
+
+    name = "backfill_integration_site"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "integration" / "test_backfill.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+site = _backfill_site_module().site  # the backfill's site: messy names under three prefixes, rows, a legacy bucket
+
+
+@pytest.mark.parametrize("storm_length", [MAX_ATTEMPTS - 1, MAX_ATTEMPTS + 2])
+def test_a_backfill_batch_meeting_slowdown_again_and_again_still_succeeds(
+    site: Any, monkeypatch: pytest.MonkeyPatch, storm_length: int
+) -> None:
+    """S3 answers 503 SlowDown above a prefix's request rate, "until S3 splits the prefix" (Amazon S3 User Guide,
+    performance guidelines: "retry failed requests using an exponential backoff algorithm"). Two layers answer it with
+    backoff, never with failure: botocore's standard retry mode on the worker's client (MAX_ATTEMPTS, exponential
+    backoff with jitter), and past that the ASL's Retry on ProcessBatch (RetryableError: IntervalSeconds 2, BackoffRate
+    2.0, MaxAttempts 6), which runs the batch again. A storm shorter than botocore's budget never reaches the state
+    machine; a longer one costs the batch one ASL retry; both end SUCCEEDED with every object in place."""
+    from mediacanon.local import sfnlocal
+
+    real_client, storms = sfnlocal._data_client, list[Storm]()
+    target = f"/{site.primary}/icons/nytimes.png"  # the canonical copy of one object: one call, botocore's attempts
+
+    def storming(endpoint_url: str | None) -> Any:
+        client = real_client(endpoint_url)
+        if not storms:  # the first client built is the workers' (run_backfill's S3Adapter)
+            storms.append(KeyStorm(client, ("CopyObject",), 503, "SlowDown", count=storm_length, path=target))
+        return client
+
+    from mediacanon.backfill import run_task as real_task  # what sfnlocal's invoke calls
+
+    raised = Counter[str]()
+
+    def counting(event: dict[str, Any], make_steps: Any) -> Any:
+        try:
+            return real_task(event, make_steps)
+        except RetryableError:
+            raised[str(event.get("action"))] += 1
+            raise
+
+    monkeypatch.setattr(sfnlocal, "_data_client", storming)
+    monkeypatch.setattr(sfnlocal, "run_task", counting)
+    result = site.run()
+
+    assert (result.status, result.error, result.failed_items) == ("SUCCEEDED", None, 0)
+    (storm,) = storms
+    assert storm.left == 0 and storm.attempts["CopyObject"] == storm_length + 1  # met in full, then the copy went through
+    assert raised == ({} if storm_length < MAX_ATTEMPTS else {"objects": 1})  # botocore's budget, then the ASL's Retry
+    _backfill_site_module().assert_final_state(site)
