@@ -104,5 +104,30 @@ def failure(sfn: Any, execution: Any) -> str:
 
 
 def _map_run_counts(sfn: Any, execution_arn: str) -> dict[str, dict[str, int]]:
-    runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
-    return {run["mapRunArn"]: sfn.describe_map_run(mapRunArn=run["mapRunArn"]).get("itemCounts", {}) for run in runs}
+    """The itemCounts of every map run of the execution and of the child executions it started (each prefix's
+    objects map runs in an execution of the objects state machine, started with startExecution.sync:2)."""
+    counts: dict[str, dict[str, int]] = {}
+    for arn in (execution_arn, *child_executions(sfn, execution_arn)):
+        for run in sfn.list_map_runs(executionArn=arn).get("mapRuns", []):
+            counts[run["mapRunArn"]] = sfn.describe_map_run(mapRunArn=run["mapRunArn"]).get("itemCounts", {})
+    return counts
+
+
+def child_executions(sfn: Any, execution_arn: str) -> list[str]:
+    """The executions the execution started through the Step Functions integration, from its history: each
+    `TaskSubmitted` event of a `startExecution` task carries StartExecution's response (its ExecutionArn). The
+    parent's history is short (a few events per prefix), so it is read whole."""
+    found: list[str] = []
+    params: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**params)
+        for event in page.get("events", []):
+            details = event.get("taskSubmittedEventDetails") or {}
+            if details.get("resourceType") == "states" and str(details.get("resource", "")).startswith("startExecution"):
+                output = json.loads(details.get("output") or "{}")
+                arn = output.get("ExecutionArn") or output.get("executionArn")
+                if arn and arn not in found:
+                    found.append(str(arn))
+        if not page.get("nextToken"):
+            return found
+        params["nextToken"] = page["nextToken"]
