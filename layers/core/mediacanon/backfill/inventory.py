@@ -47,8 +47,9 @@ treated as strings"), e.g. ``{"Bucket": "b", "Key": "csvDataset/titles.csv", "Si
 "2022-11-16T00:29:32.000Z"}``. In CSV inventories "the key name is URL-encoded and must be decoded before you can use
 it" (S3 User Guide): ``inventory_items`` decodes it (``+`` is a space, as S3 Inventory encodes one). An inventory is
 "eventually consistent": objects written after its creationTimestamp are missing (the live path handles them), and
-one deleted or overwritten since is listed as it was: the worker's copy is conditional on the listed ETag, so such an
-object is refused by S3 and reported, never copied stale.
+one deleted or overwritten since is listed as it was: the worker's copies are conditional on the listed ETag
+(backfill.listed), so S3 refuses such a copy and the worker takes the object again as it is now (a HEAD) or hands it to
+the per-object steps; nothing is copied stale, but an old inventory costs those extra requests.
 """
 
 from __future__ import annotations
