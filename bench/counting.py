@@ -146,7 +146,9 @@ class S3CountingProxy:
     def start(self) -> str:
         # a handler class of this proxy's own: its upstream and tally, and the upstream connections of its threads
         handler = type("Handler", (_CountingHandler,), {"proxy": self, "local": threading.local()})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        # a listen backlog for the workers' copy threads (socketserver's default of 5 refuses connections under load)
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 1024})
+        self._server = server_class(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return f"http://127.0.0.1:{self._server.server_address[1]}"

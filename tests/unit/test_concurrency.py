@@ -45,3 +45,13 @@ def test_prefixes_side_by_side_share_the_account_s_lambda_concurrency() -> None:
 def test_a_bad_objects_rate_is_refused(bad: Any) -> None:
     with pytest.raises(PermanentError, match="objectsPerWorkerSecond must be a positive number"):
         concurrency.objects_concurrency(bad, 3)
+
+
+def test_the_input_caps_the_workers_never_raises_them() -> None:
+    """objectsMaxConcurrency: a team's cap for its database (or the local runner's for its cores)."""
+    uncapped = concurrency.objects_concurrency(None, 2)
+    assert concurrency.objects_concurrency(None, 2, 4) == 4 < uncapped
+    assert concurrency.objects_concurrency(None, 2, 10_000) == uncapped
+    for bad in (0, -1, 2.5, True, "4"):
+        with pytest.raises(concurrency.PermanentError, match="objectsMaxConcurrency must be a positive integer"):
+            concurrency.objects_concurrency(None, 2, bad)

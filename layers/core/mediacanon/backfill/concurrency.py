@@ -48,9 +48,17 @@ def workers_per_prefix(
     return max(1, min(by_rate, share, DISTRIBUTED_MAP_MAX_CONCURRENCY))
 
 
-def objects_concurrency(objects_per_worker_second: Any, prefixes: int) -> int:
+def objects_concurrency(objects_per_worker_second: Any, prefixes: int, at_most: Any = None) -> int:
     """Prepare's `objectsMaxConcurrency` for `prefixes` prefixes run side by side: `workers_per_prefix` at the
-    execution input's objectsPerWorkerSecond (a positive number), else at OBJECTS_PER_WORKER_SECOND."""
+    execution input's objectsPerWorkerSecond (a positive number), else at OBJECTS_PER_WORKER_SECOND; never more than
+    the input's `objectsMaxConcurrency` (a cap a team sets for its database, or the local runner for its 2 cores)."""
+    if at_most is not None and (isinstance(at_most, bool) or not isinstance(at_most, int) or at_most < 1):
+        raise PermanentError(f"objectsMaxConcurrency must be a positive integer, got {at_most!r}")
+    workers = _workers(objects_per_worker_second, prefixes)
+    return workers if at_most is None else min(workers, at_most)
+
+
+def _workers(objects_per_worker_second: Any, prefixes: int) -> int:
     rate = OBJECTS_PER_WORKER_SECOND if objects_per_worker_second is None else objects_per_worker_second
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
         raise PermanentError(f"objectsPerWorkerSecond must be a positive number, got {objects_per_worker_second!r}")

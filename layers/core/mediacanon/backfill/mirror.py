@@ -57,8 +57,7 @@ def _after(prefix: str) -> str:
 def _slices(media_map: MediaMap) -> list[tuple[str, str | None]]:
     """Contiguous [lo, hi) slices covering every key (hi None: no end), cut at the media map's prefixes."""
     roots = {re.split(r"[{*?\[]", m.location + m.upload_to, maxsplit=1)[0] for m in media_map.fields}
-    roots.add(media_map.reports_prefix)
-    bounds = {""}
+    bounds = {"", media_map.reports_prefix, _after(media_map.reports_prefix)}  # reports: one slice, uncut
     for root in filter(None, roots):
         bounds |= {root, _after(root), *(root + cut for cut in _CUTS)}
     ordered: list[str | None] = [*sorted(bounds), None]

@@ -91,7 +91,9 @@ def prepare(steps: Steps, execution: str, given: dict[str, Any], given_reports_p
         "run": {phase: phase in phases for phase in PHASES},
         "prefixes": prefixes,
         # each prefix's objects map run: its workers (MaxConcurrencyPath), sized from S3's per-prefix write limit
-        "objectsMaxConcurrency": objects_concurrency(given.get("objectsPerWorkerSecond"), len(prefixes)),
+        "objectsMaxConcurrency": objects_concurrency(
+            given.get("objectsPerWorkerSecond"), len(prefixes), given.get("objectsMaxConcurrency")
+        ),
         "rowsManifest": manifest,
         "resultsPrefix": results_prefix(media_map, execution),
     }

@@ -298,6 +298,9 @@ def _install_routing() -> None:
 # objects per prefix the default limit of 1,000 raises RecursionError. Python 3.11+ frames live on the heap, so
 # a higher limit plus roomier thread stacks (for the C parts of each call) lifts that (checked: bench/, 20,000).
 RECURSION_LIMIT = 200_000
+# Each prefix's objects workers here: one moto process on this machine's cores is the limit, not S3's partitions
+# (the workers Prepare sizes for AWS would open hundreds of connections to it, each batch with its copy threads).
+LOCAL_OBJECTS_WORKERS = 4
 THREAD_STACK_BYTES = 256 * 1024 * 1024
 
 
@@ -372,6 +375,7 @@ def run_backfill(
     logging.getLogger("moto").setLevel(logging.CRITICAL)  # the control plane only: its request errors are ours to report
     execution = name or f"backfill-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     payload: dict[str, Any] = {"dryRun": dry_run, "maxDeletes": max_deletes, "phases": list(phases or PHASES)}
+    payload["objectsMaxConcurrency"] = LOCAL_OBJECTS_WORKERS
     if fields is not None:
         payload["fields"] = list(fields)
     if prefixes is not None:
