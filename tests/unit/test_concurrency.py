@@ -53,5 +53,5 @@ def test_the_input_caps_the_workers_never_raises_them() -> None:
     assert concurrency.objects_concurrency(None, 2, 4) == 4 < uncapped
     assert concurrency.objects_concurrency(None, 2, 10_000) == uncapped
     for bad in (0, -1, 2.5, True, "4"):
-        with pytest.raises(concurrency.PermanentError, match="objectsMaxConcurrency must be a positive integer"):
+        with pytest.raises(PermanentError, match="objectsMaxConcurrency must be a positive integer"):
             concurrency.objects_concurrency(None, 2, bad)
