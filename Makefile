@@ -139,9 +139,14 @@ local-down: $(BIN)/.installed
 # Benchmarks, not part of `make test`: mediacanon beside aws s3 sync, rclone and Django's save()/bulk_update, in one
 # run on one moto server and one PostgreSQL (bench/README.md); writes bench/RESULTS.md. BENCH_ARGS="--objects 2000 --rows 10000"
 # for a shorter run.
+# Then the scale benchmark (bench/scale.py, ~1 h): a 100,000-object backfill's requests per object and per row, its
+# peak memory against 10,000 objects, and the 10 M-object model computed from them; it regenerates docs/scale.md.
+# SCALE_ARGS="--objects 20000 --baseline 2000" for a shorter one.
 BENCH_ARGS ?=
+SCALE_ARGS ?=
 bench: setup
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 clean: local-down
 	rm -rf .local .aws-sam
