@@ -94,7 +94,14 @@ def test_the_backfill_starts_the_objects_machine_of_the_template() -> None:
 
 @pytest.mark.parametrize(
     ("machine", "scope"),
-    [("backfill", "<root>"), ("backfill", "/Objects"), ("backfill", "/Rows"), ("objects", "<root>"), ("objects", "/Objects")],
+    [
+        ("backfill", "<root>"),
+        ("backfill", "/Objects"),
+        ("backfill", "/Rows"),
+        ("objects", "<root>"),
+        ("objects", "/Objects"),
+        ("objects", "/ObjectsFromInventory"),
+    ],
 )
 def test_every_target_exists_every_state_is_reachable_and_the_scope_can_end(
     definition: dict[str, Any], objects_definition: dict[str, Any], machine: str, scope: str
@@ -123,7 +130,7 @@ def test_the_objects_map_is_distributed_batched_and_tolerant(objects_definition:
     assert objects["ItemReader"]["Parameters"] == {"Bucket": SUBSTITUTIONS["PrimaryBucketName"], "Prefix.$": "$.prefix"}
     # its workers are Prepare's per-prefix figure (mediacanon.backfill.concurrency), not a constant of the file
     assert objects["MaxConcurrencyPath"] == "$.maxConcurrency" and "MaxConcurrency" not in objects
-    assert objects.get("End") is True and objects_definition["StartAt"] == "Objects"
+    assert objects.get("End") is True and objects_definition["States"]["Source"]["Default"] == "Objects"
     # moto rejects EXPRESS inside a Distributed Map
     assert objects["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
     assert set(objects["ItemBatcher"]["BatchInput"]) == {"dryRun.$", "execution.$"}
@@ -181,7 +188,7 @@ def test_every_task_retries_retryable_errors(definition: dict[str, Any], objects
 
 
 def test_a_failed_phase_still_reaches_the_report(definition: dict[str, Any]) -> None:
-    for phase in ("Objects", "Rows", "Mirror"):
+    for phase in ("Objects", "ObjectsFromInventory", "Rows", "Mirror"):
         assert [c["Next"] for c in definition["States"][phase]["Catch"]] == ["ReportWanted"]
 
 
@@ -202,7 +209,80 @@ def test_moto_compatible_only_turns_the_batcher_into_the_same_envelope(
     # moto reads a ResultWriter's paths from the map's result, AWS from its input: the local run gives it the value
     assert definition["States"]["Objects"]["ResultWriter"]["Parameters"].pop("Prefix.$") == "$.resultsPrefix"
     assert compatible["States"]["Objects"]["ResultWriter"]["Parameters"].pop("Prefix") == "r/x/results"
+    # the inventory map: the same envelope, its manifest read as JSON (test_moto_compatible_reads_an_inventory_...)
+    inventory = compatible["States"].pop("ObjectsFromInventory")
+    original = definition["States"].pop("ObjectsFromInventory")
+    assert inventory["ItemSelector"] == {"Items.$": "$$.Map.Item.Value", "BatchInput": original["ItemBatcher"]["BatchInput"]}
     assert compatible == definition
+
+
+def test_an_inventory_is_read_once_for_the_whole_bucket_by_one_objects_execution(definition: dict[str, Any]) -> None:
+    """Prepare's source chooses: "inventory" starts the objects machine once (a manifest lists the whole bucket, not
+    a prefix), with the inventory and the prefixes to scan; anything else lists each prefix as before."""
+    states = definition["States"]
+    assert states["ObjectsWanted"]["Choices"][0]["Next"] == "ObjectsSource"
+    source = states["ObjectsSource"]
+    assert source["Type"] == "Choice" and source["Default"] == "Objects"
+    assert source["Choices"] == [{"Variable": "$.source", "StringEquals": "inventory", "Next": "ObjectsFromInventory"}]
+    start, per_prefix = states["ObjectsFromInventory"], states["Objects"]["ItemProcessor"]["States"]["ObjectsUnderPrefix"]
+    assert start["Resource"] == per_prefix["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert {k: v for k, v in start["Parameters"].items() if k != "Input"} == {
+        k: v for k, v in per_prefix["Parameters"].items() if k != "Input"
+    }
+    given = start["Parameters"]["Input"]
+    assert given["source"] == "inventory" and given["inventory.$"] == "$.inventory" and given["prefixes.$"] == "$.prefixes"
+    assert given["maxConcurrency.$"] == "$.objectsMaxConcurrency" and "prefix.$" not in given
+    assert start["ResultSelector"] == {"done": True} and start["ResultPath"] is None and start["Next"] == "RowsWanted"
+    assert start["Retry"] == per_prefix["Retry"]
+    # the report says which source the objects came from, and how stale an inventory was
+    assert states["Report"]["Parameters"]["Payload"]["sourceLine.$"] == "$.sourceLine"
+    assert states["Report"]["ResultSelector"]["source.$"] == "$.Payload.source"
+
+
+def test_the_inventory_map_reads_the_manifest_as_step_functions_documents(objects_definition: dict[str, Any]) -> None:
+    """Step Functions developer guide, "ItemReader (Map)", S3 inventory example: "ItemReader": {"ReaderConfig":
+    {"InputType": "MANIFEST"}, "Resource": "arn:aws:states:::s3:getObject", "Parameters": {"Bucket":
+    "amzn-s3-demo-destination-bucket", "Key": "destination-prefix/amzn-s3-demo-bucket/config-id/YYYY-MM-DDTHH-MMZ/
+    manifest.json"}}; "The output format of your Amazon S3 inventory report must be CSV" (read_manifest checks it).
+    The rest of the map is the listing map's: the same batches, worker, tolerance, workers and result export."""
+    states = objects_definition["States"]
+    choice = states[objects_definition["StartAt"]]
+    assert choice["Type"] == "Choice" and choice["Default"] == "Objects"
+    (rule,) = choice["Choices"]
+    assert rule["Next"] == "ObjectsFromInventory"
+    assert rule["And"] == [{"Variable": "$.source", "IsPresent": True}, {"Variable": "$.source", "StringEquals": "inventory"}]
+    inventory, listing = states["ObjectsFromInventory"], states["Objects"]
+    assert inventory["ItemReader"] == {
+        "ReaderConfig": {"InputType": "MANIFEST"},
+        "Resource": "arn:aws:states:::s3:getObject",
+        "Parameters": {"Bucket.$": "$.inventory.bucket", "Key.$": "$.inventory.key"},
+    }
+    batcher = inventory["ItemBatcher"]
+    assert batcher["MaxItemsPerBatch"] == listing["ItemBatcher"]["MaxItemsPerBatch"] == 1000
+    assert batcher["MaxInputBytesPerBatch"] == listing["ItemBatcher"]["MaxInputBytesPerBatch"]
+    # the inventory holds the whole bucket: each batch carries the prefixes to scan, the worker keeps what is under them
+    assert batcher["BatchInput"] == {**listing["ItemBatcher"]["BatchInput"], "prefixes.$": "$.prefixes"}
+    process = inventory["ItemProcessor"]["States"]["ProcessBatch"]
+    payload = process["Parameters"]["Payload"]
+    assert payload == {
+        **listing["ItemProcessor"]["States"]["ProcessBatch"]["Parameters"]["Payload"],
+        "prefixes.$": "$.BatchInput.prefixes",
+    }
+    for same in ("MaxConcurrencyPath", "ToleratedFailurePercentage", "ResultWriter", "ResultPath", "End"):
+        assert inventory[same] == listing[same], same
+    assert inventory["ItemProcessor"]["ProcessorConfig"] == listing["ItemProcessor"]["ProcessorConfig"]
+    assert process["Retry"] == listing["ItemProcessor"]["States"]["ProcessBatch"]["Retry"]
+    assert inventory["Label"] == "inventory" != listing["Label"]
+
+
+def test_moto_compatible_reads_an_inventory_manifest_as_json(objects_definition: dict[str, Any]) -> None:
+    """moto has no MANIFEST reader: the local definition reads the manifest's getObject as JSON, which the routed S3
+    client answers with the inventory's batched rows (sfnlocal._PagedS3.get_object)."""
+    compatible = moto_compatible(objects_definition, {"resultsPrefix": "r/x/results"})
+    reader = compatible["States"]["ObjectsFromInventory"]["ItemReader"]
+    assert reader["ReaderConfig"] == {"InputType": "JSON"}
+    assert reader["Parameters"] == objects_definition["States"]["ObjectsFromInventory"]["ItemReader"]["Parameters"]
+    assert objects_definition["States"]["ObjectsFromInventory"]["ItemReader"]["ReaderConfig"] == {"InputType": "MANIFEST"}
 
 
 @mock_aws(config={"stepfunctions": {"execute_state_machine": True}})

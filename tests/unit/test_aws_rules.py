@@ -17,15 +17,18 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 
 from mediacanon import backfill
 from mediacanon.backfill import concurrency
 from mediacanon.backfill import tasks as backfill_tasks
+from mediacanon.backfill.inventory import Inventory, InventoryFile, plan_entry
 from mediacanon.core import mediamap
 from mediacanon.local.sfnlocal import ASL_PATH, OBJECTS_ASL_PATH, Batching, item_batching, load_definition
 
@@ -52,6 +55,20 @@ TEN_MILLION = 10_000_000
 # the inline Map over $.rowRanges stopped at about 25 to 35 M rows (several history events per 10,000-row range);
 # twice that, to show the rows phase no longer depends on the table's size
 FIFTY_MILLION = 50_000_000
+
+
+NOW = datetime(2026, 12, 2, 11, 0, tzinfo=UTC)
+# an inventory of the primary bucket as Prepare reads it: its manifest's key as long as S3 Inventory makes one
+INVENTORY = Inventory(
+    bucket="archive-inventory-destination",
+    key="inventory/" + "p" * 200 + "/archive-media/" + "c" * 64 + "/2026-12-01T00-00Z/manifest.json",
+    source_bucket="archive-media",
+    destination_bucket="archive-inventory-destination",
+    file_format="CSV",
+    fields=["Bucket", "Key", "Size", "LastModifiedDate", "ETag", "StorageClass"],
+    files=[InventoryFile(f"inventory/data/{i:05d}.csv.gz", 10**9, "0" * 32) for i in range(3)],
+    created=datetime(2026, 12, 1, 0, 0, tzinfo=UTC),
+)
 
 
 def size(value: Any) -> int:
@@ -82,6 +99,8 @@ def _path(data: Any, path: str, context: dict[str, Any]) -> Any:
 
 def _intrinsic(expression: str, data: Any, context: dict[str, Any]) -> Any:
     name, args_text = re.fullmatch(r"(States\.\w+)\((.*)\)", expression).groups()  # type: ignore[union-attr]
+    if name == "States.UUID":
+        return "0f0e1d2c-3b4a-5968-7786-000000000000"
     args = [_path(data, a, context) if a.startswith("$") else json.loads(a) for a in (x.strip() for x in args_text.split(","))]
     if name == "States.ArrayGetItem":
         return args[0][args[1]]
@@ -130,6 +149,8 @@ def _choose(rule: dict[str, Any], data: Any, context: dict[str, Any]) -> bool:
         return bool(rule["IsPresent"])
     if "BooleanEquals" in rule:
         return bool(value == rule["BooleanEquals"])
+    if "StringEquals" in rule:
+        return bool(value == rule["StringEquals"])
     if "NumericLessThanPath" in rule:
         return bool(value < _path(data, rule["NumericLessThanPath"], context))
     raise NotImplementedError(rule)
@@ -157,7 +178,7 @@ class AslRun:
         return value
 
     def run(self, execution_input: dict[str, Any], name: str = "backfill-20261202T000000-abcdef") -> Any:
-        context = {"Execution": {"Name": name}}
+        context = {"Execution": {"Name": name, "Id": f"arn:aws:states:us-east-1:123456789012:execution:stack-backfill:{name}"}}
         data = self.record("execution input", execution_input)
         self.events = 2  # ExecutionStarted, ExecutionSucceeded (or Failed)
         states, current = self.definition["States"], self.definition["StartAt"]
@@ -288,17 +309,22 @@ def _full_batch_counts(objects_per_batch: int) -> dict[str, Any]:
     return {"counts": dict.fromkeys(backfill.REPORT_COUNTS, objects_per_batch)}
 
 
-def _objects_run(objects_definition: dict[str, Any], child_input: dict[str, Any], objects: int) -> AslRun:
-    """One execution of the objects machine on one prefix of `objects` objects, its batches the longest keys'."""
-    batcher = objects_definition["States"]["Objects"]["ItemBatcher"]
+def _objects_run(
+    objects_definition: dict[str, Any], child_input: dict[str, Any], objects: int, map_name: str = "Objects"
+) -> AslRun:
+    """One execution of the objects machine on one prefix of `objects` objects (map_name "Objects"), or on an S3
+    Inventory of them ("ObjectsFromInventory"), its batches the longest keys'."""
+    batcher = objects_definition["States"][map_name]["ItemBatcher"]
     per_batch = batcher["MaxItemsPerBatch"]
-    child_batch = Batching(per_batch, batcher.get("MaxInputBytesPerBatch")).batches(
-        _longest_listed_items(per_batch), batcher.get("BatchInput")
-    )[0]
+    items = _longest_listed_items(per_batch) if map_name == "Objects" else _longest_inventory_items(per_batch)
+    child_batch = Batching(per_batch, batcher.get("MaxInputBytesPerBatch")).batches(items, batcher.get("BatchInput"))[0]
 
     def children(name: str, effective: Any) -> tuple[Any, Any, int]:
-        assert name == "Objects", name
-        batch_input = {"Items": child_batch, "BatchInput": {"dryRun": False, "execution": child_input["execution"]}}
+        assert name == map_name, name
+        given = {"dryRun": False, "execution": child_input["execution"]}
+        if "prefixes" in child_input:
+            given["prefixes"] = child_input["prefixes"]
+        batch_input = {"Items": child_batch, "BatchInput": given}
         return batch_input, _full_batch_counts(per_batch), math.ceil(objects / per_batch)
 
     def task(name: str, effective: Any) -> Any:
@@ -316,12 +342,15 @@ def _run(
     monkeypatch: pytest.MonkeyPatch,
     fail_at: str | None = None,
     prefixes: list[str] | None = None,
+    inventory: bool = False,
 ) -> AslRun:
     """One backfill execution and, for its Objects iterations, one objects execution each (their payloads recorded
     with the parent's, as "<prefix execution> ..."; their histories are their own)."""
     execution = "backfill-20261202T000000-abcdef"
     if prefixes is not None:
         monkeypatch.setattr(backfill_tasks, "prefixes_to_scan", lambda media_map, fields=None: list(prefixes))
+    if inventory:  # Prepare's answer for an inventory it read and checked (backfill.inventory.plan_entry)
+        monkeypatch.setattr(backfill_tasks, "objects_source", lambda steps, given, now=None: plan_entry(INVENTORY, NOW))
     prepared, _ = _prepare_output(objects, rows_per_field, monkeypatch, execution)
     objects_definition = load_definition(SUBSTITUTIONS, OBJECTS_ASL_PATH)
     start = definition["States"]["Objects"]["ItemProcessor"]["States"]["ObjectsUnderPrefix"]
@@ -331,6 +360,10 @@ def _run(
     def task(name: str, effective: Any) -> Any:
         if name == "Prepare":
             return _lambda_result(prepared)
+        if name == "ObjectsFromInventory":  # startExecution.sync:2 of the objects machine, once, on the inventory
+            child = _objects_run(objects_definition, effective["Input"], objects, "ObjectsFromInventory")
+            nested.append(child)
+            return {"ExecutionArn": "x" * 120, "Input": effective["Input"], "Output": child.output, "Status": "SUCCEEDED"}
         if name == "Objects":  # an iteration: startExecution.sync:2 of the objects machine on one prefix
             context = {"Execution": {"Id": f"arn:aws:states:us-east-1:123456789012:execution:stack-backfill:{execution}"}}
             named = {k: v for k, v in start["Parameters"].items() if k != "Name.$"} | {"Name": "0" * 36}  # States.UUID()
@@ -346,7 +379,8 @@ def _run(
             return _result_path(effective, start.get("ResultPath", "$"), result)
         if name == "Report":
             base = f"mediacanon-reports/{execution}/report"
-            return _lambda_result({"line": report.line, "counts": report.counts, "keys": [base + ".json", base + ".csv"]})
+            keys, source = [base + ".json", base + ".csv"], effective["Payload"]["sourceLine"]
+            return _lambda_result({"line": report.line, "counts": report.counts, "keys": keys, "source": source})
         if name == "Mirror":
             return _lambda_result({"counts": {"pruned": objects}})
         if name == "Rows":  # an inline iteration's output: the ProcessRows task's payload
@@ -523,6 +557,46 @@ def _longest_listed_items(count: int) -> list[dict[str, Any]]:
     return items
 
 
+def _longest_inventory_items(count: int) -> list[dict[str, Any]]:
+    """The same objects as an S3 Inventory's MANIFEST reader gives them: every field a string, the key URL-encoded
+    (a multibyte character costs 9 bytes), the usual optional fields present."""
+    return [
+        {
+            "Bucket": SUBSTITUTIONS["PrimaryBucketName"],
+            "Key": quote_plus(item["Key"], safe="/"),
+            "Size": str(item["Size"]),
+            "LastModifiedDate": "2026-12-01T00:00:00.000Z",
+            "ETag": item["Etag"].strip('"'),
+            "StorageClass": item["StorageClass"],
+            "IsMultipartUploaded": "true",
+            "ReplicationStatus": "COMPLETED",
+            "EncryptionStatus": "SSE-KMS",
+        }
+        for item in _longest_listed_items(count)
+    ]
+
+
+def test_an_inventory_backfill_keeps_every_payload_and_history_bound(
+    definition: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--inventory`: Prepare's source "inventory" starts one objects execution over the whole inventory (not one
+    per prefix); its map's batches of URL-encoded longest keys, its child and worker inputs and the parent's history
+    keep the same quotas as a listing's, and none of them grows with the bucket, the tables or the prefixes."""
+    many = [f"tenant-{i:04d}/media/" for i in range(1_000)]
+    listing = _run(definition, TEN_MILLION, FIFTY_MILLION, monkeypatch, prefixes=many)  # before objects_source is set
+    large = _run(definition, TEN_MILLION, FIFTY_MILLION, monkeypatch, inventory=True, prefixes=many)
+    assert any(where.startswith("ObjectsFromInventory") for where, _ in large.payloads)
+    assert not any(where.startswith("Objects ") for where, _ in large.payloads)  # no per-prefix iteration
+    over = [(where, n) for where, n in large.payloads if n > PAYLOAD_LIMIT]
+    assert not over, f"over Step Functions' 256 KiB payload quota: {over}"
+    assert large.events < 100 and len(large.nested) == 1 and large.nested[0].events < 20
+    small = _run(definition, 100_000, 500_000, monkeypatch, inventory=True, prefixes=many)
+    assert small.events == large.events
+    grown = {w: (n, dict(large.payloads)[w]) for w, n in small.payloads if dict(large.payloads)[w] > n + 64}
+    assert not grown, f"payloads that grow with the data: {grown}"
+    assert listing.events - large.events > 7_000  # the inventory costs the parent no events per prefix
+
+
 def test_a_batch_of_the_longest_keys_stays_under_the_state_input_limit(objects_definition: dict[str, Any]) -> None:
     """ "ItemBatcher (Map)": MaxInputBytesPerBatch bounds a batch's bytes (at most 256 KiB); without it, 250 listed
     items whose keys are near S3's 1,024-byte key limit are about 290 KB, over the state input quota of 256 KiB, and
@@ -619,7 +693,7 @@ def _allows(statements: list[dict[str, Any]], action: str, arn: str) -> bool:
 
 @pytest.mark.parametrize("action", ["states:DescribeExecution", "states:StopExecution", "states:RedriveExecution"])
 @pytest.mark.parametrize(
-    ("logical_id", "labels"), [("BackfillStateMachine", ["rows"]), ("BackfillObjectsStateMachine", ["objects"])]
+    ("logical_id", "labels"), [("BackfillStateMachine", ["rows"]), ("BackfillObjectsStateMachine", ["inventory", "objects"])]
 )
 def test_each_machine_may_describe_stop_and_redrive_its_executions_and_map_run_children(
     definition: dict[str, Any],

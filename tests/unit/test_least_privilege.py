@@ -29,6 +29,8 @@ EVERYTHING = {
     "DatabaseProxyTarget": "archive-db",
     "CreateDistribution": "true",
     "AlarmEmail": "ops@example.com",
+    "InventoryBucket": "archive-inventory",
+    "InventoryPrefix": "inventory/",
 }
 STEPS = {"NormalizeFunction": "NormalizeQueue", "ReplicateFunction": "ReplicateQueue", "LinkFunction": "LinkQueue"}
 ALLOWED_MANAGED_POLICIES = (
@@ -173,6 +175,36 @@ def test_read_only_on_fallback_buckets(everything: Stack) -> None:
         if any(_matches(_as_list(s["Resource"]), legacy_objects[0]) for s in _s3(everything.role_statements(role_id)))
     }
     assert readers == {"BackfillFunctionRole"}
+
+
+def test_the_inventory_is_read_by_the_objects_machine_alone_under_its_prefix_and_only_when_named(everything: Stack) -> None:
+    """`mediacanon backfill --inventory`: the objects state machine's ItemReader (MANIFEST, s3:getObject) reads the
+    manifest and its data files in InventoryBucket, under InventoryPrefix; no role may write there or read elsewhere
+    in it, and a stack without InventoryBucket grants nothing on any inventory."""
+    base = f"arn:aws:s3:::archive-inventory/inventory/{PRIMARY}/daily"
+    wanted = [f"{base}/2026-12-01T00-00Z/manifest.json", f"{base}/data/0f0e1d2c.csv.gz"]
+
+    def allowed(stack: Stack, role_id: str, action: str, arn: str) -> bool:
+        return any(
+            action in _as_list(s["Action"]) and _matches(_as_list(s["Resource"]), arn)
+            for s in stack.role_statements(role_id)
+            if s["Effect"] == "Allow"
+        )
+
+    roles = list(everything.of_type("AWS::IAM::Role"))
+    readers = {r for r in roles if all(allowed(everything, r, "s3:GetObject", arn) for arn in wanted)}
+    objects_role = everything.resources["BackfillObjectsStateMachine"]["Properties"]["RoleArn"]
+    assert readers == {objects_role[len("getatt:") : -len(".Arn")]}
+    touching = [
+        s for s in _s3(everything.all_statements()) if any("archive-inventory" in str(r) for r in _as_list(s["Resource"]))
+    ]
+    assert touching and all(_as_list(s["Action"]) == ["s3:GetObject"] for s in touching), touching
+    assert not any(allowed(everything, r, "s3:GetObject", "arn:aws:s3:::archive-inventory/elsewhere/x") for r in roles)
+    defaults = stack_for(BASE)
+    assert not [s for s in _s3(defaults.all_statements()) if any(":::/" in str(r) for r in _as_list(s["Resource"]))]
+    assert not any(allowed(defaults, r, "s3:GetObject", wanted[0]) for r in defaults.of_type("AWS::IAM::Role")), (
+        "an inventory is readable without InventoryBucket"
+    )
 
 
 def test_cloudfront_invalidation_only_by_replicate_and_the_backfill_on_their_own_distribution(everything: Stack) -> None:

@@ -24,6 +24,7 @@ class BackfillResult:
     map_run_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # map run ARN -> itemCounts
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    source_line: str | None = None  # the objects phase's source (Prepare's sourceLine, as the report task returns it)
 
     @property
     def failed_items(self) -> int:
@@ -40,6 +41,8 @@ def run_remote(
     timeout: float,
     client: Any = None,
     poll_seconds: float = 5.0,
+    inventory: str | None = None,
+    inventory_max_age_days: float | None = None,
 ) -> BackfillResult:
     import boto3
     from rich.console import Console
@@ -48,6 +51,10 @@ def run_remote(
     payload: dict[str, Any] = {"dryRun": dry_run, "maxDeletes": max_deletes, "phases": phases or list(PHASES)}
     if fields:
         payload["fields"] = fields
+    if inventory:  # an S3 Inventory manifest as the objects phase's source (backfill.tasks.objects_source)
+        payload["inventory"] = inventory
+    if inventory_max_age_days is not None:
+        payload["inventoryMaxAgeDays"] = inventory_max_age_days
     name = f"backfill-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))["executionArn"]
     console = Console(stderr=True, markup=False, emoji=False, highlight=False)
@@ -76,6 +83,7 @@ def run_remote(
         map_run_counts=counts,
         error=None if execution["status"] == "SUCCEEDED" else failure(sfn, execution),
         counts=output.get("counts", {}),
+        source_line=output.get("source"),
     )
 
 

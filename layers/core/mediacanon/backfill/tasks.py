@@ -9,9 +9,18 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mediacanon.adapters.cdn import CdnInvalidations, invalidations_from_env
+from mediacanon.backfill.inventory import (
+    DEFAULT_MAX_AGE,
+    inventory_items,
+    inventory_keys,
+    plan_entry,
+    read_manifest,
+    split_s3_uri,
+)
 from mediacanon.backfill.listed import process_listed
 from mediacanon.backfill.listing import Listed, listed_items, present
 from mediacanon.backfill.mirror import prune_mirror
@@ -71,6 +80,7 @@ def prepare(steps: Steps, execution: str, given: dict[str, Any], given_reports_p
     if not isinstance(max_deletes, int) or isinstance(max_deletes, bool) or max_deletes < 0:
         raise PermanentError(f"maxDeletes must be a non-negative integer, got {max_deletes!r}")
     _check_reports_prefix(media_map, given_reports_prefix)
+    source = objects_source(steps, given)  # a wrong or stale inventory fails here, before any batch runs
     wanted = [m for m in media_map.fields if fields is None or m.name in fields]
     for mapping in wanted:
         steps.db.check_field(mapping)  # a schema mismatch fails the execution here, before any batch runs
@@ -96,7 +106,25 @@ def prepare(steps: Steps, execution: str, given: dict[str, Any], given_reports_p
         ),
         "rowsManifest": manifest,
         "resultsPrefix": results_prefix(media_map, execution),
+        **source,  # source, inventory, sourceLine: what the objects phase reads its items from
     }
+
+
+def objects_source(steps: Steps, given: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Where the objects phase takes its items (backfill.inventory.plan_entry): the input's `inventory` manifest
+    (s3://.../manifest.json), read and checked against the primary bucket and `inventoryMaxAgeDays` (default
+    DEFAULT_MAX_AGE), else a listing of the primary bucket."""
+    primary = steps.map.buckets.primary
+    now = now or datetime.now(UTC)
+    uri = given.get("inventory")
+    if not uri:
+        return plan_entry(None, now, primary=primary)
+    days = given.get("inventoryMaxAgeDays")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int | float) or not days > 0):
+        raise PermanentError(f"inventoryMaxAgeDays must be a positive number of days, got {days!r}")
+    max_age = DEFAULT_MAX_AGE if days is None else timedelta(days=float(days))
+    bucket, key = split_s3_uri(str(uri))
+    return plan_entry(read_manifest(steps.s3, bucket, key, primary_bucket=primary, max_age=max_age, now=now), now)
 
 
 def _check_reports_prefix(media_map: MediaMap, deployed: Any) -> None:
@@ -154,14 +182,21 @@ def _prepare_task(
 def _objects_task(
     steps: Steps, execution: str, event: dict[str, Any], dry_run: bool, cdn: CdnInvalidations | None
 ) -> dict[str, Any]:
-    keys = [item["Key"] for item in event["items"]]
-    listed = listed_items(event["items"])
+    items = event["items"]
+    if items and "ETag" in items[0]:  # an S3 Inventory's rows (a listing's field is Etag): keys URL-encoded
+        prefixes = event.get("prefixes")  # the inventory lists the whole bucket: only the prefixes to scan
+        keys = inventory_keys(items, prefixes)
+        listed = inventory_items(items, prefixes)
+        name_keys = keys or inventory_keys(items)  # a batch with no key to scan still gets a name of its own
+    else:
+        keys = name_keys = [item["Key"] for item in items]
+        listed = listed_items(items)
     if listed is None:  # keys alone (a hand-made event): the per-object steps read the rest
         result = process_objects(steps, keys, dry_run=dry_run, cdn=cdn)
     else:
         result = process_listed(steps, listed, dry_run=dry_run, cdn=cdn)
     _record_orphan_etags(steps, result, listed)
-    return _finish(steps, execution, cdn, result, "objects", _batch_name("objects", keys))
+    return _finish(steps, execution, cdn, result, "objects", _batch_name("objects", name_keys))
 
 
 def _rows_task(
@@ -185,7 +220,8 @@ def _report_task(
     steps: Steps, execution: str, event: dict[str, Any], dry_run: bool, cdn: CdnInvalidations | None
 ) -> dict[str, Any]:
     report, written = write_streamed_report(steps, execution, dry_run=dry_run)
-    return {"line": report.line, "counts": report.counts, "keys": list(written)}
+    # the objects phase's source (Prepare's sourceLine: the listing, or the inventory and how stale it was)
+    return {"line": report.line, "counts": report.counts, "keys": list(written), "source": event.get("sourceLine")}
 
 
 def _finish(

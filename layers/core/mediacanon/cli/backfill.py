@@ -59,6 +59,21 @@ if TYPE_CHECKING:
     show_default=True,
     help="seconds to wait for the execution",
 )
+@click.option(
+    "--inventory",
+    default=None,
+    metavar="S3_URI",
+    help="read the objects from this S3 Inventory (s3://bucket/.../manifest.json, CSV with Size and ETag) "
+    "instead of listing the primary bucket",
+)
+@click.option(
+    "--inventory-max-age",
+    "inventory_max_age",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="DAYS",
+    help="refuse an inventory older than this many days  [default: 7]",
+)
 @config_option
 @database_option
 def backfill_command(
@@ -68,12 +83,17 @@ def backfill_command(
     max_deletes: int,
     state_machine_arn: str | None,
     timeout: float,
+    inventory: str | None,
+    inventory_max_age: float | None,
     config: str,
     database_url: str | None,
 ) -> None:
     """Start a backfill of everything that already exists, show its progress, print its report line."""
     media_map = _load_map(config)
     _check_fields(media_map, fields)
+    if not state_machine_arn:
+        use_endpoints(database_url)  # the local stack's S3, for the inventory's manifest too
+    _say(f"source: {_source_line(media_map, inventory, inventory_max_age)}")
     if state_machine_arn:
         from mediacanon.sfnremote import run_remote
 
@@ -84,6 +104,8 @@ def backfill_command(
             fields=list(fields) or None,
             max_deletes=max_deletes,
             timeout=timeout,
+            inventory=inventory,
+            inventory_max_age_days=inventory_max_age,
         )
     else:
         from mediacanon.local.sfnlocal import run_backfill
@@ -100,9 +122,34 @@ def backfill_command(
             max_deletes=max_deletes,
             progress=True,
             timeout=timeout,
+            inventory=inventory,
+            inventory_max_age_days=inventory_max_age,
         )
     _print_result(media_map, result)
     _exit_for(media_map, result)
+
+
+def _source_line(media_map: mediamap.MediaMap, inventory: str | None, max_age_days: float | None) -> str:
+    """The objects phase's source as Prepare will find it (backfill.tasks.objects_source), found out before the
+    execution starts: a manifest that is not one, of another bucket, without Size or ETag, or too old fails here,
+    with the fix."""
+    from datetime import UTC, timedelta
+
+    from mediacanon.backfill.inventory import DEFAULT_MAX_AGE, plan_entry, read_manifest, split_s3_uri
+    from mediacanon.core.errors import PermanentError
+
+    now = datetime.now(UTC)
+    if not inventory:
+        return str(plan_entry(None, now, primary=media_map.buckets.primary)["sourceLine"])
+    from mediacanon.adapters.s3 import S3Adapter
+
+    max_age = DEFAULT_MAX_AGE if max_age_days is None else timedelta(days=max_age_days)
+    try:
+        bucket, key = split_s3_uri(inventory)
+        found = read_manifest(S3Adapter(), bucket, key, primary_bucket=media_map.buckets.primary, max_age=max_age, now=now)
+    except PermanentError as exc:
+        _fail(f"--inventory: {exc}")
+    return str(plan_entry(found, now)["sourceLine"])
 
 
 def _preflight(media_map: mediamap.MediaMap, url: str, fields: tuple[str, ...], config: str) -> None:
@@ -129,6 +176,8 @@ def _preflight(media_map: mediamap.MediaMap, url: str, fields: tuple[str, ...], 
 
 def _print_result(media_map: mediamap.MediaMap, result: BackfillResult) -> None:
     _say(f"execution: {result.execution_arn}  status: {result.status}")
+    if result.source_line:
+        _say(f"objects from: {result.source_line}")
     if result.failed_items:
         _say(Text.assemble((f"{result.failed_items} item(s) failed in map runs", "red"), " (not in the report; see the map run)"))
     for key in result.report_keys:

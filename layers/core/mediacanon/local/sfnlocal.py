@@ -13,6 +13,10 @@ Where moto 5.2 differs from AWS, and what is done about it (sources under moto/s
   `ItemSelector` that builds the same `{"Items": [...], "BatchInput": ...}` envelope, and the executor's routed S3
   client (`_PagedS3`) does the batching where Step Functions does it, at the reader: it hands the map one item per
   batch of `MaxItemsPerBatch` listed objects. So a child execution runs a batch, as on AWS, not one object each.
+- it has no S3 Inventory reader (ReaderConfig InputType MANIFEST: item_reader/reader_config/input_type.py):
+  `moto_compatible` makes it a JSON reader of the same s3:getObject, and the routed S3 client answers that getObject
+  of the run's inventory manifest with the inventory's rows (backfill.inventory.iter_inventory_items: its data files,
+  read and MD5-checked) as AWS's reader gives them, batched as a listing is.
 - its listObjectsV2 reader reads one page and fails on an empty prefix (asl/component/state/exec/state_map/
   item_reader/eval/resource_eval_s3.py): the routed S3 client pages through and returns items as AWS shapes them.
 - tolerated failures are parsed but not enforced, and a failed child leaves the map run SUCCEEDED
@@ -32,6 +36,7 @@ of every execution of the objects machine (one control plane per run: all of the
 from __future__ import annotations
 
 import copy
+import io
 import json
 import logging
 import sys
@@ -113,6 +118,9 @@ def moto_compatible(definition: dict[str, Any], state_input: dict[str, Any] | No
                 if state_input is None or not path.startswith("$.") or path[2:] not in state_input:
                     raise ValueError(f"ResultWriter parameter {name}: {path} needs its value for moto (state_input)")
                 parameters[name[:-2]] = state_input[path[2:]]
+        config = state.get("ItemReader", {}).get("ReaderConfig", {})
+        if config.get("InputType") == "MANIFEST":  # no S3 Inventory reader: _PagedS3.get_object gives its items
+            config["InputType"] = "JSON"
         batcher = state.pop("ItemBatcher", None)
         if batcher is None:
             continue
@@ -179,9 +187,24 @@ class _PagedS3:
     """The executor's S3 client: all pages of ListObjectsV2, items shaped as AWS's ItemReader gives them, and, when
     the definition batches them (ItemBatcher), grouped into batches here, since moto's executor cannot."""
 
-    def __init__(self, client: Any, batching: Batching | None = None) -> None:
+    def __init__(self, client: Any, batching: Batching | None = None, inventory: tuple[str, str] | None = None) -> None:
         self._client = client
         self._batching = batching
+        self._inventory = inventory  # the run's S3 Inventory manifest (bucket, key), if it has one
+
+    def get_object(self, **params: Any) -> dict[str, Any]:
+        """The inventory manifest's getObject of the map's reader: the inventory's rows, as AWS's MANIFEST reader
+        gives them (every value a string), in batches when the definition batches; any other object as it is."""
+        if self._inventory is None or (params.get("Bucket"), params.get("Key")) != self._inventory:
+            return self._client.get_object(**params)  # type: ignore[no-any-return]
+        from mediacanon.adapters.s3 import S3Adapter
+        from mediacanon.backfill.inventory import iter_inventory_items, parse_manifest
+
+        s3 = S3Adapter(self._client)
+        bucket, key = self._inventory
+        items: list[dict[str, Any]] = list(iter_inventory_items(s3, parse_manifest(s3.get_bytes(bucket, key), bucket, key)))
+        body = self._batching.batches(items) if self._batching is not None else items
+        return {"Body": io.BytesIO(json.dumps(body).encode())}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -265,7 +288,7 @@ def _install_routing() -> None:
         if not _active:
             return original_client_for(region, service, state_credentials)
         if service == "s3":
-            return _PagedS3(_data_client(_active["endpoint_url"]), _active.get("batching"))
+            return _PagedS3(_data_client(_active["endpoint_url"]), _active.get("batching"), _active.get("inventory"))
         client = _client(
             service,
             endpoint_url=_active["control_url"],
@@ -357,8 +380,12 @@ def run_backfill(
     name: str | None = None,
     timeout: float | None = None,
     max_connections: int = 12,
+    inventory: str | None = None,
+    inventory_max_age_days: float | None = None,
 ) -> BackfillResult:
-    """Run the backfill state machine locally to the end; see the module docstring for how."""
+    """Run the backfill state machine locally to the end; see the module docstring for how. `inventory`
+    (s3://.../manifest.json, an S3 Inventory of the primary bucket) is the objects phase's source instead of a
+    listing; Prepare refuses one older than `inventory_max_age_days` (default: backfill.inventory.DEFAULT_MAX_AGE)."""
     from psycopg_pool import ConnectionPool
 
     from mediacanon.adapters.db import Database
@@ -380,6 +407,7 @@ def run_backfill(
         payload["fields"] = list(fields)
     if prefixes is not None:
         payload["prefixes"] = list(prefixes)
+    payload.update(inventory_input(inventory, inventory_max_age_days))
 
     s3 = S3Adapter(_data_client(endpoint_url))
     # the map's children run in threads of this process, at once: one connection each, from a pool
@@ -411,6 +439,10 @@ def run_backfill(
                 raise
 
         with _control_plane(endpoint_url, invoke) as control_url:
+            if inventory:
+                from mediacanon.backfill.inventory import split_s3_uri
+
+                _active["inventory"] = split_s3_uri(inventory)
             return _execute(
                 control_url,
                 media_map,
@@ -529,7 +561,18 @@ def _execute(
         map_run_counts=counts,
         error=error,
         counts=dict(output.get("counts", {})),
+        source_line=output.get("source"),
     )
+
+
+def inventory_input(inventory: str | None, max_age_days: float | None) -> dict[str, Any]:
+    """The execution input's inventory fields (Prepare reads them: backfill.tasks.objects_source); none for a listing."""
+    given: dict[str, Any] = {}
+    if inventory:
+        given["inventory"] = inventory
+    if max_age_days is not None:
+        given["inventoryMaxAgeDays"] = max_age_days
+    return given
 
 
 def _empty_zip() -> bytes:
