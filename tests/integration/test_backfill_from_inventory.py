@@ -128,5 +128,7 @@ def test_the_cli_prints_the_source_and_refuses_a_stale_inventory_before_it_start
 
     assert ran.exit_code == 0, ran.output
     assert f"source: S3 Inventory {stale} of " in ran.output and "9 d 0 h old" in ran.output
+    assert f"objects from: S3 Inventory {stale} of " in ran.output  # and the execution's own word on it, at the end
+    assert ran.output.index("source: ") < ran.output.index("execution: ") < ran.output.index("objects from: ")
     assert LISTING_LINE in ran.output
     _backfill.assert_final_state(site)
