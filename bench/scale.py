@@ -244,7 +244,11 @@ def measure(n: int, ctx: dict[str, Any], *, rows_alone: bool) -> dict[str, Any]:
         "report_bytes": found.get("report_bytes", 0),
         "local_probes": result["local_probes"],
     }
-    print(f"  backfill: {result['wall_s']:.0f}s ({row['objects_per_s']:.0f} objects/s), {result['report_line']}", flush=True)
+    print(
+        f"  backfill: {result['wall_s']:.0f}s ({row['objects_per_s']:.0f} objects/s), {result['status']}: "
+        f"{result['report_line'] or result['error']}",
+        flush=True,
+    )
     if rows_alone:  # the rows phase again, alone: every file in place, the common case
         again, rows_ops, _ = counted(ctx, args | {"phases": ["rows"]})
         row["rows_phase"] = {"wall_s": again["wall_s"], "operations": dict(sorted(rows_ops.items())), "status": again["status"]}

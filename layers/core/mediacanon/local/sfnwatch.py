@@ -11,13 +11,19 @@ from mediacanon.sfnremote import FAILED_ITEM_COUNTS
 
 
 def endpoint_answers(endpoint_url: str, timeout: float = 2.0) -> bool:
-    """Whether anything answers HTTP at the endpoint (an error status counts: it answers)."""
+    """Whether the endpoint is still there: it answers HTTP (an error status counts), or it is only slow to (a
+    timeout: a moto server listing 100,000 keys holds its interpreter for seconds, and is not gone). Refused or
+    reset connections, unknown hosts: gone."""
     import urllib.error
     import urllib.request
 
     try:
         urllib.request.urlopen(endpoint_url, timeout=timeout).close()  # noqa: S310 (the configured endpoint)
     except urllib.error.HTTPError:
+        return True
+    except urllib.error.URLError as exc:
+        return isinstance(exc.reason, TimeoutError)
+    except TimeoutError:
         return True
     except OSError:
         return False
