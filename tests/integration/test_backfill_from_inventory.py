@@ -6,6 +6,7 @@ rows to the map where AWS's MANIFEST reader would) to the same end state as the 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -81,11 +82,15 @@ def test_a_backfill_from_an_inventory_ends_as_one_from_the_listing(site: Any, bu
     assert site.state() == before
     report = next(k for k in result.report_keys if k.endswith(".csv"))
     assert OUTSIDE not in site.body(site.primary, report).decode()
+    document = json.loads(site.body(site.primary, next(k for k in result.report_keys if k.endswith(".json"))))
+    assert document["source"] == result.source_line and document["line"] == LISTING_LINE
 
 
 def test_a_listing_run_says_it_listed(site: Any) -> None:
     result = site.run(phases=["mirror", "report"])
     assert result.source_line == f"listing s3://{site.primary}/ (ListObjectsV2)"
+    document = json.loads(site.body(site.primary, next(k for k in result.report_keys if k.endswith(".json"))))
+    assert document["source"] == result.source_line
 
 
 def test_a_stale_inventory_is_refused_before_anything_is_copied(site: Any, bucket: Any) -> None:
@@ -132,3 +137,7 @@ def test_the_cli_prints_the_source_and_refuses_a_stale_inventory_before_it_start
     assert ran.output.index("source: ") < ran.output.index("execution: ") < ran.output.index("objects from: ")
     assert LISTING_LINE in ran.output
     _backfill.assert_final_state(site)
+    name = re.search(r"execution: \S+:(\S+)  status", ran.output)
+    assert name is not None, ran.output
+    shown = CliRunner().invoke(main, ["report", "--config", str(config), name.group(1)])
+    assert shown.exit_code == 0 and f"objects from: S3 Inventory {stale} of " in shown.output, shown.output

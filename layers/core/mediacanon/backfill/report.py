@@ -132,21 +132,22 @@ class Report:
 
 
 def write_streamed_report(
-    steps: Steps, execution: str, *, dry_run: bool, part_bytes: int = UPLOAD_PART_BYTES
+    steps: Steps, execution: str, *, dry_run: bool, part_bytes: int = UPLOAD_PART_BYTES, source: str | None = None
 ) -> tuple[Report, tuple[str, str]]:
     """Merge the parts into report.json and report.csv a part at a time, each streamed to S3 while it is written
     (S3Adapter.put_stream: a multipart upload, or one PutObject for a report under one upload part): memory holds
     the parts read ahead and a few upload parts of `part_bytes`, however large the report, and /tmp nothing. If the
     merge fails, both uploads are aborted (no part left stored). report.json is one JSON document
-    {dry_run, items, counts, line}: the counts and the line follow the items, known only once every part is read.
-    Returns the report (counts only) and both keys."""
+    {dry_run, items, counts, line}: the counts and the line follow the items, known only once every part is read;
+    with `source` (Prepare's sourceLine: the listing, or the S3 Inventory and how stale it was) a "source" field
+    after dry_run. Returns the report (counts only) and both keys."""
     primary = steps.map.buckets.primary
     base = f"{steps.map.reports_prefix}{execution}/report"
     with ThreadPoolExecutor(2, thread_name_prefix="report-upload") as pool:
         document = _StreamedUpload(steps.s3, primary, base + ".json", "application/json", pool, part_bytes)
         table = _StreamedUpload(steps.s3, primary, base + ".csv", "text/csv", pool, part_bytes)
         try:
-            report = _merge(steps, execution, dry_run, document, table)
+            report = _merge(steps, execution, dry_run, document, table, source)
             for upload in (document, table):
                 upload.finish()
             for upload in (document, table):
@@ -158,11 +159,14 @@ def write_streamed_report(
     return report, (document.key, table.key)
 
 
-def _merge(steps: Steps, execution: str, dry_run: bool, document: _StreamedUpload, table: _StreamedUpload) -> Report:
+def _merge(
+    steps: Steps, execution: str, dry_run: bool, document: _StreamedUpload, table: _StreamedUpload, source: str | None
+) -> Report:
     """Every part's items into both documents, in key order, then the failed children's; the counts summed."""
     counts: Counter[str] = Counter()
     table.write(_csv_rows([]))  # the header
-    document.write(b'{"dry_run": ' + json.dumps(dry_run).encode() + b', "items": [')
+    head = {"dry_run": dry_run} | ({} if source is None else {"source": source})
+    document.write(json.dumps(head).encode()[:-1] + b', "items": [')
     separator = b""
     for part in chain(read_parts(steps, execution), failed_children(steps, execution)):  # one part at a time
         counts.update(part.get("counts", {}))

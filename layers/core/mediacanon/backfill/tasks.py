@@ -219,7 +219,7 @@ def _mirror_task(
 def _report_task(
     steps: Steps, execution: str, event: dict[str, Any], dry_run: bool, cdn: CdnInvalidations | None
 ) -> dict[str, Any]:
-    report, written = write_streamed_report(steps, execution, dry_run=dry_run)
+    report, written = write_streamed_report(steps, execution, dry_run=dry_run, source=event.get("sourceLine"))
     # the objects phase's source (Prepare's sourceLine: the listing, or the inventory and how stale it was)
     return {"line": report.line, "counts": report.counts, "keys": list(written), "source": event.get("sourceLine")}
 

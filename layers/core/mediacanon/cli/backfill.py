@@ -348,4 +348,6 @@ def report_command(execution: str, as_csv: bool, config: str) -> None:
     counts = Counter(item["outcome"] for item in data.get("items", []))
     for outcome, n in sorted(counts.items()):
         _say(f"{outcome}: {n}")
+    if data.get("source"):  # the objects' source: the listing, or the S3 Inventory and how stale it was
+        _say(f"objects from: {data['source']}")
     _say(data["line"])
