@@ -5,10 +5,8 @@ rows to the map where AWS's MANIFEST reader would) to the same end state as the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from support.helpers import load_test_module
 
 from mediacanon.cli import main
 
@@ -26,19 +25,8 @@ OUTSIDE = "static/admin/css/base file.css"  # under no prefix to scan (the media
 LISTING_LINE = "DONE | migrated=3 linked=1 missing=1 skipped=0 failed=0 repaired=1 mirrored=1 pruned=1 orphan=1"
 
 
-def _load(name: str, path: Path) -> Any:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_backfill = _load("backfill_integration_site", ROOT / "tests" / "integration" / "test_backfill.py")
-_inventory = _load("inventory_on_s3_builder", ROOT / "tests" / "integration" / "test_inventory_on_s3.py")
+_backfill = load_test_module("backfill_integration_site", ROOT / "tests" / "integration" / "test_backfill.py")
+_inventory = load_test_module("inventory_on_s3_builder", ROOT / "tests" / "integration" / "test_inventory_on_s3.py")
 site = _backfill.site  # messy names under icons/ and mastheads/ (one with a space: '+' in the inventory), a staged download
 
 

@@ -3,6 +3,9 @@ core's conveniences that no product code calls."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
@@ -68,3 +71,16 @@ def find_owner(db: Database, mapping: FieldMapping, value: str, slug: str, tenan
 def canonical_for_slug(res: naming.Resolution, slug: str) -> str:
     """The canonical key the resolved key's field gives `slug` (with the resolved key's tenant and extension)."""
     return naming.location_for(res.field, res.tenant) + res.field.canonical.format(slug=slug, ext=res.ext)
+
+
+def load_test_module(name: str, path: Path) -> Any:
+    """A test module or helper by its path (tests/ is not a package), registered under `name` as dataclasses need;
+    loaded once."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

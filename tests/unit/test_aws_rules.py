@@ -10,11 +10,9 @@ Prepare's real output, the batch worker's real counts, the report's real line.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
+from support.helpers import load_test_module
 
 from mediacanon import backfill
 from mediacanon.backfill import concurrency
@@ -519,20 +518,8 @@ def test_every_map_over_data_is_distributed_and_writes_its_results_to_s3(
 # -- 3. a batch of the longest keys fits a state's input ------------------------------------------------------------
 
 
-def _load(name: str, path: Path) -> Any:
-    """A test helper module by its path (tests/ is not a package); registered, as dataclasses need."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _hostile_keys() -> Any:
-    return _load("hostile_keys", ROOT / "tests" / "data" / "hostile_keys.py")
+    return load_test_module("hostile_keys", ROOT / "tests" / "data" / "hostile_keys.py")
 
 
 def _longest_listed_items(count: int) -> list[dict[str, Any]]:
@@ -651,7 +638,7 @@ def test_everyday_keys_fill_a_batch_of_1000_and_the_byte_bound_closes_the_longes
 
 
 def _least_privilege() -> Any:
-    return _load("least_privilege_for_aws_rules", ROOT / "tests" / "unit" / "test_least_privilege.py")
+    return load_test_module("least_privilege_for_aws_rules", ROOT / "tests" / "unit" / "test_least_privilege.py")
 
 
 @dataclass(frozen=True)

@@ -336,12 +336,11 @@ def test_parts_are_read_side_by_side(tmp_path: Path, monkeypatch: pytest.MonkeyP
         return get(Bucket, Key)
 
     monkeypatch.setattr(client, "get_object", slow_get)
-    report, _, seconds = merge(client)
+    report, _, _ = merge(client)
     check_documents(client, report)
-    assert most == PART_READERS
-    assert seconds < 320 * 0.02 / 4
+    assert most == PART_READERS  # the GETs' overlap, counted: wall times on these shared cores are not asserted
     modeled = modeled_merge_seconds(320, PART_READERS, 0.02, list_latency=0, part_seconds=0, item_seconds=0)
-    assert modeled == pytest.approx(0.4) and seconds == pytest.approx(modeled, abs=0.3)
+    assert modeled == pytest.approx(0.4)
 
 
 def test_the_time_model_of_a_ten_million_object_merge() -> None:
