@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EMULATION = ("moto", "pgserver", "werkzeug")
-NOT_SHIPPED = ("mediacanon.local", "mediacanon.cli", "mediacanon.__main__", "mediacanon.upload")
+EMULATION = ("moto", "pgserver", "werkzeug", "django", "storages")  # and the Django side: the layer never imports Django
+NOT_SHIPPED = ("mediacanon.local", "mediacanon.cli", "mediacanon.__main__", "mediacanon.upload", "mediacanon.django")
 # top-level import names of layers/core/requirements.txt's packages and what they bring
 PINNED = {"boto3", "botocore", "s3transfer", "aws_lambda_powertools", "aws_xray_sdk", "psycopg", "psycopg_pool", "yaml"}
 
