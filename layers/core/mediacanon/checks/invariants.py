@@ -13,6 +13,9 @@ Some promises are about what happened, not about what is: the test suites prove 
 and facts recorded while the steps ran (tests/support/baseline.py: every original's bytes kept, the read-only
 fallbacks unchanged; tests/support/history.py: deletes, writes and row swaps as they happened, and I4's snapshots).
 
+With `buckets.fallbacks_served` (the CDN fails over to the read-only fallback), a row whose key the primary lacks and
+the fallback holds is served (`served_from_fallback`): resolvable, so neither I1 broken, missing nor repairable.
+
 Pending work (rows pointing at keys that were already missing, canonical keys not mirrored yet, renames due,
 orphans, refused keys) is reported, not broken.
 """
@@ -62,6 +65,9 @@ class InvariantReport:
     # (its canonical key exists, or a read-only fallback holds it: "repairable")
     missing: list[dict[str, Any]] = field(default_factory=list)
     repairable: list[dict[str, Any]] = field(default_factory=list)
+    # with buckets.fallbacks_served (the CDN fails over to the read-only fallback: a QA stack on a production dump),
+    # rows whose key the primary lacks and the fallback holds: served, so resolvable, neither missing nor repairable
+    served_from_fallback: list[dict[str, Any]] = field(default_factory=list)
     unmirrored: list[str] = field(default_factory=list)  # canonical referenced keys not yet in the CDN
     pending: list[str] = field(default_factory=list)  # referenced but not canonical: a rename is due
     orphans: list[str] = field(default_factory=list)  # no row owns them (plan.orphan_reason): the plan's orphans
@@ -164,7 +170,12 @@ def _check_row_key(state: _State, mapping: FieldMapping, row: Row, key: str, rep
     key), or a 404 from before mediacanon, missing or repairable as the plan says."""
     in_primary, in_cdn = key in state.primary, key in state.cdn
     where = {"field": mapping.name, "row": row.id, "key": key, "in_primary": in_primary, "in_cdn": in_cdn}
-    if row.id in state.changed_rows[mapping.name]:
+    served_by = state.fallbacks.holding(key) if state.map.buckets.fallbacks_served and not in_primary else None
+    if served_by is not None:
+        # the CDN fails over to the fallback, so this row's URL answers: no 404 (I1 is about 404s). A restored dump
+        # carries the ledger of the stack it came from, whose moves were made, and are kept, in the fallback's stack.
+        report.served_from_fallback.append({**where, "fallback": served_by})
+    elif row.id in state.changed_rows[mapping.name]:
         report.violations.append(
             Violation("I1", "row_points_at_missing_key", key, "a row mediacanon changed points at a 404", where)
         )

@@ -14,6 +14,9 @@ Reported, not broken, in the plan's words and by the plan's own definitions (`me
   (a 404 from before mediacanon; a row mediacanon moved to a 404 is I1, broken, never "missing");
 - repairable: such a row whose file the backfill can bring back (its canonical key exists, or a read-only
   fallback holds it): the plan's "repair";
+- served_from_fallback (with `buckets.fallbacks_served` only): a row whose key the primary lacks and the read-only
+  fallback holds; the CDN fails over to that bucket, so the row resolves (a QA stack serving a production dump's
+  files, docs/qa.md): neither broken nor missing nor repairable;
 - pending rename, unmirrored: work the live path or the backfill has yet to do;
 - orphans: objects no row owns (I5: reported, deleted only on explicit request); refused: keys never touched.
 """
@@ -40,6 +43,7 @@ class Verification:
     broken_i2: list[dict[str, Any]] = field(default_factory=list)  # rows pointing at a key mediacanon retired
     # what is reported, not broken (missing rows, pending renames, orphans...), and the structured violations
     invariants: InvariantReport = field(default_factory=InvariantReport)
+    fallbacks_served: bool = False  # the media map's buckets.fallbacks_served: the CDN fails over to the fallback
 
     @property
     def counts(self) -> dict[str, int]:
@@ -49,9 +53,11 @@ class Verification:
     def reported(self) -> dict[str, int]:
         """How many of each reported-not-broken kind, under the words the plan and the backfill's report use."""
         checked = self.invariants
+        served = {"served_from_fallback": len(checked.served_from_fallback)} if self.fallbacks_served else {}
         return {
             "missing": len(checked.missing),
             "repairable": len(checked.repairable),
+            **served,
             "orphan": len(checked.orphans),
             "refused": len(checked.refused),
             "pending_rename": len(checked.pending),
@@ -74,9 +80,11 @@ class Verification:
             },
             # never broken from the state alone (see the module docstring): what it can tell is report.retired_copy_gone
             "i5_nothing_lost": {"ok": True, "broken": []},
+            "fallbacks_served": self.fallbacks_served,
             "report": {
                 "missing": self.invariants.missing,
                 "repairable": self.invariants.repairable,
+                **({"served_from_fallback": self.invariants.served_from_fallback} if self.fallbacks_served else {}),
                 "unmirrored": self.invariants.unmirrored,
                 "pending_rename": self.invariants.pending,
                 "orphans": self.invariants.orphans,
@@ -96,6 +104,7 @@ def verify(media_map: MediaMap, s3: S3Adapter, db: Database, ledger: Ledger) -> 
         broken_i3_differs=[v.key for v in checked.broken("I3") if v.kind == "cdn_bytes_differ"],
         broken_i2=[_entry(v) for v in checked.broken("I2")],
         invariants=checked,
+        fallbacks_served=media_map.buckets.fallbacks_served,
     )
 
 

@@ -216,6 +216,12 @@ def verify_command(as_json: bool, config: str, database_url: str | None) -> None
         _say("reported, not broken (the plan's words: missing and repairable rows pointed at a 404 before mediacanon):")
         for what, items in data["report"].items():
             _say(f"{what.replace('_', ' ')}: {len(items)}" + (f"  e.g. {items[0]}" if items else ""))
+        if result.fallbacks_served:
+            fallbacks = ", ".join(media_map.buckets.fallbacks)
+            _say(
+                f"served from fallback: rows whose key only {fallbacks} holds resolve (the CDN fails over to it: "
+                "buckets.fallbacks_served), so they are counted as served, not missing or repairable"
+            )
         _say(
             "VERIFY | "
             + ("ok" if result.ok else "BROKEN")

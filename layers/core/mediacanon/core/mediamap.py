@@ -90,6 +90,9 @@ class Buckets:
     primary: str
     cdn: str
     fallbacks: tuple[str, ...] = ()  # read-only: never written to, never deleted from (I2)
+    # the CDN fails over to the fallbacks (a QA stack's ReadOnlyFallbackBucket: docs/qa.md), so a row whose key only a
+    # fallback holds is served, not a 404: `verify` reports it as served_from_fallback, not missing or repairable
+    fallbacks_served: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,10 +149,10 @@ def parse(data: Any, source: str = "<memory>") -> MediaMap:
     if data.get("version", 1) != 1:
         v.soft("version", f"unsupported version {data.get('version')!r}", "set 'version: 1'")
 
-    primary, cdn, fallbacks = "", "", tuple[str, ...]()
+    primary, cdn, fallbacks, fallbacks_served = "", "", tuple[str, ...](), False
     with v.part():
         buckets_data = v.mapping("buckets", data.get("buckets"))
-        v.known_keys("buckets", buckets_data, {"primary", "cdn", "fallbacks"})
+        v.known_keys("buckets", buckets_data, {"primary", "cdn", "fallbacks", "fallbacks_served"})
         with v.part():
             primary = v.bucket("buckets.primary", buckets_data.get("primary"))
         with v.part():
@@ -164,6 +167,7 @@ def parse(data: Any, source: str = "<memory>") -> MediaMap:
             v.soft(
                 "buckets.fallbacks", "lists the primary or CDN bucket", "fallbacks are read-only sources; list only other buckets"
             )
+        fallbacks_served = _parse_fallbacks_served(v, buckets_data.get("fallbacks_served", False), fallbacks)
 
     defaults: dict[str, Any] = {}
     with v.part():
@@ -194,13 +198,29 @@ def parse(data: Any, source: str = "<memory>") -> MediaMap:
         staging_manifest = _parse_staging_manifest(v, data.get("staging_manifest", {}))
     v.check()
     return MediaMap(
-        buckets=Buckets(primary=primary, cdn=cdn, fallbacks=fallbacks),
+        buckets=Buckets(primary=primary, cdn=cdn, fallbacks=fallbacks, fallbacks_served=fallbacks_served),
         fields=tuple(fields),
         schema=schema,
         reports_prefix=reports_prefix,
         source=source,
         staging_manifest=staging_manifest,
     )
+
+
+def _parse_fallbacks_served(v: _Validator, value: Any, fallbacks: tuple[str, ...]) -> bool:
+    """`buckets.fallbacks_served`: the CDN fails over to the fallback. A distribution's origin group holds two origins,
+    so the stack's serves one read-only fallback (ReadOnlyFallbackBucket): the map then lists exactly that one."""
+    where = "buckets.fallbacks_served"
+    if not isinstance(value, bool):
+        v.soft(where, f"must be true or false, got {value!r}", "write 'fallbacks_served: true' or leave it out (false)")
+        return False
+    if value and len(fallbacks) != 1:
+        v.soft(
+            where,
+            f"is true with {len(fallbacks)} fallbacks; the CDN fails over to exactly one (the stack's ReadOnlyFallbackBucket)",
+            "list exactly the ReadOnlyFallbackBucket under buckets.fallbacks (docs/qa.md)",
+        )
+    return bool(value)
 
 
 def _parse_staging_manifest(v: _Validator, data: Any) -> StagingManifest:
