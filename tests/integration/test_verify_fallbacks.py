@@ -21,8 +21,13 @@ from mediacanon.adapters.ledger import Ledger
 from mediacanon.cli import main
 from mediacanon.core import mediamap
 from mediacanon.core.errors import ConfigError, ConfigErrors
+from mediacanon.local.cdn import LocalCdn
+from mediacanon.local.topology import expand
 
 pytestmark = pytest.mark.integration
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mediacanon/db-AbCdEf"
 
 DUMP_ROWS = {  # slug -> the key the production dump's row names
     "nytimes": "icons/nytimes.png",  # production's file: only the fallback holds it
@@ -125,6 +130,31 @@ def test_the_text_output_and_the_verify_line_say_it(qa: dict[str, Any]) -> None:
     _, plain = _verify(qa["copied"])
     (plain_line,) = [x for x in plain.splitlines() if x.startswith("VERIFY |")]
     assert "served_from_fallback" not in plain_line and " missing=1 repairable=1 orphan=0 " in plain_line
+
+
+def test_what_verify_counts_as_served_the_qa_distribution_serves_from_the_fallback(qa: dict[str, Any], s3_client: Any) -> None:
+    """verify's words and the CDN's routing agree: the QA distribution of the expanded template (its origin group read
+    by mediacanon.local.cdn) answers 200 from the fallback for each served_from_fallback row, from QA's primary for
+    QA's own files, and 404 for the missing rows; the reports prefix is never failed over."""
+    parameters = {
+        "PrimaryBucketName": qa["primary"],
+        "CdnBucketName": qa["cdn"],
+        "DatabaseSecretArn": SECRET,
+        "CreateDistribution": "true",
+        "ReadOnlyFallbackBucket": qa["production"],
+    }
+    cdn = LocalCdn.from_template(expand(TEMPLATE, parameters, artifact_bucket="mediacanon-artifacts"), parameters, s3_client)
+    assert cdn.default.origins == ("primary-bucket", "read-only-fallback")
+    assert cdn.buckets["read-only-fallback"] == qa["production"]
+    data = json.loads(_verify(qa["served"], "--json")[1])
+    served = [m["key"] for m in data["report"]["served_from_fallback"]]
+    missing = [m["key"] for m in data["report"]["missing"]]
+    assert served and missing
+    assert {cdn.serve(key) for key in served} == {(200, "read-only-fallback")}
+    assert {cdn.serve(key) for key in missing} == {(404, "read-only-fallback")}
+    assert cdn.serve("icons/bbc.ico") == (200, "primary-bucket")
+    s3_client.put_object(Bucket=qa["production"], Key="mediacanon-reports/run-1/report.json", Body=b"{}")
+    assert cdn.serve("mediacanon-reports/run-1/report.json") == (404, "cdn-bucket")
 
 
 # -- the media map's buckets.fallbacks_served --------------------------------------------------------------------
