@@ -45,7 +45,7 @@ def main() -> None:
 
 
 # the commands, by topic; imported here so that `main` has them (each module defines, this one registers)
-from mediacanon.cli import backfill, db, inspect, local, upload  # noqa: E402
+from mediacanon.cli import backfill, db, init, inspect, local, upload  # noqa: E402
 
 for _command in (
     inspect.check_config,
@@ -59,6 +59,7 @@ for _command in (
     upload.upload_command,
     db.db,
     local.local,
+    init.init_command,
 ):
     main.add_command(_command)
 del _command

@@ -50,6 +50,14 @@ def check_config(config: str, database_url: str | None) -> None:
         _say(f"  policies: collision={p.collision} mirror_deletes={p.mirror_deletes} retire={p.retire}")
     b = media_map.buckets
     _say(f"buckets: primary={b.primary} cdn={b.cdn} fallbacks (read-only)={', '.join(b.fallbacks) or '-'}")
+    # gaps: valid values that are placeholders or fallback choices (`mediacanon init` writes them): reported, exit 0
+    from mediacanon.core.gaps import find_gaps
+
+    found = find_gaps(media_map)
+    if found:
+        _say(Text(f"{len(found)} gap(s) to fill in (valid: each is a placeholder or a fallback choice):", style="yellow"))
+        for gap in found:
+            _say(f"  gap: {gap}")
 
 
 def _schema_problems(media_map: mediamap.MediaMap, url: str) -> list[str]:
