@@ -1,3 +1,5 @@
+# mypy: disallow-subclassing-any=False
+# (Django ships no type hints here: models.Model is Any to mypy)
 from __future__ import annotations
 
 from typing import Any
