@@ -35,6 +35,7 @@ TIERS = (
         ),
     ),
     ("runners", ("mediacanon.wiring", "mediacanon.live", "mediacanon.sfnremote", "mediacanon.upload")),
+    ("django", ("mediacanon.django",)),  # the Django side: the project's own process; the CLI's `init` uses it
     ("local", ("mediacanon.local",)),
     ("cli", ("mediacanon.cli", "mediacanon.__main__")),
 )

@@ -233,12 +233,13 @@ def test_without_a_distribution_no_cloudfront_anywhere() -> None:
 
 def test_cdn_bucket_is_read_by_the_distribution_only_through_origin_access_control(everything: Stack) -> None:
     (distribution,) = everything.of_type("AWS::CloudFront::Distribution").values()
-    (origin,) = distribution["DistributionConfig"]["Origins"]
+    # the CDN bucket's origin; the primary is the origin group's second member (tests/unit/test_cdn_failover.py)
+    origin = {o["Id"]: o for o in distribution["DistributionConfig"]["Origins"]}["cdn-bucket"]
     assert origin["OriginAccessControlId"] == "getatt:CdnOriginAccessControl.Id"
     assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}, "no legacy origin access identity"
     assert origin["DomainName"] == f"{CDN}.s3.us-east-1.amazonaws.com"
     assert distribution["DistributionConfig"]["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
-    (oac,) = everything.of_type("AWS::CloudFront::OriginAccessControl").values()
+    oac = everything.of_type("AWS::CloudFront::OriginAccessControl")["CdnOriginAccessControl"]
     assert oac["OriginAccessControlConfig"]["SigningBehavior"] == "always"
 
     (policy,) = [p for p in everything.of_type("AWS::S3::BucketPolicy").values() if p["Bucket"] == "ref:CdnBucket"]
