@@ -95,14 +95,16 @@ def _slug_value(media_map: MediaMap, mapping: FieldMapping, instance: Any) -> An
 
 def upload_name(media_map: MediaMap, mapping: FieldMapping, instance: Any, filename: str) -> str:
     """The name Django stores for `filename` saved on `instance`: its canonical key relative to the storage's
-    location, or, while the row has no usable slug, ``upload_to + filename`` (logged: the live path renames it)."""
+    location, or, while the row has no usable slug, ``upload_to + filename`` (logged: the live path leaves it to a
+    later backfill)."""
     slug = _slug_value(media_map, mapping, instance)
     basename = filename.replace("\\", "/").rsplit("/", 1)[-1]
     fallback = mapping.upload_to + basename
     if slug is None or not str(slug).strip():
         logger.warning(
-            "mediacanon: %s: the row's %s is empty at save time, so %r is saved as %r, not under its canonical key; "
-            "the live path renames it once it sees the upload. Set the slug before saving the file",
+            "mediacanon: %s: the row's %s is empty at save time, so %r is named %r (upload_to and the file name), "
+            "not its canonical key; the live path refuses that key while the row has no slug: set the slug before "
+            "saving the file, or run `mediacanon backfill` once it is set",
             mapping.name,
             mapping.slug_column,
             filename,
