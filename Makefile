@@ -147,6 +147,7 @@ SCALE_ARGS ?=
 bench: setup
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
+	$(BIN)/python bench/live.py $(LIVE_ARGS)
 
 clean: local-down
 	rm -rf .local .aws-sam
