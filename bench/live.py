@@ -269,6 +269,22 @@ class Observer:
     def __init__(self) -> None:
         self.by_key: dict[str, Sample] = {}
         self.outcomes: Counter[str] = Counter()
+        # per step: S3 requests by operation and DB round trips since the previous record's result (the handler runs
+        # its records one after another, as live_cost.py's PerRecord counts them)
+        self.proxies: tuple[Any, Any] | None = None
+        self.step_s3: dict[str, Counter[str]] = {}
+        self.step_db: Counter[str] = Counter()
+        self.last: tuple[Counter[str], int] | None = None
+
+    def _attribute(self, step: str) -> None:
+        if self.proxies is None:
+            return
+        s3p, pgp = self.proxies
+        now = (s3p.snapshot().operations, pgp.round_trips)
+        if self.last is not None:
+            self.step_s3.setdefault(step, Counter()).update(now[0] - self.last[0])
+            self.step_db[step] += now[1] - self.last[1]
+        self.last = now
 
     def add(self, sample: Sample) -> None:
         self.by_key[sample.key] = sample
@@ -277,6 +293,7 @@ class Observer:
     def __call__(self, step: str, result: Any) -> None:
         now = time.time()
         self.outcomes[f"{step}:{result.outcome.value}"] += 1
+        self._attribute(step)
         sample = self.by_key.get(result.key)
         if sample is None:
             return
@@ -424,6 +441,7 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - one 
         s3_url, pg_port = s3_proxy.start(), pg_proxy.start()
         proxied = make_conninfo(conninfo, host="127.0.0.1", port=str(pg_port))
         observer = Observer()
+        observer.proxies = (s3_proxy, pg_proxy)
         log = (state / "lambda-logs.jsonl").open("w", encoding="utf-8")
         sampler = Sampler(stack, moto_url, conninfo, dbname)
         sampler.start()
@@ -491,6 +509,10 @@ def assemble(phases: dict[str, Any], depth_samples: list[dict[str, Any]], observ
         "burst_drain_s": burst.get("wall_s"),
         "max_queue_depth": {q: max((s["depths"][q] for s in depth_samples), default=0) for q in QUEUES},
         "outcomes": dict(sorted(observer.outcomes.items())),
+        "by_step": {
+            step: {"s3": dict(sorted(observer.step_s3.get(step, Counter()).items())), "db_round_trips": observer.step_db[step]}
+            for step in HOPS
+        },
         "phases": phases,
         "depth_samples": [{**s, "t": round(s["t"] - t0, 2)} for s in depth_samples],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -593,6 +615,15 @@ def markdown(live: dict[str, Any]) -> str:
     lines += ["", "S3 requests by operation (handlers only; the upload's own PutObject is not in these):", ""]
     for name, p in live["phases"].items():
         lines.append(f"- {name}: " + ", ".join(f"{op} {n}" for op, n in p["s3"].items()))
+    lines += [
+        "",
+        "All phases, by step (what the handler did between one record's result and the next; "
+        "the burst included; first-record cold starts included):",
+        "",
+    ]
+    for step, c in live.get("by_step", {}).items():
+        ops = ", ".join(f"{op} {n}" for op, n in c["s3"].items())
+        lines.append(f"- {step}: S3 {ops or 'none'}; DB round trips {c['db_round_trips']}")
     lines += [
         "",
         f"Max queue depth: {', '.join(f'{q} {n}' for q, n in live['max_queue_depth'].items())}; max DB connections "
