@@ -454,6 +454,14 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - one 
         }  # fmt: skip
         phases: dict[str, Any] = {}
         try:
+            if opts.warmup:  # the handlers' cold start (imports, first connections) before any measured phase
+                print(f"live: {opts.warmup} warm-up uploads (not measured)", file=sys.stderr, flush=True)
+                warm = run_phase(ctx, "warmup", 5, opts.warmup, timeout=opts.timeout)
+                observer.step_s3.clear()
+                observer.step_db.clear()
+                observer.outcomes.clear()
+                sampler.samples.clear()
+                warmup = {k: warm[k] for k in ("uploads", "settled", "latency_s")}
             for spec in opts.rates:
                 rate_s, count_s = spec.split(":")
                 rate, count = float(rate_s), int(count_s)
@@ -471,7 +479,9 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 - one 
             pg_proxy.stop()
             log.close()
             db.close()
-        return assemble(phases, sampler.samples, observer)
+        live = assemble(phases, sampler.samples, observer)
+        live["warmup"] = warmup if opts.warmup else None
+        return live
     finally:
         embedded.stop_moto(moto_pid)
         if pg_url and not external:
@@ -635,6 +645,13 @@ def markdown(live: dict[str, Any]) -> str:
         "![queue depth through the burst](live-burst-queues.png)",
         "",
     ]
+    if live.get("warmup"):
+        w = live["warmup"]
+        lines.insert(
+            4,
+            f"Before the measured phases, {w['uploads']} warm-up uploads (the handlers' cold start: imports, first "
+            f"connections; their p99 {_fmt(w['latency_s']['p99'])} s) are left out of every figure.",
+        )
     return "\n".join(lines)
 
 
@@ -653,6 +670,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
     parser.add_argument("--rates", nargs="*", default=list(DEFAULT_RATES), help="RATE:COUNT per steady phase")
     parser.add_argument("--burst", type=int, default=1000, help="uploads at once (0: no burst)")
+    parser.add_argument("--warmup", type=int, default=0, help="unmeasured uploads first (the handlers' cold start)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a phase may take beyond its uploads")
     parser.add_argument("--render", action="store_true", help="only render results/live.md and the plots from RESULTS.json")
     parser.add_argument("--no-write", action="store_true", help="print the figures, leave RESULTS.json alone")
