@@ -655,7 +655,7 @@ def markdown(live: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-LINK = "\n## Live path under load\n\nUploads at 1, 5 and 20/s and a burst through django-storages, consumed by the real handlers: [results/live.md](results/live.md) (`bench/live.py`).\n"
+LINK = "\n## Live path under load\n\nUploads at 1, 5 and 20/s and a burst through django-storages, consumed by the real handlers: [results/live.md](results/live.md) (`bench/live.py`); plots: [latency by rate](results/live-latency.png), [queue depth through the burst](results/live-burst-queues.png).\n"
 
 
 def render(live: dict[str, Any]) -> None:
