@@ -676,10 +676,11 @@ def main() -> None:
 
 
 def write(results: dict[str, Any]) -> None:
-    if "scale" not in results and RESULTS_JSON.exists():  # bench/scale.py's section: kept until it runs again
-        kept = json.loads(RESULTS_JSON.read_text()).get("scale")
-        if kept is not None:
-            results["scale"] = kept
+    # the sections bench/scale.py and bench/live.py write ("scale", "live"): kept until they run again
+    previous = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    for section in ("scale", "live"):
+        if section not in results and previous.get(section) is not None:
+            results[section] = previous[section]
     RESULTS_JSON.write_text(json.dumps(results, indent=1, default=str) + "\n")
     render(results)
 
@@ -714,6 +715,10 @@ def markdown(results: dict[str, Any]) -> str:
     md += imports_section([r for r in rows if r["section"] == "imports"])
     readme = (BENCH / "README.md").read_text()
     md.append(readme.split("<!-- results -->", 1)[-1].strip() + "\n")
+    if "live" in results:  # bench/live.py's section lives in results/live.md; RESULTS.md links it
+        from live import LINK
+
+        md.append(LINK)
     return "\n".join(md)
 
 
