@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,7 @@ LIVE = Path(__file__).resolve().parents[2] / "bench" / "live.py"
 
 
 @pytest.fixture(scope="module")
-def live():
+def live() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_live", LIVE)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -22,7 +24,7 @@ def live():
     return module
 
 
-def test_percentile_interpolates_between_ranks(live):
+def test_percentile_interpolates_between_ranks(live: Any) -> None:
     values = [float(v) for v in range(1, 101)]  # 1..100
     assert live.percentile(values, 50) == pytest.approx(50.5)
     assert live.percentile(values, 99) == pytest.approx(99.01)
@@ -32,14 +34,14 @@ def test_percentile_interpolates_between_ranks(live):
     assert live.percentile([5.0, 1.0, 3.0], 50) == 3.0  # unsorted input
 
 
-def test_latency_is_put_to_link(live):
+def test_latency_is_put_to_link(live: Any) -> None:
     s = live.Sample("icons/a_v2.png", "icons/a.png", put_at=100.0, hops={"normalize": 100.2, "replicate": 100.5, "link": 101.0})
     assert s.latency == pytest.approx(1.0)
     assert live.Sample("k", "c", put_at=100.0, hops={"normalize": 100.2}).latency is None
     assert live.Sample("k", "c", hops={"link": 1.0}).latency is None
 
 
-def test_hop_split_measures_each_hop_from_the_previous(live):
+def test_hop_split_measures_each_hop_from_the_previous(live: Any) -> None:
     samples = [
         live.Sample("a", "A", put_at=0.0, hops={"normalize": 0.1, "replicate": 0.3, "link": 0.6}),
         live.Sample("b", "B", put_at=10.0, hops={"normalize": 10.3, "replicate": 10.4, "link": 11.0}),
@@ -55,14 +57,14 @@ def test_hop_split_measures_each_hop_from_the_previous(live):
     assert figures["latency_s"]["p50"] == pytest.approx(0.8)
 
 
-def test_keep_up_ratio(live):
+def test_keep_up_ratio(live: Any) -> None:
     assert live.keep_up_ratio(3.0, 2.0) == pytest.approx(1.5)
     assert live.keep_up_ratio(None, 2.0) is None
     assert live.keep_up_ratio(1.0, 0.0) is None
 
 
-def _live_figures(**over):
-    figures = {
+def _live_figures(**over: Any) -> dict[str, Any]:
+    figures: dict[str, Any] = {
         "keep_up_ratio": 1.2, "s3_writes_per_upload": 3.0, "s3_reads_per_upload": 2.0, "db_round_trips_per_upload": 4.0,
         "burst_failed": 0, "burst_dlq": 0, "max_db_connections": 3, "db_connection_bound": 15,
     }  # fmt: skip
@@ -70,7 +72,7 @@ def _live_figures(**over):
     return figures
 
 
-def test_targets_met_at_the_limits_and_missed_above(live):
+def test_targets_met_at_the_limits_and_missed_above(live: Any) -> None:
     assert all(t["met"] for t in live.targets(_live_figures()))
     missed = {
         t["target"]
@@ -85,7 +87,7 @@ def test_targets_met_at_the_limits_and_missed_above(live):
     assert next(t["met"] for t in live.targets(_live_figures(keep_up_ratio=None))) is None
 
 
-def test_maximum_concurrency_reads_the_template_default(live):
+def test_maximum_concurrency_reads_the_template_default(live: Any) -> None:
     text = "Parameters:\n  MaximumConcurrency:\n    Type: Number\n    Default: 7\n    MinValue: 2\n"
     assert live.maximum_concurrency(text) == 7
     assert live.maximum_concurrency((LIVE.parents[1] / "template.yaml").read_text()) >= 2
