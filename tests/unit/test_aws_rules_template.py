@@ -19,10 +19,10 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from support.template import placeholders
 
 from mediacanon.adapters.s3 import S3Adapter
 from mediacanon.core.errors import MediacanonError
+from mediacanon.local.intrinsics import placeholders
 from mediacanon.local.topology import Resolver, expand, load_template
 
 ROOT = Path(__file__).resolve().parents[2]

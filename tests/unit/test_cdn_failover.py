@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 from cfnlint.api import ManualArgs, lint_file
-from support.template import placeholders
 
+from mediacanon.local.intrinsics import placeholders
 from mediacanon.local.topology import Resolver, expand, load_template
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.template import placeholders
 
+from mediacanon.local.intrinsics import placeholders
 from mediacanon.local.topology import Resolver, expand
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from mediacanon.local.intrinsics import Resolver, TopologyError
+from mediacanon.local.intrinsics import Resolver, TopologyError, placeholders
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 DISTRIBUTION = "CdnDistribution"
 _S3_DOMAIN = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]+[a-z0-9])\.s3(?:[.-](?P<region>[a-z0-9-]+))?\.amazonaws\.com(?:\.cn)?$")
-_RESOURCE_ATTRIBUTES = ("Arn", "Id", "DomainName", "QueueName", "Endpoint")
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class LocalCdn:
         resource = resources.get(DISTRIBUTION)
         if resource is None or not resolver.resource_enabled(resource):
             raise TopologyError(f"{DISTRIBUTION} is not created for these parameters (CreateDistribution=true?)")
-        config = resolver.resolve(_deployed_only(resource["Properties"]["DistributionConfig"], set(resources)))
+        config = resolver.resolve(placeholders(resource["Properties"]["DistributionConfig"], set(resources)))
         buckets = {origin["Id"]: _bucket_of(origin) for origin in config["Origins"]}
         groups = {
             group["Id"]: Route(
@@ -122,26 +121,3 @@ def _bucket_of(origin: Mapping[str, Any]) -> str:
     if match is None:
         raise TopologyError(f"{DISTRIBUTION}: origin {origin.get('Id')!r}: {origin['DomainName']!r} is not an S3 endpoint")
     return match["bucket"]
-
-
-def _deployed_only(value: Any, resources: set[str]) -> Any:
-    """`value` with what only a deployed stack knows (a resource's Ref or GetAtt: the origin access controls' ids)
-    as a readable placeholder, so the rest resolves for the parameters."""
-    if isinstance(value, list):
-        return [_deployed_only(v, resources) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if list(value) == ["Ref"] and value["Ref"] in resources:
-        return f"ref:{value['Ref']}"
-    if list(value) == ["Fn::GetAtt"]:
-        target = value["Fn::GetAtt"]
-        name, attribute = target if isinstance(target, list) else str(target).split(".", 1)
-        return f"getatt:{name}.{attribute}"
-    if list(value) == ["Fn::Sub"] and isinstance(value["Fn::Sub"], str):
-        text = value["Fn::Sub"]
-        for name in resources:
-            text = text.replace(f"${{{name}}}", f"ref:{name}")
-            for attribute in _RESOURCE_ATTRIBUTES:
-                text = text.replace(f"${{{name}.{attribute}}}", f"getatt:{name}.{attribute}")
-        return {"Fn::Sub": text}
-    return {k: _deployed_only(v, resources) for k, v in value.items()}
