@@ -142,12 +142,15 @@ local-down: $(BIN)/.installed
 # Then the scale benchmark (bench/scale.py, ~1 h): a 100,000-object backfill's requests per object and per row, its
 # peak memory against 10,000 objects, and the 10 M-object model computed from them; it regenerates docs/scale.md.
 # SCALE_ARGS="--objects 20000 --baseline 2000" for a shorter one.
+# Then the live path under load (bench/live.py, local runner) and, from its figures, the same path on AWS as a model
+# (bench/live_model.py, ~3 min): the batching window and BatchSize it chooses are template.yaml's (bench/results/live-model.md).
 BENCH_ARGS ?=
 SCALE_ARGS ?=
 bench: setup
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 	$(BIN)/python bench/live.py $(LIVE_ARGS)
+	$(BIN)/python bench/live_model.py
 
 clean: local-down
 	rm -rf .local .aws-sam

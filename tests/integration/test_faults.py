@@ -389,7 +389,7 @@ def test_postgres_unavailable_for_a_window_fails_records_retryably_then_converge
     """PostgreSQL goes away for what would be 30 s on AWS. Simulated without sleeping: the gate is down while every
     pending record is delivered (each redelivery SQS would make in the window, and more), then it comes back.
 
-    On AWS a 30 s outage sees at most one redelivery per record (visibility timeout 400 s), far below
+    On AWS a 30 s outage sees at most one redelivery per record (visibility timeout 360 s or more), far below
     maxReceiveCount 5, so what must hold is: every attempt fails fast and retryably (never a PermanentError that
     dead-letters, never a hang to the Lambda timeout), nothing is half done, and the next delivery converges on
     the warm connection the outage broke."""

@@ -8,9 +8,10 @@ dead-letter) what failed.
 Local deviations from AWS, each on purpose:
 
 - A failed record comes back after ``retry_delay`` seconds (ChangeMessageVisibility), not after the queue's
-  400 s visibility timeout, so that a poison message still reaches its DLQ after maxReceiveCount, in seconds.
+  visibility timeout (360 s for link, 1800 s for the copying steps), so that a poison message still reaches its DLQ
+  after maxReceiveCount, in seconds.
   The owner wait shrinks with it (``owner_wait``); it must stay below the time the retries span, or an upload
-  whose row never comes would be dead-lettered instead of reported UNOWNED (on AWS: 300 s < 5 x 400 s).
+  whose row never comes would be dead-lettered instead of reported UNOWNED (on AWS: 300 s < 5 x 360 s).
 - Functions run one batch at a time, in template order (no MaximumConcurrency, no batching window wait).
 - moto's EventBridge bodies are rewritten into real S3's shape before the handler sees them (``s3_body``).
 - moto sends no EventBridge event for a delete marker; the embedded moto server (``mediacanon.local.motoserver``) sends
