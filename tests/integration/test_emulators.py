@@ -133,13 +133,14 @@ EV_EVENTS = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.htm
 # What S3 -> EventBridge delivers for PutObject, CopyObject, then DeleteObject on a versioned bucket: (detail-type,
 # reason, deletion-type). moto itself sends no event for a delete marker; the project's moto server
 # (mediacanon.local.motoserver, what `local up` and the tests start) adds S3's, so the replicate step's unmirror path runs
-# locally too. moto names every write's reason "ObjectCreated", and adds an "Object Tags Added" event to every write
-# though no tag was set. LocalStack follows AWS.
+# locally too. moto names every write's reason "ObjectCreated"; the project's server sends S3's reason instead
+# (motoserver.created_reasons), so locally an upload is told from a copy as on AWS (steps.UPLOAD_REASONS). moto adds an
+# "Object Tags Added" event to every write though no tag was set. LocalStack follows AWS.
 EVENTS_OF_PUT_COPY_DELETE = Disagreement(
     moto=[
-        ("Object Created", "ObjectCreated", None),
+        ("Object Created", "PutObject", None),
         ("Object Tags Added", "ObjectTagging", None),
-        ("Object Created", "ObjectCreated", None),
+        ("Object Created", "CopyObject", None),
         ("Object Deleted", "DeleteObject", "Delete Marker Created"),
     ],
     localstack=[

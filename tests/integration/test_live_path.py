@@ -138,7 +138,7 @@ def test_provision_builds_the_template_topology_and_is_idempotent(live: Live, mo
         "LinkQueue": "LinkDeadLetterQueue",
     }
     attributes = live.sqs.get_queue_attributes(QueueUrl=stack.queue_urls["LinkQueue"], AttributeNames=["All"])["Attributes"]
-    assert attributes["VisibilityTimeout"] == "400"
+    assert attributes["VisibilityTimeout"] == "360"
     assert json.loads(attributes["RedrivePolicy"]) == {
         "deadLetterTargetArn": stack.queue_arns["LinkDeadLetterQueue"],
         "maxReceiveCount": 5,

@@ -45,7 +45,7 @@ from support.baseline import Baseline, check_against_baseline, take_baseline
 from support.history import History, snapshot
 
 from mediacanon.adapters.db import Database, Swap
-from mediacanon.adapters.ledger import Ledger, Link
+from mediacanon.adapters.ledger import Ledger, Link, Linked
 from mediacanon.adapters.s3 import DeleteResult, S3Adapter
 from mediacanon.backfill import prefixes_to_scan, process_objects, process_rows, run_task
 from mediacanon.checks.verify import verify
@@ -417,9 +417,12 @@ class AuditedS3:
             s.faults.at("before_retire", "delete_if_match")
             if s.faults.due(OVERWRITE, "delete_if_match"):
                 s.overwrite(key)
-        s.history.delete(bucket, key, s.referencing_rows(key) if bucket == s.primary else ())
+        # recorded only when it deleted: a refused condition (412: other bytes; 404: gone) changes nothing, and the
+        # retire sends it without reading the source first (a replay may send one; the snapshot check covers it)
+        referencing = s.referencing_rows(key) if bucket == s.primary else ()
         deleted = self.inner.delete_if_match(bucket, key, etag)
         if deleted:
+            s.history.delete(bucket, key, referencing)
             s.emit_deleted(bucket, key)
         if bucket == s.primary:
             s.faults.at("after_retire", "delete_if_match")  # deleted, its ledger entry not marked retired yet
@@ -471,11 +474,12 @@ class AuditedLedger(Ledger):
                 key = naming.key_for_value(mapping, swap.new)
                 s.history.swap(key, in_primary=s.s3.head(s.primary, key) is not None, in_cdn=s.s3.head(s.cdn, key) is not None)
 
-    def record_link(self, mapping: FieldMapping, swaps: Any, **kwargs: Any) -> int:
+    def link(self, mapping: FieldMapping, swaps: Any, **kwargs: Any) -> Linked:
+        """Ledger.link, which record_link and the live link both go through."""
         self._swapping(mapping, swaps)
-        changed = super().record_link(mapping, swaps, **kwargs)
+        linked = super().link(mapping, swaps, **kwargs)
         self.schedule.faults.at("after_commit", "record_link")
-        return changed
+        return linked
 
     def record_links(self, mapping: FieldMapping, links: Any) -> list[int]:
         for link in links:

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 # none S3 would send: moto names every write "ObjectCreated") may be a copy, and a copy into a name canonical by
 # itself is made by mediacanon, named from its row (normalize, the backfill): see Steps.normalize.
 UPLOAD_REASONS = frozenset({"PutObject", "CompleteMultipartUpload", "POST Object"})
+# Of those, the ones only a client's upload sends: mediacanon's copies above the multipart threshold complete a
+# multipart upload too (S3Adapter.copy), so CompleteMultipartUpload may be one of them.
+SINGLE_REQUEST_UPLOADS = frozenset({"PutObject", "POST Object"})
 
 
 class Outcome(StrEnum):
@@ -297,6 +300,11 @@ class Steps:
         res = self._resolve(key)
         if isinstance(res, StepResult):
             return _not_canonical(res)
+        if event.created and not res.is_canonical and event.reason in SINGLE_REQUEST_UPLOADS:
+            # a client's upload under a messy name: only mediacanon's copies record a source (CopyObject, or
+            # CompleteMultipartUpload for a large one: not skipped here), so this is never mirrored under this name;
+            # normalize copies it to its canonical key, whose own event mirrors it. No request
+            return StepResult(Outcome.SKIPPED, key, "an upload under a messy name: normalize copies it first")
         mirrored: ObjectHead | _Unread | None = _UNREAD
         if not event.created:
             # only a canonical name is unmirrored, and only while the CDN holds it: a retired source's event ends
@@ -379,27 +387,30 @@ class Steps:
     def link_rows(
         self, key: str, res: naming.Resolution, source_key: str | None, primary: ObjectHead, sequencer: str | None
     ) -> StepResult:
+        """Move the rows onto `key` (both buckets hold it: I1), then retire the source. Database round trips: the
+        ledger's guard, the rows on the source, and one statement that swaps them with its ledger entry (and counts
+        what still references the source), then the retire mark; the source is deleted on its recorded ETag
+        (If-Match), so it is not read first."""
         from mediacanon.adapters.db import Swap
 
         mapping = res.field
-        if sequencer_newer(self.ledger.latest_sequencer(key), sequencer):
+        moving = source_key if source_key and source_key != key else None
+        guard = self.ledger.link_guard(key, moving, primary.etag if moving else None)
+        if sequencer_newer(guard.latest_sequencer, sequencer):
             return StepResult(Outcome.SKIPPED, key, "stale event: the ledger holds a later one for this key", key)
+        if moving and guard.rolled_back_entry is not None:
+            # a rollback reversed this rename and put the rows back on the source: an event still queued from
+            # before it (a backfill's, a redelivery) must not move them again
+            return StepResult(
+                Outcome.SKIPPED,
+                key,
+                f"restored by a rollback (ledger entry {guard.rolled_back_entry}): rows left on its source {moving!r}",
+                key,
+            )
         new_value = naming.column_value(mapping, key, res.tenant)
         swaps: list[Swap] = []
-        source: ObjectHead | None = None
-        if source_key and source_key != key:
-            source = self.s3.head(self.primary, source_key)  # read once: for the rollback mark here, and by the retire
-            if source is not None and RESTORED_BY in source.metadata:
-                # a rollback reversed this rename and put the rows back on the source: an event still queued from
-                # before it (a backfill's, a redelivery) must not move them again
-                return StepResult(
-                    Outcome.SKIPPED,
-                    key,
-                    f"its source {source_key!r} was restored by a rollback (ledger entry {source.metadata[RESTORED_BY]}): "
-                    "rows left on it",
-                    key,
-                )
-            source_value = naming.column_value(mapping, source_key, res.tenant)
+        source_value = naming.column_value(mapping, moving, res.tenant) if moving else None
+        if moving and source_value is not None:
             swaps = moved_off(
                 self.db.rows_referencing(mapping, [source_value]).get(source_value, []), res.tenant, source_value, new_value
             )
@@ -410,21 +421,26 @@ class Steps:
                     swaps.append(Swap(by_slug.id, by_slug.value, new_value))
                 elif self.s3.head(self.primary, naming.key_for_value(mapping, by_slug.value, by_slug.tenant)) is None:
                     swaps.append(Swap(by_slug.id, by_slug.value, new_value))  # its key is a 404: repair
-        changed = self.ledger.record_link(
-            mapping, swaps, source_key=source_key, canonical_key=key, etag=primary.etag, sequencer=sequencer
+        linked = self.ledger.link(
+            mapping,
+            swaps,
+            source_key=source_key,
+            canonical_key=key,
+            etag=primary.etag,
+            sequencer=sequencer,
+            source_value=source_value if retires(mapping) else None,
         )
-        retired, how = (
-            self.retire(mapping, res.tenant, source_key, primary, source=source)
-            if source_key and source_key != key
-            else (False, "")
-        )
-        outcome = Outcome.LINKED if changed or retired else Outcome.SKIPPED
+        # a source this link retired already (an event delivered again) is not deleted again: no request
+        retired, how = (False, "")
+        if moving and not guard.retired:
+            retired, how = self.retire(mapping, res.tenant, moving, primary, referenced=linked.source_referenced)
+        outcome = Outcome.LINKED if linked.rows_changed or retired else Outcome.SKIPPED
         return StepResult(
             outcome,
             key,
-            link_detail(changed, retired, how),
+            link_detail(linked.rows_changed, retired, how),
             key,
-            rows_changed=changed,
+            rows_changed=linked.rows_changed,
             retired=retired,
         )
 
@@ -435,34 +451,34 @@ class Steps:
         source_key: str,
         canonical: ObjectHead,
         *,
-        source: ObjectHead | None = None,
+        referenced: bool | None = None,
     ) -> tuple[bool, str]:
-        """Delete the source key once no row references it (I2), and only if it still holds the copied bytes (I5).
-        `source` is its head when the caller read it already: the delete is conditional on that ETag (If-Match), so
-        bytes uploaded under the key since are kept all the same. Returns whether it was deleted, and how when not as
-        usual (for the step's detail: its log line, the report)."""
+        """Delete the source key once no row references it (I2), and only if it still holds the copied bytes (I5):
+        the delete is conditional on the ETag the canonical copy recorded of its source (If-Match), so bytes
+        uploaded under the key since are kept, with no HEAD first. `referenced` is whether a row references the source
+        when the caller has just counted them (else they are asked here). Returns whether it was deleted, and how
+        when not as usual (for the step's detail: its log line, the report)."""
         if not retires(mapping):
             return False, ""
-        source_value = naming.column_value(mapping, source_key, tenant)
-        if self.db.rows_referencing(mapping, [source_value]).get(source_value):
+        if referenced is None:
+            source_value = naming.column_value(mapping, source_key, tenant)
+            referenced = bool(self.db.rows_referencing(mapping, [source_value]).get(source_value))
+        if referenced:
             return False, ""
-        if source is None:
-            source = self.s3.head(self.primary, source_key)
-        if source is None:
-            return False, ""
-        if source.etag != canonical.metadata.get(SOURCE_ETAG):
-            return False, ""  # overwritten since the copy: those newer bytes are not under the canonical key
+        copied = canonical.metadata.get(SOURCE_ETAG)
+        if copied is None:
+            return False, ""  # not a copy that recorded its source's bytes: nothing proves the source holds them
         # the primary bucket is versioned (template.yaml), so this leaves a delete marker, not a loss; and it is
-        # conditional on the ETag just checked: bytes uploaded under the key since then are not deleted with it
+        # conditional on the recorded ETag: bytes uploaded under the key since the copy are not deleted with it
         how = ""
         try:
-            deleted = self.s3.delete_if_match(self.primary, source_key, source.etag)
+            deleted = self.s3.delete_if_match(self.primary, source_key, copied)
         except ConditionalDeleteUnsupported as exc:
             # a store without conditional deletes (501, learnt once per bucket): retrying never helps, so never raise
             anyway, how = without_condition(mapping, exc.bucket, "If-Match on DeleteObject")
             if not anyway:
                 return False, how
-            deleted = self.s3.delete_compared(self.primary, source_key, source.etag)
+            deleted = self.s3.delete_compared(self.primary, source_key, copied)
         if not deleted:
             return False, ""
         self.ledger.mark_retired(source_key, key=canonical.key)

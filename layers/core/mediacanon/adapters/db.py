@@ -178,6 +178,18 @@ class Database:
             assert self._conn is not None
             yield self._conn
 
+    @contextmanager
+    def statement(self) -> Iterator[psycopg.Connection[Any]]:
+        """`connection`, for work done in one statement: on an autocommit connection a statement is its own
+        transaction (one round trip; no BEGIN and COMMIT around it); on any other it runs in a transaction committed
+        at the end of the block, as `conn.transaction()` would."""
+        with self.connection() as conn:
+            if conn.autocommit:
+                yield conn
+            else:
+                with conn.transaction():
+                    yield conn
+
     # -- schema check ------------------------------------------------------------------------------------------
 
     def check_field(self, mapping: FieldMapping, *, conn: psycopg.Connection[Any] | None = None) -> int:
@@ -266,6 +278,10 @@ class Database:
             tenant=tenant,
             table=sql.Identifier(checked.schema, mapping.table),
         )
+
+    def table(self, mapping: FieldMapping) -> sql.Identifier:
+        """The mapping's table, schema-qualified as the schema check found it."""
+        return sql.Identifier(self._checked_for(mapping).schema, mapping.table)
 
     def _tenant_filter(self, mapping: FieldMapping, tenant: str | None) -> tuple[sql.Composable, tuple[Any, ...]]:
         if tenant is None or not mapping.tenant_column:
@@ -384,23 +400,12 @@ class Database:
 
     # -- writes ------------------------------------------------------------------------------------------------
 
-    def swap(self, mapping: FieldMapping, changes: Sequence[Swap], *, conn: psycopg.Connection[Any] | None = None) -> list[Any]:
-        """Compare-and-swap file columns, all in one transaction: a row changes only if it still holds `old`
-        (a concurrent edit in Django wins). Returns the ids of the rows changed, as `changes` names them, in its order.
-
-        Given `conn`, runs inside the caller's transaction (the ledger writes its entry in the same one)."""
-        return [changes[i].row_id for i in self.swap_positions(mapping, changes, conn=conn)]
-
-    def swap_positions(
+    def swap_statements(
         self, mapping: FieldMapping, changes: Sequence[Swap], *, conn: psycopg.Connection[Any] | None = None
-    ) -> list[int]:
-        """`swap`, returning the positions in `changes` of the swaps that changed their row (ascending), so a caller
-        that swaps for several owners at once can tell whose rows changed.
-
-        Set-based: one `UPDATE ... FROM unnest(ids, olds, news)` per SWAP_BATCH changes, sent together; a statement
-        never names a row twice, so swaps of one row (old -> a, then a -> b) apply one after the other, in order."""
-        if not changes:
-            return []
+    ) -> tuple[sql.Composed, list[dict[str, Any]]]:
+        """The compare-and-swap `swap_positions` runs: one statement, and its parameters once per run of at most
+        SWAP_BATCH changes that names each row once (`_swap_statements`). Each returns the positions in `changes` of
+        the swaps that changed their row (column `pos`). Checks every new value against the column's max_length."""
         checked = self._checked_for(mapping, conn)
         max_length = checked.max_length
         for change in changes:
@@ -430,6 +435,26 @@ class Database:
             }
             for group in _swap_statements(changes)
         ]
+        return query, params
+
+    def swap(self, mapping: FieldMapping, changes: Sequence[Swap], *, conn: psycopg.Connection[Any] | None = None) -> list[Any]:
+        """Compare-and-swap file columns, all in one transaction: a row changes only if it still holds `old`
+        (a concurrent edit in Django wins). Returns the ids of the rows changed, as `changes` names them, in its order.
+
+        Given `conn`, runs inside the caller's transaction (the ledger writes its entry in the same one)."""
+        return [changes[i].row_id for i in self.swap_positions(mapping, changes, conn=conn)]
+
+    def swap_positions(
+        self, mapping: FieldMapping, changes: Sequence[Swap], *, conn: psycopg.Connection[Any] | None = None
+    ) -> list[int]:
+        """`swap`, returning the positions in `changes` of the swaps that changed their row (ascending), so a caller
+        that swaps for several owners at once can tell whose rows changed.
+
+        Set-based: one `UPDATE ... FROM unnest(ids, olds, news)` per SWAP_BATCH changes, sent together; a statement
+        never names a row twice, so swaps of one row (old -> a, then a -> b) apply one after the other, in order."""
+        if not changes:
+            return []
+        query, params = self.swap_statements(mapping, changes, conn=conn)
         changed: list[int] = []
         with self._maybe_connection(conn) as use, _translated(f"swap {mapping.table}.{mapping.column}"), use.transaction():
             cur = use.cursor()

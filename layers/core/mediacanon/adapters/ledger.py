@@ -76,6 +76,22 @@ class Link(NamedTuple):
     sequencer: str | None = None
 
 
+class Linked(NamedTuple):
+    """What `Ledger.link` did: the rows it changed, and whether a row still references the source (None: not asked)."""
+
+    rows_changed: int
+    source_referenced: bool | None = None
+
+
+class LinkGuard(NamedTuple):
+    """`Ledger.link_guard`: the latest sequencer linked to a key; the rollback entry that reversed this link, if
+    one did; whether this link's source was retired already."""
+
+    latest_sequencer: str | None
+    rolled_back_entry: int | None
+    retired: bool = False
+
+
 class UnretiredLink(NamedTuple):
     """A source's latest link, its rows moved and its key not retired yet (`Ledger.unretired_links`), with the claim
     on its canonical key as it stands now."""
@@ -124,27 +140,27 @@ class Ledger:
         return found is not None and found[0] is not None
 
     def claim(self, canonical_key: str, source_key: str, source_etag: str | None, *, take_over: bool = False) -> str:
-        """Claim `canonical_key` for `source_key`; returns the source key that holds the claim afterwards."""
+        """Claim `canonical_key` for `source_key`; returns the source key that holds the claim afterwards.
+
+        One statement, so one round trip on an autocommit connection (a statement is its own transaction): with
+        `take_over` an upsert that returns the new holder; without it an insert that, when another source holds
+        the key already, returns that holder instead (read in the same statement, under the conflict's row lock)."""
         self.ensure()
-        with self.db.connection() as conn, conn.transaction():
-            conn.execute(
-                self._q(
-                    "INSERT INTO {schema}.claims (canonical_key, source_key, source_etag) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (canonical_key) DO NOTHING"
-                ),
-                (canonical_key, source_key, source_etag),
+        if take_over:
+            query = self._q(
+                "INSERT INTO {schema}.claims (canonical_key, source_key, source_etag) VALUES (%s, %s, %s) "
+                "ON CONFLICT (canonical_key) DO UPDATE SET source_key = EXCLUDED.source_key, "
+                "source_etag = EXCLUDED.source_etag, claimed_at = now() RETURNING source_key"
             )
-            if take_over:
-                conn.execute(
-                    self._q(
-                        "UPDATE {schema}.claims SET source_key = %s, source_etag = %s, claimed_at = now() "
-                        "WHERE canonical_key = %s"
-                    ),
-                    (source_key, source_etag, canonical_key),
-                )
-            row = conn.execute(
-                self._q("SELECT source_key FROM {schema}.claims WHERE canonical_key = %s"), (canonical_key,)
-            ).fetchone()
+        else:
+            # DO UPDATE with an unchanged value locks and returns the existing row (DO NOTHING would return nothing,
+            # and a separate SELECT may run before a concurrent claimer commits)
+            query = self._q(
+                "INSERT INTO {schema}.claims AS c (canonical_key, source_key, source_etag) VALUES (%s, %s, %s) "
+                "ON CONFLICT (canonical_key) DO UPDATE SET source_key = c.source_key RETURNING source_key"
+            )
+        with self.db.statement() as conn:
+            row = conn.execute(query, (canonical_key, source_key, source_etag)).fetchone()
         assert row is not None
         return str(row[0])
 
@@ -193,14 +209,70 @@ class Ledger:
         sequencer: str | None,
     ) -> int:
         """Compare-and-swap the rows and write the ledger row in one transaction; returns rows changed."""
+        return self.link(
+            mapping, swaps, source_key=source_key, canonical_key=canonical_key, etag=etag, sequencer=sequencer
+        ).rows_changed
+
+    def link(
+        self,
+        mapping: FieldMapping,
+        swaps: Sequence[Swap],
+        *,
+        source_key: str | None,
+        canonical_key: str,
+        etag: str | None,
+        sequencer: str | None,
+        source_value: str | None = None,
+    ) -> Linked:
+        """`record_link`, and with `source_value` (the source's column value) whether any row still references it
+        once the swaps are done: what retiring the source waits for (I2).
+
+        Swaps that name each row once and fit one statement (the live path's: a source's few rows) go in ONE
+        statement, so one round trip: the UPDATE, the ledger INSERT of the rows it changed, and the count of the rows
+        still on the source, as data-modifying CTEs (one snapshot, one implicit transaction: both or neither).
+        Others take `Database.swap_positions`' statements and an INSERT, in one transaction."""
         self.ensure()
         if not swaps:
-            return 0
+            return Linked(0, None if source_value is None else self._referenced(mapping, source_value))
+        swap_query, groups = self.db.swap_statements(mapping, swaps)
+        entry = [{"id": s.row_id, "old": s.old, "new": s.new} for s in swaps]
+        if len(groups) == 1:
+            checked = self.db.table(mapping)
+            remaining: sql.Composable = sql.SQL("NULL::bigint")
+            if source_value is not None:
+                # the snapshot is the statement's: rows on the source before it, less those it moved off the source
+                remaining = sql.SQL(
+                    "(SELECT count(*) FROM {table} WHERE {col} = %(source_value)s) - "
+                    "(SELECT count(*) FROM mc_s WHERE (%(olds)s::text[])[mc_s.pos + 1] = %(source_value)s)"
+                ).format(table=checked, col=sql.Identifier(mapping.column))
+            query = sql.SQL(
+                "WITH mc_s AS ({swap}), mc_l AS ("
+                "INSERT INTO {schema}.ledger (execution, field, source_key, canonical_key, etag, sequencer, rows_changed, "
+                "changes) SELECT %(execution)s, %(field)s, %(source_key)s, %(canonical_key)s, %(etag)s, %(sequencer)s, "
+                "count(*), jsonb_agg((%(entry)s::text[])[mc_s.pos + 1]::jsonb ORDER BY mc_s.pos) FROM mc_s "
+                "HAVING count(*) > 0 RETURNING 1) "
+                "SELECT (SELECT count(*) FROM mc_s), {remaining}"
+            ).format(swap=swap_query, schema=self.schema, remaining=remaining)
+            params = {
+                **groups[0],
+                "execution": self.execution,
+                "field": mapping.name,
+                "source_key": source_key,
+                "canonical_key": canonical_key,
+                "etag": etag,
+                "sequencer": sequencer,
+                "entry": [json.dumps(e, default=str) for e in entry],
+                "source_value": source_value,
+            }
+            with self.db.statement() as conn:
+                row = conn.execute(query, params).fetchone()
+            assert row is not None
+            return Linked(int(row[0]), None if row[1] is None else row[1] > 0)
         with self.db.connection() as conn, conn.transaction():
             changed = self.db.swap(mapping, swaps, conn=conn)
             if changed:
                 done = {c for c in changed}
-                changes = [{"id": s.row_id, "old": s.old, "new": s.new} for s in swaps if s.row_id in done]
+                changes = [e for s, e in zip(swaps, entry, strict=True) if s.row_id in done]
                 conn.execute(
                     self._q(
                         "INSERT INTO {schema}.ledger (execution, field, source_key, canonical_key, etag, sequencer, rows_changed, changes) "
@@ -217,7 +289,10 @@ class Ledger:
                         json.dumps(changes, default=str),
                     ),
                 )
-        return len(changed)
+        return Linked(len(changed), None if source_value is None else self._referenced(mapping, source_value))
+
+    def _referenced(self, mapping: FieldMapping, value: str) -> bool:
+        return bool(self.db.rows_referencing(mapping, [value]).get(value))
 
     def record_links(self, mapping: FieldMapping, links: Sequence[Link]) -> list[int]:
         """`record_link` for many sources of one field in one transaction: one set-based compare-and-swap of all
@@ -261,8 +336,9 @@ class Ledger:
         return [len(done) for done in changed]
 
     def mark_retired(self, source_key: str, *, key: str) -> None:
+        """Mark the link's source retired (deleted): one statement, one round trip."""
         self.ensure()
-        with self.db.connection() as conn, conn.transaction():
+        with self.db.statement() as conn:
             conn.execute(
                 self._q(
                     "UPDATE {schema}.ledger SET retired_at = now() WHERE source_key = %s AND canonical_key = %s "
@@ -322,6 +398,30 @@ class Ledger:
                 (canonical_key,),
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def link_guard(self, canonical_key: str, source_key: str | None, etag: str | None) -> LinkGuard:
+        """What may make a link of `canonical_key` (from `source_key`, these bytes: `etag`) stale or done, in one
+        query: the latest sequencer the ledger holds for the key, and the latest entry linking this source to these
+        bytes: whether a rollback reversed it (its id) and whether its source was retired. A rollback puts the rows
+        back on the source; an event still queued from before it must not move them again, while a new upload under
+        the source (other bytes) may."""
+        self.ensure()
+        with self.db.connection() as conn:
+            row = conn.execute(
+                self._q(
+                    "SELECT (SELECT sequencer FROM {schema}.ledger WHERE canonical_key = %(key)s "
+                    "AND sequencer IS NOT NULL ORDER BY id DESC LIMIT 1), l.id, l.rolled_back_at IS NOT NULL, "
+                    "l.retired_at IS NOT NULL FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT id, rolled_back_at, "
+                    "retired_at FROM {schema}.ledger WHERE source_key = %(source)s AND canonical_key = %(key)s "
+                    "AND etag = %(etag)s ORDER BY id DESC LIMIT 1) AS l ON true"
+                ),
+                {"key": canonical_key, "source": source_key, "etag": etag},
+            ).fetchone()
+        assert row is not None
+        latest, entry, rolled_back, retired = row
+        return LinkGuard(
+            None if latest is None else str(latest), entry if rolled_back else None, entry is not None and bool(retired)
+        )
 
     def entries(self, *, execution: str | None = None, since: datetime | None = None) -> list[LedgerEntry]:
         self.ensure()
