@@ -158,6 +158,15 @@ def maximum_concurrency(template_text: str) -> int | None:
 # -- the uploader (a subprocess: what a Django site does) -------------------------------------------------------------
 
 
+# what other benchmarks write into "live" (bench/live_model.py, bench/cold_start.py): kept when this one rewrites it
+OTHERS_KEYS = ("model", "cold_start", "cold_start_ratio")
+
+
+def merged(previous: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    """This run's "live" figures, with the other benchmarks' keys (OTHERS_KEYS) kept from the previous results."""
+    return {**{k: previous[k] for k in OTHERS_KEYS if k in previous}, **live}
+
+
 def slug(phase: str, i: int) -> str:
     return f"{phase}-{i:05d}"
 
@@ -693,7 +702,7 @@ def main() -> None:
     if opts.no_write:
         return
     results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
-    results["live"] = live
+    results["live"] = merged(results.get("live", {}), live)
     RESULTS_JSON.write_text(json.dumps(results, indent=1, default=str) + "\n")
     render(live)
 

@@ -91,3 +91,9 @@ def test_maximum_concurrency_reads_the_template_default(live: Any) -> None:
     text = "Parameters:\n  MaximumConcurrency:\n    Type: Number\n    Default: 7\n    MinValue: 2\n"
     assert live.maximum_concurrency(text) == 7
     assert live.maximum_concurrency((LIVE.parents[1] / "template.yaml").read_text()) >= 2
+
+
+def test_a_rewrite_of_live_keeps_the_model_and_the_cold_start(live: Any) -> None:
+    previous = {"model": {"chosen": 1}, "cold_start_ratio": 1.5, "cold_start": {"x": 1}, "p99_s_at_1": 9.0}
+    out = live.merged(previous, {"p99_s_at_1": 0.5})
+    assert out == {"model": {"chosen": 1}, "cold_start_ratio": 1.5, "cold_start": {"x": 1}, "p99_s_at_1": 0.5}
