@@ -387,15 +387,16 @@ class Steps:
     def link_rows(
         self, key: str, res: naming.Resolution, source_key: str | None, primary: ObjectHead, sequencer: str | None
     ) -> StepResult:
-        """Move the rows onto `key` (both buckets hold it: I1), then retire the source. Database round trips: the
-        ledger's guard, the rows on the source, and one statement that swaps them with its ledger entry (and counts
-        what still references the source), then the retire mark; the source is deleted on its recorded ETag
-        (If-Match), so it is not read first."""
+        """Move the rows onto `key` (both buckets hold it: I1), then retire the source. Three database round trips:
+        the ledger's guard with the rows on the source (one query), one statement that swaps them with its ledger
+        entry (and counts what still references the source), then the retire mark. The source is deleted on the ETag
+        its copy recorded (If-Match), so it is not read first."""
         from mediacanon.adapters.db import Swap
 
         mapping = res.field
         moving = source_key if source_key and source_key != key else None
-        guard = self.ledger.link_guard(key, moving, primary.etag if moving else None)
+        source_value = naming.column_value(mapping, moving, res.tenant) if moving else None
+        guard = self.ledger.link_guard(key, moving, primary.etag if moving else None, mapping=mapping, source_value=source_value)
         if sequencer_newer(guard.latest_sequencer, sequencer):
             return StepResult(Outcome.SKIPPED, key, "stale event: the ledger holds a later one for this key", key)
         if moving and guard.rolled_back_entry is not None:
@@ -409,11 +410,8 @@ class Steps:
             )
         new_value = naming.column_value(mapping, key, res.tenant)
         swaps: list[Swap] = []
-        source_value = naming.column_value(mapping, moving, res.tenant) if moving else None
         if moving and source_value is not None:
-            swaps = moved_off(
-                self.db.rows_referencing(mapping, [source_value]).get(source_value, []), res.tenant, source_value, new_value
-            )
+            swaps = moved_off(guard.source_rows, res.tenant, source_value, new_value)
         if not swaps:
             by_slug = self.db.rows_by_slug(mapping, [res.slug], tenant=res.tenant).get(res.slug)
             if by_slug is not None and by_slug.value != new_value:

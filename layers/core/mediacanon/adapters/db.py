@@ -288,11 +288,19 @@ class Database:
             return sql.SQL(""), ()
         return sql.SQL(" AND {}::text = %s").format(sql.Identifier(mapping.tenant_column)), (tenant,)
 
+    def referencing_query(self, mapping: FieldMapping, param: sql.Composable | None = None) -> sql.Composed:
+        """`rows_referencing`'s query: the rows whose file column is one of an array parameter (`param`, default %s),
+        in id order, as (id, slug, value, tenant)."""
+        return sql.SQL("{select} WHERE {col} = ANY({param}) ORDER BY {id}").format(
+            select=self._select(mapping),
+            col=sql.Identifier(mapping.column),
+            id=sql.Identifier(mapping.id_column),
+            param=param if param is not None else sql.Placeholder(),
+        )
+
     def rows_referencing(self, mapping: FieldMapping, values: Sequence[str]) -> dict[str, list[Row]]:
         """The rows whose file column holds each value (only values some row holds appear)."""
-        query = sql.SQL("{select} WHERE {col} = ANY(%s) ORDER BY {id}").format(
-            select=self._select(mapping), col=sql.Identifier(mapping.column), id=sql.Identifier(mapping.id_column)
-        )
+        query = self.referencing_query(mapping)
         out: dict[str, list[Row]] = {}
         with self.connection() as conn:
             for batch in _batches(sorted(set(values)), LOOKUP_BATCH):

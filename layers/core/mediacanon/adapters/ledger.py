@@ -21,7 +21,7 @@ from psycopg import sql
 from mediacanon.core.mediamap import FieldMapping
 
 if TYPE_CHECKING:
-    from mediacanon.adapters.db import Database, Swap
+    from mediacanon.adapters.db import Database, Row, Swap
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.claims (
@@ -90,6 +90,7 @@ class LinkGuard(NamedTuple):
     latest_sequencer: str | None
     rolled_back_entry: int | None
     retired: bool = False
+    source_rows: list[Row] = []
 
 
 class UnretiredLink(NamedTuple):
@@ -399,28 +400,45 @@ class Ledger:
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def link_guard(self, canonical_key: str, source_key: str | None, etag: str | None) -> LinkGuard:
-        """What may make a link of `canonical_key` (from `source_key`, these bytes: `etag`) stale or done, in one
-        query: the latest sequencer the ledger holds for the key, and the latest entry linking this source to these
-        bytes: whether a rollback reversed it (its id) and whether its source was retired. A rollback puts the rows
-        back on the source; an event still queued from before it must not move them again, while a new upload under
-        the source (other bytes) may."""
+    def link_guard(
+        self,
+        canonical_key: str,
+        source_key: str | None,
+        etag: str | None,
+        *,
+        mapping: FieldMapping | None = None,
+        source_value: str | None = None,
+    ) -> LinkGuard:
+        """What a link of `canonical_key` (from `source_key`, these bytes: `etag`) needs to know before it moves rows,
+        in ONE query: the latest sequencer the ledger holds for the key; the latest entry linking this source to these
+        bytes: whether a rollback reversed it (its id) and whether its source was retired; and, given the mapping and
+        the source's column value, the rows that reference the source (what the link moves). A rollback puts the
+        rows back on the source; an event still queued from before it must not move them again, while a new upload
+        under the source (other bytes) may."""
+        from mediacanon.adapters.db import Row
+
         self.ensure()
+        rows: sql.Composable = sql.SQL("(SELECT NULL, NULL, NULL, NULL WHERE false)")
+        if mapping is not None and source_value is not None:
+            rows = sql.SQL("({})").format(self.db.referencing_query(mapping, sql.Placeholder("values")))
+        query = sql.SQL(
+            "SELECT g.*, r.* FROM (SELECT (SELECT sequencer FROM {schema}.ledger WHERE canonical_key = %(key)s "
+            "AND sequencer IS NOT NULL ORDER BY id DESC LIMIT 1), l.id, l.rolled_back_at IS NOT NULL, "
+            "l.retired_at IS NOT NULL FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT id, rolled_back_at, "
+            "retired_at FROM {schema}.ledger WHERE source_key = %(source)s AND canonical_key = %(key)s "
+            "AND etag = %(etag)s ORDER BY id DESC LIMIT 1) AS l ON true) AS g "
+            "LEFT JOIN LATERAL {rows} AS r ON true"
+        ).format(schema=self.schema, rows=rows)
+        params = {"key": canonical_key, "source": source_key, "etag": etag, "values": [source_value]}
         with self.db.connection() as conn:
-            row = conn.execute(
-                self._q(
-                    "SELECT (SELECT sequencer FROM {schema}.ledger WHERE canonical_key = %(key)s "
-                    "AND sequencer IS NOT NULL ORDER BY id DESC LIMIT 1), l.id, l.rolled_back_at IS NOT NULL, "
-                    "l.retired_at IS NOT NULL FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT id, rolled_back_at, "
-                    "retired_at FROM {schema}.ledger WHERE source_key = %(source)s AND canonical_key = %(key)s "
-                    "AND etag = %(etag)s ORDER BY id DESC LIMIT 1) AS l ON true"
-                ),
-                {"key": canonical_key, "source": source_key, "etag": etag},
-            ).fetchone()
-        assert row is not None
-        latest, entry, rolled_back, retired = row
+            found = conn.execute(query, params).fetchall()
+        assert found
+        latest, entry, rolled_back, retired = found[0][:4]
         return LinkGuard(
-            None if latest is None else str(latest), entry if rolled_back else None, entry is not None and bool(retired)
+            None if latest is None else str(latest),
+            entry if rolled_back else None,
+            entry is not None and bool(retired),
+            [Row(*row[4:]) for row in found if row[4] is not None],
         )
 
     def entries(self, *, execution: str | None = None, since: datetime | None = None) -> list[LedgerEntry]:
