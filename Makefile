@@ -142,12 +142,16 @@ local-down: $(BIN)/.installed
 # Then the scale benchmark (bench/scale.py, ~1 h): a 100,000-object backfill's requests per object and per row, its
 # peak memory against 10,000 objects, and the 10 M-object model computed from them; it regenerates docs/scale.md.
 # SCALE_ARGS="--objects 20000 --baseline 2000" for a shorter one.
+# Last, the live handlers' cold start against `import boto3; boto3.client("s3")` (bench/cold_start.py, ~3 min):
+# RESULTS.json "live" cold_start_ratio and bench/results/cold-start.md. COLD_ARGS="--runs 3" for a shorter one.
 BENCH_ARGS ?=
 SCALE_ARGS ?=
+COLD_ARGS ?=
 bench: setup
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 	$(BIN)/python bench/live.py $(LIVE_ARGS)
+	$(BIN)/python bench/cold_start.py $(COLD_ARGS)
 
 clean: local-down
 	rm -rf .local .aws-sam
