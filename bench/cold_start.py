@@ -284,12 +284,6 @@ class Stack:
     """The moto server, PostgreSQL, buckets, tables, SSM parameter and secret the children run on."""
 
     def __init__(self, state: Path) -> None:
-        import boto3
-        import psycopg
-        import yaml
-        from psycopg import sql
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
         from mediacanon.local import embedded
 
         self.state = state
@@ -297,9 +291,22 @@ class Stack:
         self.layer = state / "layer"
         make = ["make", "-s", "-C", str(REPO / "layers" / "core"), "layer-code", f"ARTIFACTS_DIR={self.layer}"]
         subprocess.run([*make, f"PYTHON={sys.executable}"], check=True)
+        self.db: Any = None
         self.moto_url, self.moto_pid = embedded.start_moto(state / "moto")
         self.pg_dir = state / "pg"
-        pg_url = embedded.start_postgres(self.pg_dir, repo=REPO)
+        try:  # the servers stopped again when anything after their start fails
+            self._provision(embedded.start_postgres(self.pg_dir, repo=REPO))
+        except BaseException:
+            self.close()
+            raise
+
+    def _provision(self, pg_url: str) -> None:
+        import boto3
+        import psycopg
+        import yaml
+        from psycopg import sql
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
         suffix = uuid.uuid4().hex[:8]
         dbname = f"cold_{suffix}"
         with psycopg.connect(pg_url, autocommit=True) as admin:
@@ -319,7 +326,7 @@ class Stack:
         data = yaml.safe_load((REPO / "sample" / "mediamap.yaml").read_text(encoding="utf-8"))
         data["buckets"] = {"primary": self.primary, "cdn": self.cdn, "fallbacks": [legacy]}
         text = yaml.safe_dump(data, sort_keys=False)
-        self.config = state / "mediamap.yaml"
+        self.config = self.state / "mediamap.yaml"
         self.config.write_text(text, encoding="utf-8")
         kw: dict[str, Any] = {"endpoint_url": self.moto_url, "region_name": REGION}
         self.s3 = boto3.client("s3", **kw)
@@ -432,7 +439,8 @@ class Stack:
     def close(self) -> None:
         from mediacanon.local import embedded
 
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
         embedded.stop_moto(self.moto_pid)
         embedded.stop_postgres(self.pg_dir, repo=REPO)
 
