@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mediacanon.adapters.db import Database
@@ -42,12 +43,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read once at cold start; a missing setting fails loudly here, not at the first record."""
     env = dict(os.environ) if env is None else env
     if env.get("MEDIACANON_CONFIG"):
-        media_map = mediamap.load(env["MEDIACANON_CONFIG"])
+        media_map = _load_file(env["MEDIACANON_CONFIG"])
     elif env.get("MEDIACANON_MEDIA_MAP_PARAMETER"):
-        from aws_lambda_powertools.utilities import parameters
-
         name = env["MEDIACANON_MEDIA_MAP_PARAMETER"]
-        media_map = mediamap.parse(_yaml(parameters.get_parameter(name, max_age=PARAMETER_MAX_AGE)), source=f"ssm:{name}")
+        text = _parameters("ssm").get_parameter(name, max_age=PARAMETER_MAX_AGE)
+        media_map = _parsed(("ssm", name, text), lambda: mediamap.parse(_yaml(text), source=f"ssm:{name}"))
     else:
         raise ConfigError(
             "environment",
@@ -58,8 +58,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if env.get("DATABASE_URL"):
         database_url = env["DATABASE_URL"]
     elif env.get("MEDIACANON_DB_SECRET_ARN"):
-        from aws_lambda_powertools.utilities import parameters
-
+        parameters = _parameters("secrets")
         secret = parameters.get_secret(env["MEDIACANON_DB_SECRET_ARN"], transform="json", max_age=PARAMETER_MAX_AGE)
         database_url = _conninfo_from_secret(secret, host=env.get("MEDIACANON_DB_HOST") or None)
     else:
@@ -70,6 +69,47 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             "set MEDIACANON_DB_SECRET_ARN (an RDS-style secret) or DATABASE_URL",
         )
     return Settings(media_map, database_url, float(env.get("MEDIACANON_OWNER_WAIT_SECONDS", "300")))
+
+
+def _parameters(kind: str) -> Any:
+    """Powertools' parameters, its SSM ("ssm") or Secrets Manager ("secrets") provider built on boto3's default
+    session first. get_parameter / get_secret use the provider in parameters.DEFAULT_PROVIDERS (whose cache holds
+    the values for max_age), building it on a new boto3 session when there is none, and each new session parses
+    botocore's endpoint data (endpoints.json, 1.2 MB) again at cold start. The default session is the S3 client's:
+    parsed once (bench/cold_start.py)."""
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    if kind not in DEFAULT_PROVIDERS:
+        import boto3
+
+        if kind == "ssm":
+            DEFAULT_PROVIDERS[kind] = parameters.SSMProvider(boto3_client=boto3.client("ssm"))
+        else:
+            DEFAULT_PROVIDERS[kind] = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+    return parameters
+
+
+# The media map last parsed, by what it was parsed from: each invocation's refresh_live_steps reads the settings
+# again, and an unchanged text (or file) is not parsed (YAML, then validated) again.
+_last_parsed: list[tuple[Any, mediamap.MediaMap]] = []
+
+
+def _parsed(source: Any, parse: Any) -> mediamap.MediaMap:
+    if _last_parsed and _last_parsed[0][0] == source:
+        return _last_parsed[0][1]
+    media_map: mediamap.MediaMap = parse()
+    _last_parsed[:] = [(source, media_map)]
+    return media_map
+
+
+def _load_file(path: str) -> mediamap.MediaMap:
+    """mediamap.load(path), not again while the file holds the same bytes."""
+    try:
+        content = Path(path).read_bytes()
+    except OSError:
+        return mediamap.load(path)  # its error, as it says it
+    return _parsed(("file", path, content), lambda: mediamap.load(path))
 
 
 def _yaml(text: Any) -> Any:
@@ -159,13 +199,17 @@ def refresh_live_steps(logger: Logger | None = None) -> None:
 
     When the new settings cannot be read (SSM or Secrets Manager unreachable, a media map edited into an
     invalid one), the environment keeps working with the settings it has: a cold start would fail loudly."""
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
-
     if not live_steps.cache_info().currsize:
         return
     try:
         fresh = load_settings()
-    except (GetParameterError, TransformParameterError, ConfigError) as exc:
+    except Exception as exc:
+        # Powertools' parameters package, for its errors only when there is one: a media map from a file never
+        # imports it otherwise (~5 ms of every first record)
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
+        if not isinstance(exc, (GetParameterError, TransformParameterError, ConfigError)):
+            raise
         if logger is not None:
             logger.warning("settings not refreshed; keeping the current ones", extra={"error": str(exc)})
         return

@@ -7,19 +7,22 @@ RetryableError / PermanentError family.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from itertools import islice, pairwise
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import ConnectionPool
 
 from mediacanon.core.errors import MediacanonError, PermanentError, RetryableError, translating
 from mediacanon.core.mediamap import FieldMapping
+
+if TYPE_CHECKING:  # psycopg_pool only where a pool is passed in: its caller has imported it (a cold start does not)
+    from psycopg_pool import ConnectionPool
 
 LOOKUP_BATCH = 1000  # values per `= ANY(%s)` query: bounded statements however many keys a page holds
 SWAP_BATCH = 1000  # rows per set-based compare-and-swap statement (one transaction holds them all)
@@ -145,7 +148,8 @@ class Database:
 
     def __init__(self, source: str | psycopg.Connection[Any] | ConnectionPool[Any], *, connect_timeout: int = 10) -> None:
         self._conninfo = source if isinstance(source, str) else None
-        self._pool = source if isinstance(source, ConnectionPool) else None
+        pools = sys.modules.get("psycopg_pool")  # a pool passed in means its module is imported
+        self._pool = cast("ConnectionPool[Any]", source) if pools and isinstance(source, pools.ConnectionPool) else None
         self._conn: psycopg.Connection[Any] | None = source if isinstance(source, psycopg.Connection) else None
         self._connect_timeout = connect_timeout
         self._checked: dict[tuple[Any, ...], _Checked] = {}
