@@ -719,6 +719,10 @@ def markdown(results: dict[str, Any]) -> str:
         from live import LINK
 
         md.append(LINK)
+        if "cold_start" in results["live"]:  # bench/cold_start.py's, in results/cold-start.md
+            from cold_start import LINK as COLD_START_LINK
+
+            md.append(COLD_START_LINK)
     return "\n".join(md)
 
 

@@ -664,7 +664,7 @@ def markdown(live: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-LINK = "\n## Live path under load\n\nUploads at 1, 5 and 20/s and a burst through django-storages, consumed by the real handlers: [results/live.md](results/live.md) (`bench/live.py`); plots: [latency by rate](results/live-latency.png), [queue depth through the burst](results/live-burst-queues.png).\n"
+LINK = "\n## Live path under load\n\nUploads at 1, 5 and 20/s and a burst through django-storages, consumed by the real handlers: [results/live.md](results/live.md) (`bench/live.py`); plots: [latency by rate](results/live-latency.png), [queue depth through the burst](results/live-burst-queues.png). The same on AWS, as a model (EventBridge delivery, SQS polling, the batching windows, Lambda concurrency per queue; the chosen BatchSize and window): [results/live-model.md](results/live-model.md) (`bench/live_model.py`).\n"
 
 
 def render(live: dict[str, Any]) -> None:
