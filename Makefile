@@ -142,13 +142,10 @@ local-down: $(BIN)/.installed
 # Then the scale benchmark (bench/scale.py, ~1 h): a 100,000-object backfill's requests per object and per row, its
 # peak memory against 10,000 objects, and the 10 M-object model computed from them; it regenerates docs/scale.md.
 # SCALE_ARGS="--objects 20000 --baseline 2000" for a shorter one.
-<<<<<<< HEAD
 # Then the live path under load (bench/live.py, local runner) and, from its figures, the same path on AWS as a model
 # (bench/live_model.py, ~3 min): the batching window and BatchSize it chooses are template.yaml's (bench/results/live-model.md).
-=======
 # Last, the live handlers' cold start against `import boto3; boto3.client("s3")` (bench/cold_start.py, ~3 min):
 # RESULTS.json "live" cold_start_ratio and bench/results/cold-start.md. COLD_ARGS="--runs 3" for a shorter one.
->>>>>>> issue19-cold-start
 BENCH_ARGS ?=
 SCALE_ARGS ?=
 COLD_ARGS ?=
@@ -156,11 +153,8 @@ bench: setup
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 	$(BIN)/python bench/live.py $(LIVE_ARGS)
-<<<<<<< HEAD
 	$(BIN)/python bench/live_model.py
-=======
 	$(BIN)/python bench/cold_start.py $(COLD_ARGS)
->>>>>>> issue19-cold-start
 
 clean: local-down
 	rm -rf .local .aws-sam
