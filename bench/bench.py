@@ -238,9 +238,9 @@ def job_mediacanon_relink(args: dict[str, Any]) -> dict[str, Any]:
                 changed += len(db.swap(mapping, swaps[i : i + RELINK_BATCH]))
         else:  # one ledger transaction per object, as the objects phase links each source
             for swap in swaps:
-                changed += ledger.record_link(
+                changed += ledger.link(
                     mapping, [swap], source_key=swap.old, canonical_key=str(swap.new), etag=None, sequencer=None
-                )
+                ).rows_changed
         return {"wall_s": time.perf_counter() - start, "rows": changed}
 
 

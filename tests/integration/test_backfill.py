@@ -416,7 +416,7 @@ def test_a_source_overwritten_before_its_retirement_is_kept(site: Site, monkeypa
 def test_a_backfill_killed_while_linking_listed_batches_converges(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     from mediacanon.adapters.ledger import Ledger
 
-    real = Ledger.link  # what record_link and the steps' link_rows both go through
+    real = Ledger.link  # what the backfill and the steps' link_rows both go through
     calls = {"n": 0}
 
     def dies_after_one(self: Ledger, *args: Any, **kwargs: Any) -> Any:

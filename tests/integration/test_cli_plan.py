@@ -119,13 +119,17 @@ def test_a_row_mediacanon_moved_to_a_404_is_broken_not_missing(stack: dict[str, 
         s3_client.put_object(Bucket=bucket, Key="icons/nytimes.png", Body=b"nyt")
     with Database(os.environ["DATABASE_URL"]) as db:
         (row,) = [r for r in db.iter_rows(mapping) if r.slug == "nytimes"]
-        moved = Ledger(db, media_map.schema).record_link(
-            mapping,
-            [Swap(row.id, "icons/nytimes_icon_v2_final.png", "icons/nytimes.png")],
-            source_key="icons/nytimes_icon_v2_final.png",
-            canonical_key="icons/nytimes.png",
-            etag=None,
-            sequencer=None,
+        moved = (
+            Ledger(db, media_map.schema)
+            .link(
+                mapping,
+                [Swap(row.id, "icons/nytimes_icon_v2_final.png", "icons/nytimes.png")],
+                source_key="icons/nytimes_icon_v2_final.png",
+                canonical_key="icons/nytimes.png",
+                etag=None,
+                sequencer=None,
+            )
+            .rows_changed
         )
     assert moved == 1
     s3_client.delete_object(Bucket=stack["primary"], Key="icons/nytimes.png")  # then the file is gone

@@ -66,14 +66,14 @@ def test_the_functions_work_under_the_granted_role_and_nothing_more(
         assert [r.slug for r in db.iter_rows(icon)] == ["nytimes"]
         assert ledger.claim("icons/nytimes.png", "icons/nyt_v2.png", "etag-1") == "icons/nyt_v2.png"
         assert ledger.claim("icons/nytimes.png", "icons/other.png", "etag-2", take_over=True) == "icons/other.png"
-        changed = ledger.record_link(
+        changed = ledger.link(
             icon,
             [Swap(row.id, "icons/nyt_v2.png", "icons/nytimes.png")],
             source_key="icons/nyt_v2.png",
             canonical_key="icons/nytimes.png",
             etag="etag-1",
             sequencer="0A",
-        )
+        ).rows_changed
         assert changed == 1
         ledger.mark_retired("icons/nyt_v2.png", key="icons/nytimes.png")
         assert ledger.latest_sequencer("icons/nytimes.png") == "0A"

@@ -96,7 +96,7 @@ def test_record_links_writes_one_entry_per_source_in_one_transaction(archive_db:
                     "icons/a.png",
                     "ea",
                 ),
-                Link([], "icons/none_icon.png", "icons/none.png", "en"),  # no row: no entry, as record_link
+                Link([], "icons/none_icon.png", "icons/none.png", "en"),  # no row: no entry, as link
                 Link([Swap(c, "icons/c_icon.png", "icons/c.png")], "icons/c_icon.png", "icons/c.png", "ec"),  # no entry
                 Link([Swap(b, "icons/b_icon.png", "icons/b.png")], "icons/b_icon.png", "icons/b.png", "eb", "seq-b"),
             ],

@@ -66,13 +66,17 @@ def qa(
     mapping = media_map.field("archive.PublicationSource.icon")
     with Database(archive_db) as db:
         (row,) = [r for r in db.iter_rows(mapping) if r.slug == "moved"]
-        assert Ledger(db, media_map.schema).record_link(
-            mapping,
-            [Swap(row.id, "icons/Moved_FINAL.png", "icons/moved.png")],
-            source_key="icons/Moved_FINAL.png",
-            canonical_key="icons/moved.png",
-            etag=None,
-            sequencer=None,
+        assert (
+            Ledger(db, media_map.schema)
+            .link(
+                mapping,
+                [Swap(row.id, "icons/Moved_FINAL.png", "icons/moved.png")],
+                source_key="icons/Moved_FINAL.png",
+                canonical_key="icons/moved.png",
+                etag=None,
+                sequencer=None,
+            )
+            .rows_changed
         )
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("DATABASE_URL", archive_db)

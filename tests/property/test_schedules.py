@@ -57,7 +57,7 @@ from mediacanon.steps import ObjectEvent, Steps
 pytestmark = pytest.mark.integration
 
 BOUNDARIES = ("after_claim", "after_copy", "after_mirror", "after_commit", "before_retire", "after_retire")
-# the listed batch's own calls to each boundary (the per-object steps reach them through claim, copy, record_link,
+# the listed batch's own calls to each boundary (the per-object steps reach them through claim, copy, link,
 # delete_if_match): claim_many, copy_as_is (to the primary: after_copy; to the CDN: after_mirror), record_links,
 # delete_if_unchanged (before_retire; after_retire: the sources deleted, mark_retired_many not run yet)
 BATCH_CALLS = frozenset({"claim_many", "copy_as_is", "record_links", "delete_if_unchanged"})
@@ -475,7 +475,7 @@ class AuditedLedger(Ledger):
                 s.history.swap(key, in_primary=s.s3.head(s.primary, key) is not None, in_cdn=s.s3.head(s.cdn, key) is not None)
 
     def link(self, mapping: FieldMapping, swaps: Any, **kwargs: Any) -> Linked:
-        """Ledger.link, which record_link and the live link both go through."""
+        """Ledger.link, which the backfill and the live link both go through."""
         self._swapping(mapping, swaps)
         linked = super().link(mapping, swaps, **kwargs)
         self.schedule.faults.at("after_commit", "record_link")

@@ -67,7 +67,7 @@ class LedgerEntry:
 
 
 class Link(NamedTuple):
-    """One source's rows to its canonical key, for `Ledger.record_links`: what `record_link` takes."""
+    """One source's rows to its canonical key, for `Ledger.record_links`: what `link` takes."""
 
     swaps: Sequence[Swap]
     source_key: str | None
@@ -199,21 +199,6 @@ class Ledger:
                 ).fetchall()
         return {str(canonical_key): str(source_key) for canonical_key, source_key in held}
 
-    def record_link(
-        self,
-        mapping: FieldMapping,
-        swaps: Sequence[Swap],
-        *,
-        source_key: str | None,
-        canonical_key: str,
-        etag: str | None,
-        sequencer: str | None,
-    ) -> int:
-        """Compare-and-swap the rows and write the ledger row in one transaction; returns rows changed."""
-        return self.link(
-            mapping, swaps, source_key=source_key, canonical_key=canonical_key, etag=etag, sequencer=sequencer
-        ).rows_changed
-
     def link(
         self,
         mapping: FieldMapping,
@@ -225,8 +210,9 @@ class Ledger:
         sequencer: str | None,
         source_value: str | None = None,
     ) -> Linked:
-        """`record_link`, and with `source_value` (the source's column value) whether any row still references it
-        once the swaps are done: what retiring the source waits for (I2).
+        """Compare-and-swap the rows and write the ledger entry of those it changed, both or neither; with
+        `source_value` (the source's column value), also whether any row still references it once the swaps are done:
+        what retiring the source waits for (I2).
 
         Swaps that name each row once and fit one statement (the live path's: a source's few rows) go in ONE
         statement, so one round trip: the UPDATE, the ledger INSERT of the rows it changed, and the count of the rows
@@ -296,8 +282,8 @@ class Ledger:
         return bool(self.db.rows_referencing(mapping, [value]).get(value))
 
     def record_links(self, mapping: FieldMapping, links: Sequence[Link]) -> list[int]:
-        """`record_link` for many sources of one field in one transaction: one set-based compare-and-swap of all
-        their rows, then one INSERT of their ledger entries, one entry per source that changed rows (as `record_link`
+        """`link` for many sources of one field in one transaction: one set-based compare-and-swap of all
+        their rows, then one INSERT of their ledger entries, one entry per source that changed rows (as `link`
         writes it, so rollback still reverses each source on its own). Returns the rows changed per link, in order.
         All or nothing: an error leaves no row swapped and no entry written."""
         self.ensure()
@@ -318,7 +304,7 @@ class Ledger:
                         "SELECT %s, %s, v.source_key, v.canonical_key, v.etag, v.sequencer, v.rows_changed, v.changes::jsonb "
                         "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::text[]) "
                         "WITH ORDINALITY AS v(source_key, canonical_key, etag, sequencer, rows_changed, changes, n) "
-                        "ORDER BY v.n"  # ids in the links' order, as one record_link after another would give them
+                        "ORDER BY v.n"  # ids in the links' order, as one link after another would give them
                     ),
                     (
                         self.execution,

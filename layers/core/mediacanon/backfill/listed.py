@@ -451,14 +451,14 @@ def _record_links(steps: Steps, mapping: FieldMapping, group: list[_Move], links
     linked = []
     for move, link in zip(group, links, strict=True):
         try:
-            move.rows_changed = steps.ledger.record_link(
+            move.rows_changed = steps.ledger.link(
                 mapping,
                 link.swaps,
                 source_key=link.source_key,
                 canonical_key=link.canonical_key,
                 etag=link.etag,
                 sequencer=link.sequencer,
-            )
+            ).rows_changed
         except PermanentError as exc:
             result.add("failed", move.listed.key, str(exc), move.canonical)
             continue

@@ -27,15 +27,15 @@ from urllib.parse import quote_plus
 _sequence = itertools.count(1)
 
 
-def delete_marker_event(bucket: Any, key_name: str, version_id: str, account_id: str) -> dict[str, Any]:
-    """The EventBridge event S3 sends for a delete marker (its documented shape, not moto's created-event one)."""
+def _s3_event(detail_type: str, bucket: Any, account_id: str, obj: dict[str, Any], **detail: str) -> dict[str, Any]:
+    """An S3 event as EventBridge delivers it: the envelope, the bucket, `obj` as detail.object, then `detail`."""
     from moto.core.utils import unix_time
     from moto.events.utils import _BASE_EVENT_MESSAGE
 
     event: dict[str, Any] = copy.deepcopy(dict(_BASE_EVENT_MESSAGE))
     event.update(
         {
-            "detail-type": "Object Deleted",
+            "detail-type": detail_type,
             "source": "aws.s3",
             "account": account_id,
             "time": unix_time(),
@@ -44,20 +44,23 @@ def delete_marker_event(bucket: Any, key_name: str, version_id: str, account_id:
             "detail": {
                 "version": "0",
                 "bucket": {"name": bucket.name},
-                "object": {
-                    "key": quote_plus(key_name, safe="/"),
-                    "version-id": version_id,
-                    "sequencer": f"{next(_sequence):018X}",
-                },
+                "object": obj,
                 "request-id": "MEDIACANONLOCAL",
                 "requester": account_id,
                 "source-ip-address": "127.0.0.1",
-                "reason": "DeleteObject",
-                "deletion-type": "Delete Marker Created",
+                **detail,
             },
         }
     )
     return event
+
+
+def delete_marker_event(bucket: Any, key_name: str, version_id: str, account_id: str) -> dict[str, Any]:
+    """The EventBridge event S3 sends for a delete marker (its documented shape, not moto's created-event one)."""
+    obj = {"key": quote_plus(key_name, safe="/"), "version-id": version_id, "sequencer": f"{next(_sequence):018X}"}
+    return _s3_event(
+        "Object Deleted", bucket, account_id, obj, reason="DeleteObject", **{"deletion-type": "Delete Marker Created"}
+    )
 
 
 # moto's event names (moto.s3.notifications.S3NotificationEvent) -> the reason S3 sends on EventBridge
@@ -71,37 +74,15 @@ CREATED_REASONS = {
 
 def created_event(bucket: Any, key: Any, reason: str, account_id: str) -> dict[str, Any]:
     """The EventBridge event S3 sends for an object written by `reason`: moto's own created-event shape
-    (moto/s3/notifications.py `_send_event_bridge_message`), with S3's reason."""
-    from moto.core.utils import unix_time
-    from moto.events.utils import _BASE_EVENT_MESSAGE
-
-    event: dict[str, Any] = copy.deepcopy(dict(_BASE_EVENT_MESSAGE))
-    event.update(
-        {
-            "detail-type": "Object Created",
-            "source": "aws.s3",
-            "account": account_id,
-            "time": unix_time(),
-            "region": bucket.region_name,
-            "resources": [bucket.arn],
-            "detail": {
-                "version": "0",
-                "bucket": {"name": bucket.name},
-                "object": {
-                    "key": key.name,
-                    "size": key.size,
-                    "eTag": key.etag.replace('"', ""),
-                    "version-id": key.version_id,
-                    "sequencer": "617f08299329d189",  # moto's (one for every event); the steps order by the ledger
-                },
-                "request-id": "MEDIACANONLOCAL",
-                "requester": account_id,
-                "source-ip-address": "127.0.0.1",
-                "reason": reason,
-            },
-        }
-    )
-    return event
+    (moto/s3/notifications.py `_send_event_bridge_message`: the key as stored, "eTag"), with S3's reason."""
+    obj = {
+        "key": key.name,
+        "size": key.size,
+        "eTag": key.etag.replace('"', ""),
+        "version-id": key.version_id,
+        "sequencer": "617f08299329d189",  # moto's (one for every event): the steps order a key's links by the ledger
+    }
+    return _s3_event("Object Created", bucket, account_id, obj, reason=reason)
 
 
 def _send(account_id: str, region: str, event: dict[str, Any]) -> None:
