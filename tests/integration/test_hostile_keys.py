@@ -82,7 +82,7 @@ class Site:
 
     encoding: str = "encoded"
 
-    def record(self, bucket: str, key: str) -> SQSRecord:
+    def record(self, bucket: str, key: str, reason: str = "PutObject") -> SQSRecord:
         """An SQS record holding the S3 -> EventBridge event for `key`, its key encoded as S3 encodes notification
         keys ("encoded": URL-encoded, a space as '+'), or as it is ("as-sent"): no AWS document says which S3's
         EventBridge events do; moto sends keys as they are, LocalStack encoded (tests/integration/test_emulators.py)."""
@@ -91,10 +91,11 @@ class Site:
         body["detail"]["bucket"]["name"] = bucket
         body["detail"]["object"]["key"] = quote_plus(key, safe="/") if self.encoding == "encoded" else key
         body["detail"]["object"]["sequencer"] = f"{next(self.seq):018X}"
+        body["detail"]["reason"] = reason  # an upload's PutObject, or the CopyObject of mediacanon's own copies
         return SQSRecord({**RECORD, "messageId": str(uuid.uuid4()), "body": json.dumps(body)})
 
-    def event(self, bucket: str, key: str) -> ObjectEvent:
-        return live.event_from_record(self.record(bucket, key))
+    def event(self, bucket: str, key: str, reason: str = "PutObject") -> ObjectEvent:
+        return live.event_from_record(self.record(bucket, key, reason))
 
     def icon(self, slug: str) -> str | None:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
@@ -181,8 +182,8 @@ def test_a_hostile_key_keeps_its_meaning_or_is_refused_and_nothing_is_lost(site:
     if case.expect == "renamed":
         canonical = f"icons/{slug}{case.ext}"
         assert (normalized.outcome, normalized.canonical_key) == (Outcome.NORMALIZED, canonical), normalized
-        assert site.steps.replicate(site.event(site.primary, canonical)).outcome == Outcome.MIRRORED
-        linked = site.steps.link(site.event(site.cdn, canonical))
+        assert site.steps.replicate(site.event(site.primary, canonical, "CopyObject")).outcome == Outcome.MIRRORED
+        linked = site.steps.link(site.event(site.cdn, canonical, "CopyObject"))
         assert (linked.outcome, linked.rows_changed, linked.retired) == (Outcome.LINKED, 1, True), linked
         assert site.icon(slug) == canonical
         assert site.s3.get_bytes(site.primary, canonical) == site.s3.get_bytes(site.cdn, canonical) == body

@@ -170,3 +170,18 @@ def test_template_batching_is_the_models_choice(model: dict[str, Any]) -> None:
         assert (fn.batch_size, fn.maximum_batching_window) == (chosen["batch_size"], chosen["window_s"]), step
         visibility = int(raw["Resources"][QUEUES[step]]["Properties"]["VisibilityTimeout"])
         assert visibility == model["visibility_timeout_s"][step] == 6 * fn.timeout + chosen["window_s"], step
+
+
+def test_more_concurrency_keeps_up_where_five_does_not(m: Any, inputs: Any) -> None:
+    # 20/s x 2 normalize records x 0.2 s = 8 busy slots: MaximumConcurrency 5 queues without bound, 50 does not
+    steady = [m.Scenario("1/s", 1.0, 30), m.Scenario("20/s", 20.0, 200)]
+    keep = m.keep_up_by_concurrency(m.Config.uniform(10, 0, 5), inputs, steady, samples=120)
+    assert set(keep) == {"5", "10", "20", "50"}
+    assert keep["5"]["ratio"] > m.KEEP_UP_TARGET
+    assert keep["50"]["ratio"] <= m.KEEP_UP_TARGET, keep["50"]
+    assert keep["50"]["db_connection_bound"] == 150
+
+
+def test_the_recorded_keep_up_ratio_is_the_templates_concurrency(model: dict[str, Any]) -> None:
+    concurrency = str(model["inputs"]["maximum_concurrency"])
+    assert model["keep_up_ratio"] == model["keep_up_by_concurrency"][concurrency]["ratio"]
