@@ -650,3 +650,38 @@ def test_the_shortcuts_never_skip_work_an_event_still_needs(world: World, monkey
     world.client.delete_object(Bucket=world.primary, Key="icons/reuters.png")
     gone = world.steps.replicate(s3_event(world, world.primary, "icons/reuters.png", None, "DeleteObject", created=False))
     assert gone.outcome == Outcome.UNMIRRORED and "icons/reuters.png" not in world.keys(world.cdn)
+
+
+def test_an_upload_costs_six_database_statements(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each statement on the autocommit connection is one round trip, and none of these opens a transaction block
+    (conn.transaction() would add BEGIN and COMMIT, and bench/live.py counts those at the wire):
+    normalize the owner's query and the claim; its copy's event, the query whether a row names the key otherwise; link
+    the ledger's guard with the rows on the source, the swap with its ledger entry, the retire mark."""
+    world.sql("INSERT INTO archive_publicationsource (slug, icon) VALUES ('nytimes', 'icons/nytimes_icon_v2_final.png')")
+    etag = world.put("icons/nytimes_icon_v2_final.png", b"nyt-bytes")
+    world.steps.ledger.ensure()
+    world.steps.db.check_field(world.steps.map.fields[0])  # once per process: the schema check and the DDL
+    sent: list[str] = []
+    real = psycopg.Connection.execute
+
+    def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(query if isinstance(query, str) else query.as_string(self))
+        return real(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    upload = s3_event(world, world.primary, "icons/nytimes_icon_v2_final.png", etag, "PutObject")
+    normalized = world.steps.normalize(upload)
+    by_step = {"normalize": len(sent)}
+    copied = world.s3.head(world.primary, "icons/nytimes.png")
+    assert copied is not None
+    world.steps.normalize(s3_event(world, world.primary, "icons/nytimes.png", copied.etag, "CopyObject"))
+    by_step["normalize, its copy"] = len(sent) - by_step["normalize"]
+    before = len(sent)
+    world.steps.replicate(s3_event(world, world.primary, "icons/nytimes.png", copied.etag, "CopyObject"))
+    by_step["replicate"] = len(sent) - before
+    before = len(sent)
+    linked = world.steps.link(s3_event(world, world.cdn, "icons/nytimes.png", copied.etag, "CopyObject"))
+    by_step["link"] = len(sent) - before
+
+    assert (normalized.outcome, linked.outcome, linked.retired) == (Outcome.NORMALIZED, Outcome.LINKED, True)
+    assert by_step == {"normalize": 2, "normalize, its copy": 1, "replicate": 0, "link": 3}, sent
