@@ -5,7 +5,6 @@ media map is not parsed again while its source is unchanged, and the layer ships
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from support.helpers import load_test_module
 
 ROOT = Path(__file__).resolve().parents[2]
 COLD = ROOT / "bench" / "cold_start.py"
@@ -24,12 +24,7 @@ LAYER = ROOT / "layers" / "core"
 
 @pytest.fixture(scope="module")
 def cold() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_cold_start", COLD)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_cold_start"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_test_module("bench_cold_start", COLD)  # type: ignore[no-any-return]
 
 
 def _samples() -> dict[str, dict[str, list[float]]]:

@@ -3,25 +3,19 @@ targets (no timing is measured here)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from support.helpers import load_test_module
 
 LIVE = Path(__file__).resolve().parents[2] / "bench" / "live.py"
 
 
 @pytest.fixture(scope="module")
 def live() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_live", LIVE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_live"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_test_module("bench_live", LIVE)  # type: ignore[no-any-return]
 
 
 def test_percentile_interpolates_between_ranks(live: Any) -> None:

@@ -4,14 +4,13 @@ template.yaml carries the choice bench/RESULTS.json records."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from support.helpers import load_test_module
 
 from mediacanon.local.topology import load_template, load_topology
 
@@ -24,12 +23,7 @@ QUEUES = {"normalize": "NormalizeQueue", "replicate": "ReplicateQueue", "link": 
 
 @pytest.fixture(scope="module")
 def m() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_live_model", MODEL)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_live_model"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_test_module("bench_live_model", MODEL)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
