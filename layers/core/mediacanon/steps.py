@@ -426,12 +426,14 @@ class Steps:
             canonical_key=key,
             etag=primary.etag,
             sequencer=sequencer,
-            source_value=source_value if retires(mapping) else None,
+            source_value=source_value if retires(mapping) and swaps else None,
         )
+        # with no swap, the rows the guard read are the rows still on the source: no query more
+        referenced = linked.source_referenced if swaps else bool(guard.source_rows)
         # a source this link retired already (an event delivered again) is not deleted again: no request
         retired, how = (False, "")
         if moving and not guard.retired:
-            retired, how = self.retire(mapping, res.tenant, moving, primary, referenced=linked.source_referenced)
+            retired, how = self.retire(mapping, res.tenant, moving, primary, referenced=referenced)
         outcome = Outcome.LINKED if linked.rows_changed or retired else Outcome.SKIPPED
         return StepResult(
             outcome,
