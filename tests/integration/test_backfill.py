@@ -540,7 +540,7 @@ def test_a_listed_batch_claims_links_and_retires_in_a_statement_each(site: Site,
 
     items = papers(site, 40)
     calls: dict[str, int] = {}
-    for name in ("claim", "record_link", "mark_retired", "claim_many", "record_links", "mark_retired_many"):
+    for name in ("claim", "link", "mark_retired", "claim_many", "record_links", "mark_retired_many"):
         real = getattr(Ledger, name)
 
         def counted(self: Ledger, *args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:

@@ -76,7 +76,7 @@ def test_the_functions_work_under_the_granted_role_and_nothing_more(
         ).rows_changed
         assert changed == 1
         ledger.mark_retired("icons/nyt_v2.png", key="icons/nytimes.png")
-        assert ledger.latest_sequencer("icons/nytimes.png") == "0A"
+        assert ledger.link_guard("icons/nytimes.png", "icons/nyt_v2.png", "etag-1").latest_sequencer == "0A"
         (entry,) = ledger.entries()
         assert entry.retired_at is not None
         with db.connection() as conn, conn.transaction():

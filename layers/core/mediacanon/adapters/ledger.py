@@ -374,18 +374,6 @@ class Ledger:
     def mark_rolled_back(self, entry_id: int, *, conn: psycopg.Connection[Any]) -> None:
         conn.execute(self._q("UPDATE {schema}.ledger SET rolled_back_at = now() WHERE id = %s"), (entry_id,))
 
-    def latest_sequencer(self, canonical_key: str) -> str | None:
-        self.ensure()
-        with self.db.connection() as conn:
-            row = conn.execute(
-                self._q(
-                    "SELECT sequencer FROM {schema}.ledger WHERE canonical_key = %s AND sequencer IS NOT NULL "
-                    "ORDER BY id DESC LIMIT 1"
-                ),
-                (canonical_key,),
-            ).fetchone()
-        return None if row is None else str(row[0])
-
     def link_guard(
         self,
         canonical_key: str,
