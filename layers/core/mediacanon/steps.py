@@ -410,7 +410,7 @@ class Steps:
             )
         new_value = naming.column_value(mapping, key, res.tenant)
         swaps: list[Swap] = []
-        if moving and source_value is not None:
+        if source_value is not None:  # a source to move off (set with `moving`)
             swaps = moved_off(guard.source_rows, res.tenant, source_value, new_value)
         if not swaps:
             by_slug = self.db.rows_by_slug(mapping, [res.slug], tenant=res.tenant).get(res.slug)

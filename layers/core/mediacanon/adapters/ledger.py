@@ -224,14 +224,14 @@ class Ledger:
         swap_query, groups = self.db.swap_statements(mapping, swaps)
         entry = [{"id": s.row_id, "old": s.old, "new": s.new} for s in swaps]
         if len(groups) == 1:
-            checked = self.db.table(mapping)
+            table = self.db.table(mapping)
             remaining: sql.Composable = sql.SQL("NULL::bigint")
             if source_value is not None:
                 # the snapshot is the statement's: rows on the source before it, less those it moved off the source
                 remaining = sql.SQL(
                     "(SELECT count(*) FROM {table} WHERE {col} = %(source_value)s) - "
                     "(SELECT count(*) FROM mc_s WHERE (%(olds)s::text[])[mc_s.pos + 1] = %(source_value)s)"
-                ).format(table=checked, col=sql.Identifier(mapping.column))
+                ).format(table=table, col=sql.Identifier(mapping.column))
             query = sql.SQL(
                 "WITH mc_s AS ({swap}), mc_l AS ("
                 "INSERT INTO {schema}.ledger (execution, field, source_key, canonical_key, etag, sequencer, rows_changed, "
